@@ -1,0 +1,824 @@
+//! Mailbox addresses and SMTP paths (RFC 5321 §4.1.2, RFC 6531).
+//!
+//! Parsing is strict: the grammar of RFC 5321 §4.1.2, the size limits of
+//! §4.5.3.1, and UTF-8 only where the caller allows it (SMTPUTF8). Every bad
+//! input yields an [`AddressError`]; nothing here panics on any input.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::reply::Reply;
+
+/// RFC 5321 §4.5.3.1.1: maximum local-part length in octets.
+pub const MAX_LOCAL_PART: usize = 64;
+/// RFC 5321 §4.5.3.1.2: maximum domain length in octets.
+pub const MAX_DOMAIN: usize = 255;
+/// RFC 5321 §4.5.3.1.3: maximum path length in octets, including `<` and `>`.
+pub const MAX_PATH: usize = 256;
+
+/// Why an address or path did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddressError {
+    /// Nothing to parse.
+    #[error("empty address")]
+    Empty,
+    /// A path must be enclosed in `<` and `>`.
+    #[error("path not enclosed in angle brackets")]
+    MissingBrackets,
+    /// A mailbox needs `local@domain`.
+    #[error("missing '@' between local part and domain")]
+    MissingAt,
+    /// The local part is neither a dot-string nor a quoted string.
+    #[error("invalid local part")]
+    InvalidLocalPart,
+    /// The domain is not a valid (IDNA) domain name.
+    #[error("invalid domain")]
+    InvalidDomain,
+    /// An address literal (`[...]`) is malformed.
+    #[error("invalid address literal")]
+    InvalidAddressLiteral,
+    /// RFC 5321 §4.5.3.1.1.
+    #[error("local part is {0} octets, the limit is 64")]
+    LocalPartTooLong(usize),
+    /// RFC 5321 §4.5.3.1.2.
+    #[error("domain is {0} octets, the limit is 255")]
+    DomainTooLong(usize),
+    /// RFC 5321 §4.5.3.1.3.
+    #[error("path is {0} octets, the limit is 256")]
+    PathTooLong(usize),
+    /// Non-ASCII text without SMTPUTF8 (RFC 6531 §3.4).
+    #[error("non-ASCII address without SMTPUTF8")]
+    Utf8NotAllowed,
+    /// A source route (`<@a,@b:user@c>`) where the options forbid one.
+    #[error("source routes are not accepted")]
+    SourceRouteNotAllowed,
+    /// `<>` where a mailbox is required.
+    #[error("null path not allowed here")]
+    NullNotAllowed,
+    /// Text after the address that is not part of it.
+    #[error("unexpected characters after the address")]
+    TrailingCharacters,
+}
+
+impl AddressError {
+    /// The reply for this error in `MAIL FROM`.
+    pub fn sender_reply(&self) -> Reply {
+        match self {
+            AddressError::Utf8NotAllowed => Reply::utf8_not_permitted(),
+            _ => Reply::new(501, (5, 1, 7), format!("Bad sender address syntax: {self}")),
+        }
+    }
+
+    /// The reply for this error in `RCPT TO`.
+    pub fn recipient_reply(&self) -> Reply {
+        match self {
+            AddressError::Utf8NotAllowed => Reply::utf8_not_permitted(),
+            _ => Reply::new(501, (5, 1, 3), format!("Bad recipient address syntax: {self}")),
+        }
+    }
+}
+
+/// How strictly to parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ParseOptions {
+    /// Allow RFC 6531 UTF-8 in local parts and domains (the SMTPUTF8 parameter).
+    pub utf8: bool,
+    /// RFC 5321 §4.1.2: servers MUST accept source-route syntax and SHOULD
+    /// ignore the route. When false, a source route is an error instead.
+    pub accept_source_route: bool,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions { utf8: true, accept_source_route: true }
+    }
+}
+
+impl ParseOptions {
+    /// ASCII only: what a session without SMTPUTF8 must enforce.
+    pub fn ascii() -> Self {
+        ParseOptions { utf8: false, ..Self::default() }
+    }
+
+    /// Set whether UTF-8 is allowed.
+    pub fn with_utf8(mut self, utf8: bool) -> Self {
+        self.utf8 = utf8;
+        self
+    }
+
+    /// Set whether a source route is accepted (and ignored).
+    pub fn with_source_route(mut self, accept: bool) -> Self {
+        self.accept_source_route = accept;
+        self
+    }
+}
+
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+fn is_qtext(c: char) -> bool {
+    // RFC 5321 qtextSMTP = %d32-33 / %d35-91 / %d93-126, plus UTF-8 (RFC 6531).
+    matches!(c as u32, 32..=33 | 35..=91 | 93..=126) || !c.is_ascii()
+}
+
+fn is_dot_string(s: &str) -> bool {
+    !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+}
+
+/// The part of a mailbox before the `@`, kept unquoted.
+///
+/// `"abc"@x` and `abc@x` are the same mailbox (RFC 5321 §4.1.2 forbids
+/// depending on quoting), so the value is stored without quotes and
+/// displayed quoted only when it must be. Comparison is case-sensitive as
+/// the RFC requires; use [`LocalPart::eq_ignore_case`] where policy wants folding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocalPart(String);
+
+impl LocalPart {
+    /// The unquoted value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether display needs the quoted-string form.
+    pub fn needs_quoting(&self) -> bool {
+        !is_dot_string(&self.0)
+    }
+
+    /// Case-insensitive comparison, e.g. for `postmaster`.
+    pub fn eq_ignore_case(&self, other: &str) -> bool {
+        self.0.to_lowercase() == other.to_lowercase()
+    }
+
+    /// Octets on the wire, including quotes and escapes.
+    pub fn wire_len(&self) -> usize {
+        self.to_string().len()
+    }
+
+    /// Build from an unquoted value; fails if it cannot be written at all
+    /// (control characters) or is too long in wire form.
+    pub fn new(value: &str) -> Result<Self, AddressError> {
+        if value.is_empty() || value.chars().any(|c| c.is_control()) {
+            return Err(AddressError::InvalidLocalPart);
+        }
+        let lp = LocalPart(value.to_owned());
+        let len = lp.wire_len();
+        if len > MAX_LOCAL_PART {
+            return Err(AddressError::LocalPartTooLong(len));
+        }
+        Ok(lp)
+    }
+}
+
+impl fmt::Display for LocalPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.needs_quoting() {
+            return f.write_str(&self.0);
+        }
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            if c == '"' || c == '\\' {
+                f.write_str("\\")?;
+            }
+            write!(f, "{c}")?;
+        }
+        f.write_str("\"")
+    }
+}
+
+/// What kind of domain a [`Domain`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DomainKind {
+    /// A host name (ASCII or IDNA).
+    Name,
+    /// `[192.0.2.1]`.
+    Ipv4(Ipv4Addr),
+    /// `[IPv6:2001:db8::1]`.
+    Ipv6(Ipv6Addr),
+    /// `[tag:content]`, RFC 5321 General-address-literal.
+    General,
+}
+
+/// A domain or address literal, compared case-insensitively and IDNA-aware:
+/// `Bücher.Example` equals `xn--bcher-kva.example`.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    original: String,
+    /// Lower-case A-label form for names; canonical text for literals.
+    ascii: String,
+    kind: DomainKind,
+}
+
+impl PartialEq for Domain {
+    fn eq(&self, other: &Self) -> bool {
+        self.ascii == other.ascii
+    }
+}
+impl Eq for Domain {}
+impl std::hash::Hash for Domain {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ascii.hash(state)
+    }
+}
+impl PartialOrd for Domain {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Domain {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.ascii.cmp(&other.ascii)
+    }
+}
+
+fn is_ldh_label(label: &str) -> bool {
+    let b = label.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
+impl Domain {
+    /// Parse a domain name or an address literal.
+    pub fn parse(s: &str) -> Result<Self, AddressError> {
+        Self::parse_with(s, ParseOptions::default())
+    }
+
+    /// Parse with options (UTF-8 allowed or not).
+    pub fn parse_with(s: &str, opts: ParseOptions) -> Result<Self, AddressError> {
+        if s.is_empty() {
+            return Err(AddressError::InvalidDomain);
+        }
+        if s.len() > MAX_DOMAIN {
+            return Err(AddressError::DomainTooLong(s.len()));
+        }
+        if s.starts_with('[') {
+            return Self::parse_literal(s);
+        }
+        if s.is_ascii() {
+            if !s.split('.').all(is_ldh_label) {
+                return Err(AddressError::InvalidDomain);
+            }
+            return Ok(Domain { original: s.to_owned(), ascii: s.to_ascii_lowercase(), kind: DomainKind::Name });
+        }
+        if !opts.utf8 {
+            return Err(AddressError::Utf8NotAllowed);
+        }
+        let ascii = idna::domain_to_ascii_strict(s).map_err(|_| AddressError::InvalidDomain)?;
+        if ascii.len() > MAX_DOMAIN {
+            return Err(AddressError::DomainTooLong(ascii.len()));
+        }
+        if !ascii.split('.').all(is_ldh_label) {
+            return Err(AddressError::InvalidDomain);
+        }
+        Ok(Domain { original: s.to_owned(), ascii, kind: DomainKind::Name })
+    }
+
+    fn parse_literal(s: &str) -> Result<Self, AddressError> {
+        let inner = s
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .ok_or(AddressError::InvalidAddressLiteral)?;
+        if let Ok(v4) = inner.parse::<Ipv4Addr>() {
+            // Ipv4Addr's parser rejects leading zeros and out-of-range octets.
+            return Ok(Domain { original: s.to_owned(), ascii: format!("[{v4}]"), kind: DomainKind::Ipv4(v4) });
+        }
+        if let Some((tag, content)) = inner.split_once(':') {
+            if tag.eq_ignore_ascii_case("IPv6") {
+                let v6 = content.parse::<Ipv6Addr>().map_err(|_| AddressError::InvalidAddressLiteral)?;
+                return Ok(Domain {
+                    original: s.to_owned(),
+                    ascii: format!("[IPv6:{v6}]"),
+                    kind: DomainKind::Ipv6(v6),
+                });
+            }
+            // General-address-literal = Standardized-tag ":" 1*dcontent
+            let tag_ok = is_ldh_label(tag);
+            let content_ok = !content.is_empty() && content.bytes().all(|b| matches!(b, 33..=90 | 94..=126));
+            if tag_ok && content_ok {
+                return Ok(Domain {
+                    original: s.to_owned(),
+                    ascii: format!("[{}:{content}]", tag.to_ascii_lowercase()),
+                    kind: DomainKind::General,
+                });
+            }
+        }
+        Err(AddressError::InvalidAddressLiteral)
+    }
+
+    /// The domain as it was written.
+    pub fn as_str(&self) -> &str {
+        &self.original
+    }
+
+    /// Lower-case A-label (punycode) form, the comparison key.
+    pub fn ascii(&self) -> &str {
+        &self.ascii
+    }
+
+    /// Name or literal.
+    pub fn kind(&self) -> DomainKind {
+        self.kind
+    }
+
+    /// Whether this is an address literal.
+    pub fn is_literal(&self) -> bool {
+        !matches!(self.kind, DomainKind::Name)
+    }
+
+    /// Whether the domain as written contains non-ASCII characters.
+    pub fn is_utf8(&self) -> bool {
+        !self.original.is_ascii()
+    }
+
+    /// Whether this domain equals `other` or is a subdomain of it.
+    pub fn is_within(&self, other: &Domain) -> bool {
+        self.ascii == other.ascii
+            || (self.ascii.len() > other.ascii.len()
+                && self.ascii.ends_with(&other.ascii)
+                && self.ascii.as_bytes()[self.ascii.len() - other.ascii.len() - 1] == b'.')
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.original)
+    }
+}
+
+impl FromStr for Domain {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Domain::parse(s)
+    }
+}
+
+/// A mailbox: `local-part@domain`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    local: LocalPart,
+    domain: Domain,
+}
+
+impl Address {
+    /// Build from parts.
+    pub fn new(local: LocalPart, domain: Domain) -> Self {
+        Address { local, domain }
+    }
+
+    /// Parse a bare mailbox (`user@example.org`, no angle brackets).
+    pub fn parse(s: &str) -> Result<Self, AddressError> {
+        Self::parse_with(s, ParseOptions::default())
+    }
+
+    /// Parse a bare mailbox with options.
+    pub fn parse_with(s: &str, opts: ParseOptions) -> Result<Self, AddressError> {
+        let (addr, used) = parse_mailbox(s, opts)?;
+        if used != s.len() {
+            return Err(AddressError::TrailingCharacters);
+        }
+        Ok(addr)
+    }
+
+    /// The local part.
+    pub fn local_part(&self) -> &LocalPart {
+        &self.local
+    }
+
+    /// The domain.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// Whether any part is non-ASCII (needs SMTPUTF8 to relay).
+    pub fn is_utf8(&self) -> bool {
+        !self.local.0.is_ascii() || self.domain.is_utf8()
+    }
+
+    /// A comparison key: local part as is, domain in lower-case A-labels.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.local, self.domain.ascii)
+    }
+
+    /// Replace the local part, keeping the domain.
+    pub fn with_local_part(&self, local: LocalPart) -> Self {
+        Address { local, domain: self.domain.clone() }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.local, self.domain)
+    }
+}
+
+impl FromStr for Address {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Address::parse(s)
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Address::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parse `local@domain` at the start of `s`, stopping at `>` or whitespace.
+/// Returns the mailbox and the number of bytes consumed.
+fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), AddressError> {
+    if s.is_empty() {
+        return Err(AddressError::Empty);
+    }
+    if !opts.utf8 && !s.is_ascii() {
+        // Only the address itself matters, but a non-ASCII byte anywhere in
+        // a command without SMTPUTF8 is already a protocol error.
+        let end = s.find(['>', ' ']).unwrap_or(s.len());
+        if !s[..end].is_ascii() {
+            return Err(AddressError::Utf8NotAllowed);
+        }
+    }
+    let (local, at) = if s.starts_with('"') {
+        let mut value = String::new();
+        let mut chars = s.char_indices().skip(1);
+        let mut close = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => {
+                    close = Some(i);
+                    break;
+                }
+                '\\' => match chars.next() {
+                    // quoted-pairSMTP = %d92 %d32-126
+                    Some((_, e)) if (' '..='~').contains(&e) => value.push(e),
+                    _ => return Err(AddressError::InvalidLocalPart),
+                },
+                c if is_qtext(c) => value.push(c),
+                _ => return Err(AddressError::InvalidLocalPart),
+            }
+        }
+        let close = close.ok_or(AddressError::InvalidLocalPart)?;
+        if close + 1 > MAX_LOCAL_PART {
+            return Err(AddressError::LocalPartTooLong(close + 1));
+        }
+        if value.is_empty() {
+            // An empty quoted local part is grammatical but no real mailbox;
+            // LocalPart cannot represent it without quoting tricks.
+            return Err(AddressError::InvalidLocalPart);
+        }
+        (LocalPart(value), close + 1)
+    } else {
+        let end = s.find(|c: char| !(is_atext(c) || c == '.')).unwrap_or(s.len());
+        let raw = &s[..end];
+        if raw.is_empty() {
+            return Err(if s.starts_with('@') { AddressError::InvalidLocalPart } else { AddressError::MissingAt });
+        }
+        if !is_dot_string(raw) {
+            return Err(AddressError::InvalidLocalPart);
+        }
+        if raw.len() > MAX_LOCAL_PART {
+            return Err(AddressError::LocalPartTooLong(raw.len()));
+        }
+        (LocalPart(raw.to_owned()), end)
+    };
+    let rest = &s[at..];
+    let Some(rest) = rest.strip_prefix('@') else {
+        return Err(if rest.is_empty() { AddressError::MissingAt } else { AddressError::InvalidLocalPart });
+    };
+    let dom_end = if rest.starts_with('[') {
+        rest.find(']').map(|i| i + 1).ok_or(AddressError::InvalidAddressLiteral)?
+    } else {
+        rest.find(['>', ' ', '\t']).unwrap_or(rest.len())
+    };
+    let domain = Domain::parse_with(&rest[..dom_end], opts)?;
+    Ok((Address { local, domain }, at + 1 + dom_end))
+}
+
+/// Parse `<[A-d-l:]mailbox>` or `<>` at the start of `s`.
+/// Returns `None` for `<>`, and the number of bytes consumed.
+fn parse_path_prefix(s: &str, opts: ParseOptions) -> Result<(Option<Address>, usize), AddressError> {
+    let Some(body) = s.strip_prefix('<') else {
+        return Err(if s.is_empty() { AddressError::Empty } else { AddressError::MissingBrackets });
+    };
+    if body.starts_with('>') {
+        return Ok((None, 2));
+    }
+    let mut pos = 1;
+    if body.starts_with('@') {
+        // A-d-l = At-domain *( "," At-domain ) ":" — syntax checked, then ignored.
+        let colon = body.find(':').ok_or(AddressError::InvalidDomain)?;
+        for at_domain in body[..colon].split(',') {
+            let d = at_domain.strip_prefix('@').ok_or(AddressError::InvalidDomain)?;
+            Domain::parse_with(d, opts)?;
+        }
+        if !opts.accept_source_route {
+            return Err(AddressError::SourceRouteNotAllowed);
+        }
+        pos += colon + 1;
+    }
+    let (addr, used) = parse_mailbox(&s[pos..], opts)?;
+    pos += used;
+    if !s[pos..].starts_with('>') {
+        return Err(AddressError::MissingBrackets);
+    }
+    pos += 1;
+    if pos > MAX_PATH {
+        return Err(AddressError::PathTooLong(pos));
+    }
+    Ok((Some(addr), pos))
+}
+
+/// The `MAIL FROM` path: null (`<>`, bounces) or a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReversePath {
+    /// `<>`: a bounce or other notification (RFC 5321 §4.5.5).
+    Null,
+    /// A sender mailbox.
+    Mailbox(Address),
+}
+
+impl ReversePath {
+    /// Parse `<...>` with default options.
+    pub fn parse(s: &str) -> Result<Self, AddressError> {
+        Self::parse_with(s, ParseOptions::default())
+    }
+
+    /// Parse `<...>`; the whole string must be the path.
+    pub fn parse_with(s: &str, opts: ParseOptions) -> Result<Self, AddressError> {
+        let (p, used) = Self::parse_prefix(s, opts)?;
+        if used != s.len() {
+            return Err(AddressError::TrailingCharacters);
+        }
+        Ok(p)
+    }
+
+    /// Parse the path at the start of `s`; returns it and the bytes consumed,
+    /// so a command parser can go on to the ESMTP parameters.
+    pub fn parse_prefix(s: &str, opts: ParseOptions) -> Result<(Self, usize), AddressError> {
+        let (addr, used) = parse_path_prefix(s, opts)?;
+        Ok((addr.map_or(ReversePath::Null, ReversePath::Mailbox), used))
+    }
+
+    /// The mailbox, unless null.
+    pub fn address(&self) -> Option<&Address> {
+        match self {
+            ReversePath::Null => None,
+            ReversePath::Mailbox(a) => Some(a),
+        }
+    }
+
+    /// Whether this is `<>`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, ReversePath::Null)
+    }
+}
+
+impl fmt::Display for ReversePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReversePath::Null => f.write_str("<>"),
+            ReversePath::Mailbox(a) => write!(f, "<{a}>"),
+        }
+    }
+}
+
+impl FromStr for ReversePath {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReversePath::parse(s)
+    }
+}
+
+impl Serialize for ReversePath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReversePath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ReversePath::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The `RCPT TO` path: a mailbox, or the bare `<Postmaster>` of RFC 5321 §4.1.1.3.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ForwardPath {
+    /// `<Postmaster>` with no domain: the postmaster of the receiving host.
+    Postmaster,
+    /// A recipient mailbox.
+    Mailbox(Address),
+}
+
+impl ForwardPath {
+    /// Parse `<...>` with default options.
+    pub fn parse(s: &str) -> Result<Self, AddressError> {
+        Self::parse_with(s, ParseOptions::default())
+    }
+
+    /// Parse `<...>`; the whole string must be the path.
+    pub fn parse_with(s: &str, opts: ParseOptions) -> Result<Self, AddressError> {
+        let (p, used) = Self::parse_prefix(s, opts)?;
+        if used != s.len() {
+            return Err(AddressError::TrailingCharacters);
+        }
+        Ok(p)
+    }
+
+    /// Parse the path at the start of `s`; returns it and the bytes consumed.
+    pub fn parse_prefix(s: &str, opts: ParseOptions) -> Result<(Self, usize), AddressError> {
+        if s.len() >= 12 && s.is_char_boundary(12) && s[..12].eq_ignore_ascii_case("<postmaster>") {
+            return Ok((ForwardPath::Postmaster, 12));
+        }
+        match parse_path_prefix(s, opts)? {
+            (None, _) => Err(AddressError::NullNotAllowed),
+            (Some(a), used) => Ok((ForwardPath::Mailbox(a), used)),
+        }
+    }
+
+    /// The mailbox, unless bare `<Postmaster>`.
+    pub fn address(&self) -> Option<&Address> {
+        match self {
+            ForwardPath::Postmaster => None,
+            ForwardPath::Mailbox(a) => Some(a),
+        }
+    }
+
+    /// `<Postmaster>` or `<postmaster@any-domain>` (case-insensitive).
+    pub fn is_postmaster(&self) -> bool {
+        match self {
+            ForwardPath::Postmaster => true,
+            ForwardPath::Mailbox(a) => a.local.eq_ignore_case("postmaster"),
+        }
+    }
+}
+
+impl fmt::Display for ForwardPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForwardPath::Postmaster => f.write_str("<Postmaster>"),
+            ForwardPath::Mailbox(a) => write!(f, "<{a}>"),
+        }
+    }
+}
+
+impl FromStr for ForwardPath {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ForwardPath::parse(s)
+    }
+}
+
+impl Serialize for ForwardPath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ForwardPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ForwardPath::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> Address {
+        Address::parse(s).unwrap()
+    }
+
+    #[test]
+    fn plain_mailbox() {
+        let a = addr("john.doe@Example.ORG");
+        assert_eq!(a.local_part().as_str(), "john.doe");
+        assert_eq!(a.domain().ascii(), "example.org");
+        assert_eq!(a, addr("john.doe@example.org"));
+        assert_ne!(a, addr("John.Doe@example.org"), "local parts are case-sensitive");
+    }
+
+    #[test]
+    fn quoted_local_part_with_escapes() {
+        let a = addr(r#""john \"j\" doe\\x"@example.org"#);
+        assert_eq!(a.local_part().as_str(), r#"john "j" doe\x"#);
+        assert_eq!(a.to_string(), r#""john \"j\" doe\\x"@example.org"#);
+        // Quoting a dot-string changes nothing.
+        assert_eq!(addr(r#""abc"@x.org"#), addr("abc@x.org"));
+        assert_eq!(addr(r#""abc"@x.org"#).to_string(), "abc@x.org");
+        // A quoted '@' and '>' are part of the local part.
+        let p = ForwardPath::parse(r#"<"a>b@c"@x.org>"#).unwrap();
+        assert_eq!(p.address().unwrap().local_part().as_str(), "a>b@c");
+    }
+
+    #[test]
+    fn bad_local_parts() {
+        for s in ["a..b@x.org", ".a@x.org", "a.@x.org", "a b@x.org", "\"a@x.org", "\"a\\\u{1}\"@x.org", "@x.org"] {
+            assert!(Address::parse(s).is_err(), "{s:?} must not parse");
+        }
+        assert_eq!(Address::parse("nobody"), Err(AddressError::MissingAt));
+    }
+
+    #[test]
+    fn address_literals() {
+        let a = addr("u@[192.0.2.1]");
+        assert_eq!(a.domain().kind(), DomainKind::Ipv4("192.0.2.1".parse().unwrap()));
+        let b = addr("u@[IPv6:2001:DB8::1]");
+        assert_eq!(b.domain().kind(), DomainKind::Ipv6("2001:db8::1".parse().unwrap()));
+        assert_eq!(b, addr("u@[ipv6:2001:db8:0::1]"));
+        assert!(addr("u@[x-tag:abc]").domain().is_literal());
+        for s in ["u@[192.0.2.256]", "u@[192.0.2]", "u@[IPv6:zz::1]", "u@[192.0.2.1", "u@[]"] {
+            assert!(Address::parse(s).is_err(), "{s:?} must not parse");
+        }
+    }
+
+    #[test]
+    fn domains() {
+        for s in ["-a.org", "a-.org", "a..org", "a.org.", "a_b.org", ""] {
+            assert!(Domain::parse(s).is_err(), "{s:?} must not parse");
+        }
+        let idn = Domain::parse("Bücher.example").unwrap();
+        assert_eq!(idn.ascii(), "xn--bcher-kva.example");
+        assert_eq!(idn, Domain::parse("XN--BCHER-KVA.example").unwrap());
+        assert!(Domain::parse("mail.example.org").unwrap().is_within(&Domain::parse("Example.org").unwrap()));
+        assert!(!Domain::parse("badexample.org").unwrap().is_within(&Domain::parse("example.org").unwrap()));
+    }
+
+    #[test]
+    fn utf8_needs_smtputf8() {
+        assert_eq!(Address::parse_with("jösé@example.org", ParseOptions::ascii()), Err(AddressError::Utf8NotAllowed));
+        assert_eq!(Address::parse_with("jose@exämple.org", ParseOptions::ascii()), Err(AddressError::Utf8NotAllowed));
+        let a = addr("用户@例子.广告");
+        assert!(a.is_utf8());
+        assert_eq!(a.to_string(), "用户@例子.广告");
+    }
+
+    #[test]
+    fn size_limits() {
+        let local = "a".repeat(64);
+        assert!(Address::parse(&format!("{local}@x.org")).is_ok());
+        assert_eq!(Address::parse(&format!("a{local}@x.org")), Err(AddressError::LocalPartTooLong(65)));
+        let quoted = format!("\"{}\"@x.org", "a".repeat(63));
+        assert_eq!(Address::parse(&quoted), Err(AddressError::LocalPartTooLong(65)));
+        let label = "a".repeat(63);
+        let long_domain = [label.as_str(); 4].join(".");
+        assert_eq!(long_domain.len(), 255);
+        assert!(Domain::parse(&long_domain).is_ok());
+        assert_eq!(Domain::parse(&format!("a{long_domain}")), Err(AddressError::DomainTooLong(256)));
+        // 64 + 1 + 255 + 2 > 256: a path can be too long with valid parts.
+        let path = format!("<{local}@{long_domain}>");
+        assert_eq!(ForwardPath::parse(&path), Err(AddressError::PathTooLong(path.len())));
+        let label = "b".repeat(64);
+        assert!(Domain::parse(&format!("{label}.org")).is_err(), "label over 63 octets");
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(ReversePath::parse("<>").unwrap(), ReversePath::Null);
+        assert_eq!(ForwardPath::parse("<>"), Err(AddressError::NullNotAllowed));
+        assert_eq!(ForwardPath::parse("<Postmaster>").unwrap(), ForwardPath::Postmaster);
+        assert_eq!(ForwardPath::parse("<POSTMASTER>").unwrap(), ForwardPath::Postmaster);
+        assert!(ForwardPath::parse("<postmaster@x.org>").unwrap().is_postmaster());
+        assert_eq!(ForwardPath::parse("a@x.org"), Err(AddressError::MissingBrackets));
+        assert_eq!(ForwardPath::parse("<a@x.org"), Err(AddressError::MissingBrackets));
+        assert_eq!(ForwardPath::parse("<a@x.org>x"), Err(AddressError::TrailingCharacters));
+        let (p, used) = ReversePath::parse_prefix("<a@x.org> SIZE=10", ParseOptions::default()).unwrap();
+        assert_eq!((p.to_string().as_str(), used), ("<a@x.org>", 9));
+    }
+
+    #[test]
+    fn source_routes_are_ignored_or_refused() {
+        let p = ForwardPath::parse("<@relay.example,@b.example:user@other.example>").unwrap();
+        assert_eq!(p.address().unwrap().domain().ascii(), "other.example");
+        let strict = ParseOptions::default().with_source_route(false);
+        assert_eq!(ForwardPath::parse_with("<@a.example:u@b.example>", strict), Err(AddressError::SourceRouteNotAllowed));
+        assert!(ForwardPath::parse("<@:u@b.example>").is_err());
+    }
+
+    #[test]
+    fn errors_map_to_replies() {
+        let r = AddressError::InvalidDomain.recipient_reply();
+        assert_eq!((r.code(), r.enhanced().map(|e| e.to_string())), (501, Some("5.1.3".into())));
+        let r = AddressError::Utf8NotAllowed.sender_reply();
+        assert_eq!((r.code(), r.enhanced().map(|e| e.to_string())), (553, Some("5.6.7".into())));
+    }
+}

@@ -1,0 +1,5 @@
+//! Greylisting and backup-MX recipient learning.
+//!
+//! Work in progress: see the project issues.
+
+#![forbid(unsafe_code)]
