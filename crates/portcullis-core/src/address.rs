@@ -77,7 +77,11 @@ impl AddressError {
     pub fn recipient_reply(&self) -> Reply {
         match self {
             AddressError::Utf8NotAllowed => Reply::utf8_not_permitted(),
-            _ => Reply::new(501, (5, 1, 3), format!("Bad recipient address syntax: {self}")),
+            _ => Reply::new(
+                501,
+                (5, 1, 3),
+                format!("Bad recipient address syntax: {self}"),
+            ),
         }
     }
 }
@@ -95,14 +99,20 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions { utf8: true, accept_source_route: true }
+        ParseOptions {
+            utf8: true,
+            accept_source_route: true,
+        }
     }
 }
 
 impl ParseOptions {
     /// ASCII only: what a session without SMTPUTF8 must enforce.
     pub fn ascii() -> Self {
-        ParseOptions { utf8: false, ..Self::default() }
+        ParseOptions {
+            utf8: false,
+            ..Self::default()
+        }
     }
 
     /// Set whether UTF-8 is allowed.
@@ -128,7 +138,9 @@ fn is_qtext(c: char) -> bool {
 }
 
 fn is_dot_string(s: &str) -> bool {
-    !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+    !s.is_empty()
+        && s.split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
 /// The part of a mailbox before the `@`, kept unquoted.
@@ -268,7 +280,11 @@ impl Domain {
             if !s.split('.').all(is_ldh_label) {
                 return Err(AddressError::InvalidDomain);
             }
-            return Ok(Domain { original: s.to_owned(), ascii: s.to_ascii_lowercase(), kind: DomainKind::Name });
+            return Ok(Domain {
+                original: s.to_owned(),
+                ascii: s.to_ascii_lowercase(),
+                kind: DomainKind::Name,
+            });
         }
         if !opts.utf8 {
             return Err(AddressError::Utf8NotAllowed);
@@ -280,7 +296,11 @@ impl Domain {
         if !ascii.split('.').all(is_ldh_label) {
             return Err(AddressError::InvalidDomain);
         }
-        Ok(Domain { original: s.to_owned(), ascii, kind: DomainKind::Name })
+        Ok(Domain {
+            original: s.to_owned(),
+            ascii,
+            kind: DomainKind::Name,
+        })
     }
 
     fn parse_literal(s: &str) -> Result<Self, AddressError> {
@@ -290,11 +310,17 @@ impl Domain {
             .ok_or(AddressError::InvalidAddressLiteral)?;
         if let Ok(v4) = inner.parse::<Ipv4Addr>() {
             // Ipv4Addr's parser rejects leading zeros and out-of-range octets.
-            return Ok(Domain { original: s.to_owned(), ascii: format!("[{v4}]"), kind: DomainKind::Ipv4(v4) });
+            return Ok(Domain {
+                original: s.to_owned(),
+                ascii: format!("[{v4}]"),
+                kind: DomainKind::Ipv4(v4),
+            });
         }
         if let Some((tag, content)) = inner.split_once(':') {
             if tag.eq_ignore_ascii_case("IPv6") {
-                let v6 = content.parse::<Ipv6Addr>().map_err(|_| AddressError::InvalidAddressLiteral)?;
+                let v6 = content
+                    .parse::<Ipv6Addr>()
+                    .map_err(|_| AddressError::InvalidAddressLiteral)?;
                 return Ok(Domain {
                     original: s.to_owned(),
                     ascii: format!("[IPv6:{v6}]"),
@@ -303,7 +329,8 @@ impl Domain {
             }
             // General-address-literal = Standardized-tag ":" 1*dcontent
             let tag_ok = is_ldh_label(tag);
-            let content_ok = !content.is_empty() && content.bytes().all(|b| matches!(b, 33..=90 | 94..=126));
+            let content_ok =
+                !content.is_empty() && content.bytes().all(|b| matches!(b, 33..=90 | 94..=126));
             if tag_ok && content_ok {
                 return Ok(Domain {
                     original: s.to_owned(),
@@ -411,7 +438,10 @@ impl Address {
 
     /// Replace the local part, keeping the domain.
     pub fn with_local_part(&self, local: LocalPart) -> Self {
-        Address { local, domain: self.domain.clone() }
+        Address {
+            local,
+            domain: self.domain.clone(),
+        }
     }
 }
 
@@ -485,10 +515,16 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
         }
         (LocalPart(value), close + 1)
     } else {
-        let end = s.find(|c: char| !(is_atext(c) || c == '.')).unwrap_or(s.len());
+        let end = s
+            .find(|c: char| !(is_atext(c) || c == '.'))
+            .unwrap_or(s.len());
         let raw = &s[..end];
         if raw.is_empty() {
-            return Err(if s.starts_with('@') { AddressError::InvalidLocalPart } else { AddressError::MissingAt });
+            return Err(if s.starts_with('@') {
+                AddressError::InvalidLocalPart
+            } else {
+                AddressError::MissingAt
+            });
         }
         if !is_dot_string(raw) {
             return Err(AddressError::InvalidLocalPart);
@@ -500,10 +536,16 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
     };
     let rest = &s[at..];
     let Some(rest) = rest.strip_prefix('@') else {
-        return Err(if rest.is_empty() { AddressError::MissingAt } else { AddressError::InvalidLocalPart });
+        return Err(if rest.is_empty() {
+            AddressError::MissingAt
+        } else {
+            AddressError::InvalidLocalPart
+        });
     };
     let dom_end = if rest.starts_with('[') {
-        rest.find(']').map(|i| i + 1).ok_or(AddressError::InvalidAddressLiteral)?
+        rest.find(']')
+            .map(|i| i + 1)
+            .ok_or(AddressError::InvalidAddressLiteral)?
     } else {
         rest.find(['>', ' ', '\t']).unwrap_or(rest.len())
     };
@@ -513,9 +555,16 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
 
 /// Parse `<[A-d-l:]mailbox>` or `<>` at the start of `s`.
 /// Returns `None` for `<>`, and the number of bytes consumed.
-fn parse_path_prefix(s: &str, opts: ParseOptions) -> Result<(Option<Address>, usize), AddressError> {
+fn parse_path_prefix(
+    s: &str,
+    opts: ParseOptions,
+) -> Result<(Option<Address>, usize), AddressError> {
     let Some(body) = s.strip_prefix('<') else {
-        return Err(if s.is_empty() { AddressError::Empty } else { AddressError::MissingBrackets });
+        return Err(if s.is_empty() {
+            AddressError::Empty
+        } else {
+            AddressError::MissingBrackets
+        });
     };
     if body.starts_with('>') {
         return Ok((None, 2));
@@ -525,7 +574,9 @@ fn parse_path_prefix(s: &str, opts: ParseOptions) -> Result<(Option<Address>, us
         // A-d-l = At-domain *( "," At-domain ) ":" — syntax checked, then ignored.
         let colon = body.find(':').ok_or(AddressError::InvalidDomain)?;
         for at_domain in body[..colon].split(',') {
-            let d = at_domain.strip_prefix('@').ok_or(AddressError::InvalidDomain)?;
+            let d = at_domain
+                .strip_prefix('@')
+                .ok_or(AddressError::InvalidDomain)?;
             Domain::parse_with(d, opts)?;
         }
         if !opts.accept_source_route {
@@ -714,7 +765,11 @@ mod tests {
         assert_eq!(a.local_part().as_str(), "john.doe");
         assert_eq!(a.domain().ascii(), "example.org");
         assert_eq!(a, addr("john.doe@example.org"));
-        assert_ne!(a, addr("John.Doe@example.org"), "local parts are case-sensitive");
+        assert_ne!(
+            a,
+            addr("John.Doe@example.org"),
+            "local parts are case-sensitive"
+        );
     }
 
     #[test]
@@ -732,7 +787,15 @@ mod tests {
 
     #[test]
     fn bad_local_parts() {
-        for s in ["a..b@x.org", ".a@x.org", "a.@x.org", "a b@x.org", "\"a@x.org", "\"a\\\u{1}\"@x.org", "@x.org"] {
+        for s in [
+            "a..b@x.org",
+            ".a@x.org",
+            "a.@x.org",
+            "a b@x.org",
+            "\"a@x.org",
+            "\"a\\\u{1}\"@x.org",
+            "@x.org",
+        ] {
             assert!(Address::parse(s).is_err(), "{s:?} must not parse");
         }
         assert_eq!(Address::parse("nobody"), Err(AddressError::MissingAt));
@@ -741,12 +804,24 @@ mod tests {
     #[test]
     fn address_literals() {
         let a = addr("u@[192.0.2.1]");
-        assert_eq!(a.domain().kind(), DomainKind::Ipv4("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            a.domain().kind(),
+            DomainKind::Ipv4("192.0.2.1".parse().unwrap())
+        );
         let b = addr("u@[IPv6:2001:DB8::1]");
-        assert_eq!(b.domain().kind(), DomainKind::Ipv6("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            b.domain().kind(),
+            DomainKind::Ipv6("2001:db8::1".parse().unwrap())
+        );
         assert_eq!(b, addr("u@[ipv6:2001:db8:0::1]"));
         assert!(addr("u@[x-tag:abc]").domain().is_literal());
-        for s in ["u@[192.0.2.256]", "u@[192.0.2]", "u@[IPv6:zz::1]", "u@[192.0.2.1", "u@[]"] {
+        for s in [
+            "u@[192.0.2.256]",
+            "u@[192.0.2]",
+            "u@[IPv6:zz::1]",
+            "u@[192.0.2.1",
+            "u@[]",
+        ] {
             assert!(Address::parse(s).is_err(), "{s:?} must not parse");
         }
     }
@@ -759,14 +834,28 @@ mod tests {
         let idn = Domain::parse("Bücher.example").unwrap();
         assert_eq!(idn.ascii(), "xn--bcher-kva.example");
         assert_eq!(idn, Domain::parse("XN--BCHER-KVA.example").unwrap());
-        assert!(Domain::parse("mail.example.org").unwrap().is_within(&Domain::parse("Example.org").unwrap()));
-        assert!(!Domain::parse("badexample.org").unwrap().is_within(&Domain::parse("example.org").unwrap()));
+        assert!(
+            Domain::parse("mail.example.org")
+                .unwrap()
+                .is_within(&Domain::parse("Example.org").unwrap())
+        );
+        assert!(
+            !Domain::parse("badexample.org")
+                .unwrap()
+                .is_within(&Domain::parse("example.org").unwrap())
+        );
     }
 
     #[test]
     fn utf8_needs_smtputf8() {
-        assert_eq!(Address::parse_with("jösé@example.org", ParseOptions::ascii()), Err(AddressError::Utf8NotAllowed));
-        assert_eq!(Address::parse_with("jose@exämple.org", ParseOptions::ascii()), Err(AddressError::Utf8NotAllowed));
+        assert_eq!(
+            Address::parse_with("jösé@example.org", ParseOptions::ascii()),
+            Err(AddressError::Utf8NotAllowed)
+        );
+        assert_eq!(
+            Address::parse_with("jose@exämple.org", ParseOptions::ascii()),
+            Err(AddressError::Utf8NotAllowed)
+        );
         let a = addr("用户@例子.广告");
         assert!(a.is_utf8());
         assert_eq!(a.to_string(), "用户@例子.广告");
@@ -776,32 +865,67 @@ mod tests {
     fn size_limits() {
         let local = "a".repeat(64);
         assert!(Address::parse(&format!("{local}@x.org")).is_ok());
-        assert_eq!(Address::parse(&format!("a{local}@x.org")), Err(AddressError::LocalPartTooLong(65)));
+        assert_eq!(
+            Address::parse(&format!("a{local}@x.org")),
+            Err(AddressError::LocalPartTooLong(65))
+        );
         let quoted = format!("\"{}\"@x.org", "a".repeat(63));
-        assert_eq!(Address::parse(&quoted), Err(AddressError::LocalPartTooLong(65)));
+        assert_eq!(
+            Address::parse(&quoted),
+            Err(AddressError::LocalPartTooLong(65))
+        );
         let label = "a".repeat(63);
         let long_domain = [label.as_str(); 4].join(".");
         assert_eq!(long_domain.len(), 255);
         assert!(Domain::parse(&long_domain).is_ok());
-        assert_eq!(Domain::parse(&format!("a{long_domain}")), Err(AddressError::DomainTooLong(256)));
+        assert_eq!(
+            Domain::parse(&format!("a{long_domain}")),
+            Err(AddressError::DomainTooLong(256))
+        );
         // 64 + 1 + 255 + 2 > 256: a path can be too long with valid parts.
         let path = format!("<{local}@{long_domain}>");
-        assert_eq!(ForwardPath::parse(&path), Err(AddressError::PathTooLong(path.len())));
+        assert_eq!(
+            ForwardPath::parse(&path),
+            Err(AddressError::PathTooLong(path.len()))
+        );
         let label = "b".repeat(64);
-        assert!(Domain::parse(&format!("{label}.org")).is_err(), "label over 63 octets");
+        assert!(
+            Domain::parse(&format!("{label}.org")).is_err(),
+            "label over 63 octets"
+        );
     }
 
     #[test]
     fn paths() {
         assert_eq!(ReversePath::parse("<>").unwrap(), ReversePath::Null);
         assert_eq!(ForwardPath::parse("<>"), Err(AddressError::NullNotAllowed));
-        assert_eq!(ForwardPath::parse("<Postmaster>").unwrap(), ForwardPath::Postmaster);
-        assert_eq!(ForwardPath::parse("<POSTMASTER>").unwrap(), ForwardPath::Postmaster);
-        assert!(ForwardPath::parse("<postmaster@x.org>").unwrap().is_postmaster());
-        assert_eq!(ForwardPath::parse("a@x.org"), Err(AddressError::MissingBrackets));
-        assert_eq!(ForwardPath::parse("<a@x.org"), Err(AddressError::MissingBrackets));
-        assert_eq!(ForwardPath::parse("<a@x.org>x"), Err(AddressError::TrailingCharacters));
-        let (p, used) = ReversePath::parse_prefix("<a@x.org> SIZE=10", ParseOptions::default()).unwrap();
+        assert_eq!(
+            ForwardPath::parse("<Postmaster>").unwrap(),
+            ForwardPath::Postmaster
+        );
+        assert_eq!(
+            ForwardPath::parse("<POSTMASTER>").unwrap(),
+            ForwardPath::Postmaster
+        );
+        assert!(
+            ForwardPath::parse("<postmaster@x.org>")
+                .unwrap()
+                .is_postmaster()
+        );
+        assert_eq!(
+            ForwardPath::parse("a@x.org"),
+            Err(AddressError::MissingBrackets)
+        );
+        assert_eq!(
+            ForwardPath::parse("<a@x.org"),
+            Err(AddressError::MissingBrackets)
+        );
+        assert_eq!(
+            ForwardPath::parse("<a@x.org>x"),
+            Err(AddressError::TrailingCharacters)
+        );
+        let (p, used) =
+            ReversePath::parse_prefix("<a@x.org> SIZE=10", ParseOptions::default()).unwrap();
         assert_eq!((p.to_string().as_str(), used), ("<a@x.org>", 9));
     }
 
@@ -810,15 +934,24 @@ mod tests {
         let p = ForwardPath::parse("<@relay.example,@b.example:user@other.example>").unwrap();
         assert_eq!(p.address().unwrap().domain().ascii(), "other.example");
         let strict = ParseOptions::default().with_source_route(false);
-        assert_eq!(ForwardPath::parse_with("<@a.example:u@b.example>", strict), Err(AddressError::SourceRouteNotAllowed));
+        assert_eq!(
+            ForwardPath::parse_with("<@a.example:u@b.example>", strict),
+            Err(AddressError::SourceRouteNotAllowed)
+        );
         assert!(ForwardPath::parse("<@:u@b.example>").is_err());
     }
 
     #[test]
     fn errors_map_to_replies() {
         let r = AddressError::InvalidDomain.recipient_reply();
-        assert_eq!((r.code(), r.enhanced().map(|e| e.to_string())), (501, Some("5.1.3".into())));
+        assert_eq!(
+            (r.code(), r.enhanced().map(|e| e.to_string())),
+            (501, Some("5.1.3".into()))
+        );
         let r = AddressError::Utf8NotAllowed.sender_reply();
-        assert_eq!((r.code(), r.enhanced().map(|e| e.to_string())), (553, Some("5.6.7".into())));
+        assert_eq!(
+            (r.code(), r.enhanced().map(|e| e.to_string())),
+            (553, Some("5.6.7".into()))
+        );
     }
 }

@@ -84,8 +84,14 @@ mod tests {
         assert_eq!(mask_ip(ip, 32, 64), ip);
         assert_eq!(mask_ip(ip, 0, 64), "0.0.0.0".parse::<IpAddr>().unwrap());
         let v6: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
-        assert_eq!(mask_ip(v6, 24, 64), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            mask_ip(v6, 24, 64),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
         let mapped: IpAddr = "::ffff:198.51.100.9".parse().unwrap();
-        assert_eq!(mask_ip(mapped, 24, 64), "198.51.100.0".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            mask_ip(mapped, 24, 64),
+            "198.51.100.0".parse::<IpAddr>().unwrap()
+        );
     }
 }

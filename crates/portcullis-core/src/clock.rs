@@ -13,7 +13,9 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 
     /// Seconds since the Unix epoch (0 for times before it).
     fn unix_secs(&self) -> u64 {
-        self.now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        self.now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 }
 
@@ -37,7 +39,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// Start at `start`.
     pub fn new(start: SystemTime) -> Self {
-        ManualClock { now: Mutex::new(start) }
+        ManualClock {
+            now: Mutex::new(start),
+        }
     }
 
     /// Start at `secs` after the Unix epoch.

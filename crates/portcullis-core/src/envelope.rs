@@ -40,9 +40,17 @@ pub struct Notify {
 
 impl Notify {
     /// `NOTIFY=NEVER`.
-    pub const NEVER: Notify = Notify { success: false, failure: false, delay: false };
+    pub const NEVER: Notify = Notify {
+        success: false,
+        failure: false,
+        delay: false,
+    };
     /// The default when no NOTIFY is given: failure and delay (RFC 3461 §4.1).
-    pub const DEFAULT: Notify = Notify { success: false, failure: true, delay: true };
+    pub const DEFAULT: Notify = Notify {
+        success: false,
+        failure: true,
+        delay: true,
+    };
 
     /// Whether this is `NEVER`.
     pub fn is_never(&self) -> bool {
@@ -85,7 +93,11 @@ pub struct Recipient {
 impl Recipient {
     /// A recipient with no DSN parameters.
     pub fn new(path: ForwardPath) -> Self {
-        Recipient { path, notify: None, orcpt: None }
+        Recipient {
+            path,
+            notify: None,
+            orcpt: None,
+        }
     }
 
     /// The effective NOTIFY flags.
@@ -109,6 +121,10 @@ pub struct Envelope {
 impl Envelope {
     /// A new envelope with no recipients yet.
     pub fn new(reverse_path: ReversePath, params: MailParams) -> Self {
-        Envelope { reverse_path, params, recipients: Vec::new() }
+        Envelope {
+            reverse_path,
+            params,
+            recipients: Vec::new(),
+        }
     }
 }

@@ -47,7 +47,12 @@ pub struct Context {
 impl Context {
     /// A context for a new connection.
     pub fn new(client: Client) -> Self {
-        Context { client, envelope: None, actions: Vec::new(), decided_by: None }
+        Context {
+            client,
+            envelope: None,
+            actions: Vec::new(),
+            decided_by: None,
+        }
     }
 
     /// Forget the transaction (RSET, end of message, new EHLO).
@@ -84,7 +89,12 @@ pub trait Filter: Send + Sync {
     }
 
     /// MAIL FROM; the filter may rewrite the sender.
-    async fn mail_from(&self, _cx: &mut Context, _from: &mut ReversePath, _params: &MailParams) -> Verdict {
+    async fn mail_from(
+        &self,
+        _cx: &mut Context,
+        _from: &mut ReversePath,
+        _params: &MailParams,
+    ) -> Verdict {
         Verdict::Continue
     }
 
@@ -113,7 +123,9 @@ pub struct Chain {
 
 impl std::fmt::Debug for Chain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.filters.iter().map(|x| x.name())).finish()
+        f.debug_list()
+            .entries(self.filters.iter().map(|x| x.name()))
+            .finish()
     }
 }
 
@@ -173,7 +185,12 @@ impl Filter for Chain {
     async fn auth(&self, cx: &mut Context) -> Verdict {
         run_chain!(self, cx, |f| f.auth(cx).await)
     }
-    async fn mail_from(&self, cx: &mut Context, from: &mut ReversePath, params: &MailParams) -> Verdict {
+    async fn mail_from(
+        &self,
+        cx: &mut Context,
+        from: &mut ReversePath,
+        params: &MailParams,
+    ) -> Verdict {
         run_chain!(self, cx, |f| f.mail_from(cx, from, params).await)
     }
     async fn rcpt_to(&self, cx: &mut Context, rcpt: &mut Recipient) -> Verdict {
@@ -203,7 +220,10 @@ mod tests {
         }
         async fn rcpt_to(&self, cx: &mut Context, rcpt: &mut Recipient) -> Verdict {
             self.1.fetch_add(1, Ordering::SeqCst);
-            cx.actions.push(Action::AddHeader { name: "X-Seen".into(), value: self.0.into() });
+            cx.actions.push(Action::AddHeader {
+                name: "X-Seen".into(),
+                value: self.0.into(),
+            });
             rcpt.notify = Some(crate::envelope::Notify::NEVER);
             self.2.clone()
         }
@@ -216,7 +236,11 @@ mod tests {
     #[tokio::test]
     async fn chain_stops_at_first_refusal() {
         let a = Arc::new(Count("a", AtomicUsize::new(0), Verdict::Continue));
-        let b = Arc::new(Count("b", AtomicUsize::new(0), Verdict::Reject(Reply::no_such_user())));
+        let b = Arc::new(Count(
+            "b",
+            AtomicUsize::new(0),
+            Verdict::Reject(Reply::no_such_user()),
+        ));
         let c = Arc::new(Count("c", AtomicUsize::new(0), Verdict::Continue));
         let chain = Chain::new().with(a.clone()).with(b.clone()).with(c.clone());
         let mut cx = cx();
@@ -224,9 +248,20 @@ mod tests {
         let v = chain.rcpt_to(&mut cx, &mut rcpt).await;
         assert_eq!(v, Verdict::Reject(Reply::no_such_user()));
         assert_eq!(cx.decided_by, Some("b"));
-        assert_eq!([a.1.load(Ordering::SeqCst), b.1.load(Ordering::SeqCst), c.1.load(Ordering::SeqCst)], [1, 1, 0]);
+        assert_eq!(
+            [
+                a.1.load(Ordering::SeqCst),
+                b.1.load(Ordering::SeqCst),
+                c.1.load(Ordering::SeqCst)
+            ],
+            [1, 1, 0]
+        );
         assert_eq!(cx.actions.len(), 2);
-        assert_eq!(rcpt.notify, Some(crate::envelope::Notify::NEVER), "filters may rewrite the recipient");
+        assert_eq!(
+            rcpt.notify,
+            Some(crate::envelope::Notify::NEVER),
+            "filters may rewrite the recipient"
+        );
     }
 
     #[tokio::test]
@@ -240,8 +275,16 @@ mod tests {
 
     #[test]
     fn verdict_constructors_keep_classes() {
-        assert_eq!(Verdict::defer(Reply::ok()).reply().map(Reply::code), Some(451));
-        assert_eq!(Verdict::reject(Reply::greylisted(5)).reply().map(Reply::code), Some(554));
+        assert_eq!(
+            Verdict::defer(Reply::ok()).reply().map(Reply::code),
+            Some(451)
+        );
+        assert_eq!(
+            Verdict::reject(Reply::greylisted(5))
+                .reply()
+                .map(Reply::code),
+            Some(554)
+        );
         assert!(Verdict::Disconnect(Reply::service_unavailable()).is_refusal());
     }
 }

@@ -49,7 +49,9 @@ pub mod filter;
 pub mod reply;
 pub mod verdict;
 
-pub use address::{Address, AddressError, Domain, DomainKind, ForwardPath, LocalPart, ParseOptions, ReversePath};
+pub use address::{
+    Address, AddressError, Domain, DomainKind, ForwardPath, LocalPart, ParseOptions, ReversePath,
+};
 pub use async_trait::async_trait;
 pub use client::{Client, mask_ip};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -19,13 +19,21 @@ pub struct EnhancedCode {
 impl EnhancedCode {
     /// Build one.
     pub const fn new(class: u8, subject: u16, detail: u16) -> Self {
-        EnhancedCode { class, subject, detail }
+        EnhancedCode {
+            class,
+            subject,
+            detail,
+        }
     }
 }
 
 impl From<(u8, u16, u16)> for EnhancedCode {
     fn from((class, subject, detail): (u8, u16, u16)) -> Self {
-        EnhancedCode { class, subject, detail }
+        EnhancedCode {
+            class,
+            subject,
+            detail,
+        }
     }
 }
 
@@ -50,20 +58,36 @@ impl Reply {
     /// A code outside 200–599 is clamped to 451/554 rather than sent
     /// malformed; an enhanced class that disagrees with the code's first
     /// digit is corrected to it (RFC 3463 §2: the classes must agree).
-    pub fn new(code: u16, enhanced: impl Into<EnhancedCode>, text: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        code: u16,
+        enhanced: impl Into<EnhancedCode>,
+        text: impl Into<Cow<'static, str>>,
+    ) -> Self {
         let code = clamp_code(code);
         let mut enhanced = enhanced.into();
         enhanced.class = (code / 100) as u8;
         if enhanced.class == 3 {
             // 3xx replies (354, 334) carry no enhanced code.
-            return Reply { code, enhanced: None, text: text.into() };
+            return Reply {
+                code,
+                enhanced: None,
+                text: text.into(),
+            };
         }
-        Reply { code, enhanced: Some(enhanced), text: text.into() }
+        Reply {
+            code,
+            enhanced: Some(enhanced),
+            text: text.into(),
+        }
     }
 
     /// A reply without an enhanced status code (greeting, 354, 334).
     pub fn plain(code: u16, text: impl Into<Cow<'static, str>>) -> Self {
-        Reply { code: clamp_code(code), enhanced: None, text: text.into() }
+        Reply {
+            code: clamp_code(code),
+            enhanced: None,
+            text: text.into(),
+        }
     }
 
     /// The three-digit code.
@@ -107,7 +131,11 @@ impl Reply {
     /// the wire as such: each `\n` starts a new reply line and stray `\r`
     /// and other control characters are replaced, so no text can forge a reply.
     pub fn write_wire(&self, out: &mut Vec<u8>, enhanced: bool) {
-        let mut lines = self.text.split('\n').map(|l| l.trim_end_matches('\r')).peekable();
+        let mut lines = self
+            .text
+            .split('\n')
+            .map(|l| l.trim_end_matches('\r'))
+            .peekable();
         let code = itoa3(self.code);
         let mut first = true;
         while let Some(line) = lines.next() {
@@ -156,12 +184,21 @@ fn clamp_code(code: u16) -> u16 {
 }
 
 fn itoa3(code: u16) -> [u8; 3] {
-    [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8]
+    [
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+    ]
 }
 
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(&self.to_wire(true)).replace("\r\n", "\n").trim_end().replace('\n', " / "))
+        f.write_str(
+            &String::from_utf8_lossy(&self.to_wire(true))
+                .replace("\r\n", "\n")
+                .trim_end()
+                .replace('\n', " / "),
+        )
     }
 }
 
@@ -197,7 +234,11 @@ impl Reply {
     }
     /// `421 4.3.2 Service not available, closing transmission channel`
     pub fn service_unavailable() -> Self {
-        Reply::new(421, (4, 3, 2), "Service not available, closing transmission channel")
+        Reply::new(
+            421,
+            (4, 3, 2),
+            "Service not available, closing transmission channel",
+        )
     }
     /// `421 4.4.2 Timeout`
     pub fn timeout() -> Self {
@@ -205,7 +246,11 @@ impl Reply {
     }
     /// `451 4.3.0 Temporary failure` (a store or filter could not decide).
     pub fn temporary_failure() -> Self {
-        Reply::new(451, (4, 3, 0), "Temporary local problem, please try again later")
+        Reply::new(
+            451,
+            (4, 3, 0),
+            "Temporary local problem, please try again later",
+        )
     }
     /// `452 4.3.1 Insufficient system storage`
     pub fn insufficient_storage() -> Self {
@@ -217,7 +262,11 @@ impl Reply {
     }
     /// `552 5.3.4 Message size exceeds fixed maximum message size`
     pub fn message_too_big() -> Self {
-        Reply::new(552, (5, 3, 4), "Message size exceeds fixed maximum message size")
+        Reply::new(
+            552,
+            (5, 3, 4),
+            "Message size exceeds fixed maximum message size",
+        )
     }
     /// `500 5.5.1 Command unrecognized`
     pub fn command_unrecognized() -> Self {
@@ -252,7 +301,11 @@ impl Reply {
     }
     /// `555 5.5.4 MAIL FROM/RCPT TO parameters not recognized or not implemented`
     pub fn unknown_parameter() -> Self {
-        Reply::new(555, (5, 5, 4), "MAIL FROM/RCPT TO parameters not recognized or not implemented")
+        Reply::new(
+            555,
+            (5, 5, 4),
+            "MAIL FROM/RCPT TO parameters not recognized or not implemented",
+        )
     }
     /// `550 5.1.1 Mailbox unavailable`
     pub fn no_such_user() -> Self {
@@ -268,11 +321,19 @@ impl Reply {
     }
     /// `451 4.7.1 Greylisted` with the remaining delay.
     pub fn greylisted(retry_in_secs: u64) -> Self {
-        Reply::new(451, (4, 7, 1), format!("Greylisted, please try again in {retry_in_secs} seconds"))
+        Reply::new(
+            451,
+            (4, 7, 1),
+            format!("Greylisted, please try again in {retry_in_secs} seconds"),
+        )
     }
     /// `451 4.7.1 Rate limit exceeded` with a retry hint.
     pub fn rate_limited(what: &str, retry_in_secs: u64) -> Self {
-        Reply::new(451, (4, 7, 1), format!("Rate limit exceeded ({what}), try again in {retry_in_secs} seconds"))
+        Reply::new(
+            451,
+            (4, 7, 1),
+            format!("Rate limit exceeded ({what}), try again in {retry_in_secs} seconds"),
+        )
     }
     /// `530 5.7.0 Authentication required` (RFC 4954 §6).
     pub fn auth_required() -> Self {
@@ -288,7 +349,11 @@ impl Reply {
     }
     /// `538 5.7.11 Encryption required for requested authentication mechanism`
     pub fn encryption_required() -> Self {
-        Reply::new(538, (5, 7, 11), "Encryption required for requested authentication mechanism")
+        Reply::new(
+            538,
+            (5, 7, 11),
+            "Encryption required for requested authentication mechanism",
+        )
     }
     /// `530 5.7.0 Must issue a STARTTLS command first`
     pub fn starttls_first() -> Self {
@@ -312,14 +377,23 @@ mod tests {
     fn single_line() {
         assert_eq!(Reply::ok().to_wire(true), b"250 2.0.0 OK\r\n");
         assert_eq!(Reply::ok().to_wire(false), b"250 OK\r\n");
-        assert_eq!(Reply::start_mail_input().to_wire(true), b"354 Start mail input; end with <CRLF>.<CRLF>\r\n");
+        assert_eq!(
+            Reply::start_mail_input().to_wire(true),
+            b"354 Start mail input; end with <CRLF>.<CRLF>\r\n"
+        );
     }
 
     #[test]
     fn multi_line() {
         let r = Reply::new(250, (2, 0, 0), "mx.example\nPIPELINING\nSIZE 1000");
-        assert_eq!(r.to_wire(false), b"250-mx.example\r\n250-PIPELINING\r\n250 SIZE 1000\r\n");
-        assert_eq!(r.to_wire(true), b"250-2.0.0 mx.example\r\n250-2.0.0 PIPELINING\r\n250 2.0.0 SIZE 1000\r\n");
+        assert_eq!(
+            r.to_wire(false),
+            b"250-mx.example\r\n250-PIPELINING\r\n250 SIZE 1000\r\n"
+        );
+        assert_eq!(
+            r.to_wire(true),
+            b"250-2.0.0 mx.example\r\n250-2.0.0 PIPELINING\r\n250 2.0.0 SIZE 1000\r\n"
+        );
     }
 
     #[test]

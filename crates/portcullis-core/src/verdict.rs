@@ -25,7 +25,11 @@ impl Verdict {
     /// `Defer`, correcting a reply that is not 4xx to `451 4.3.0` so a
     /// deferral can never be sent as a success or a permanent failure.
     pub fn defer(reply: Reply) -> Self {
-        if reply.is_transient() { Verdict::Defer(reply) } else { Verdict::Defer(Reply::temporary_failure()) }
+        if reply.is_transient() {
+            Verdict::Defer(reply)
+        } else {
+            Verdict::Defer(Reply::temporary_failure())
+        }
     }
 
     /// `Reject`, correcting a reply that is not 5xx to `554 5.7.1`.
@@ -44,7 +48,10 @@ impl Verdict {
 
     /// Whether the command is refused (defer, reject or disconnect).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Verdict::Defer(_) | Verdict::Reject(_) | Verdict::Disconnect(_))
+        matches!(
+            self,
+            Verdict::Defer(_) | Verdict::Reject(_) | Verdict::Disconnect(_)
+        )
     }
 
     /// The reply this verdict carries, if any.

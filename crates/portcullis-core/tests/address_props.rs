@@ -4,7 +4,8 @@ use portcullis_core::{Address, Domain, ForwardPath, LocalPart, ParseOptions, Rev
 use proptest::prelude::*;
 
 fn dot_string() -> impl Strategy<Value = String> {
-    proptest::collection::vec("[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]{1,8}", 1..4).prop_map(|atoms| atoms.join("."))
+    proptest::collection::vec("[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]{1,8}", 1..4)
+        .prop_map(|atoms| atoms.join("."))
 }
 
 fn quoted_value() -> impl Strategy<Value = String> {
@@ -14,7 +15,8 @@ fn quoted_value() -> impl Strategy<Value = String> {
 
 fn domain() -> impl Strategy<Value = String> {
     prop_oneof![
-        proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", 1..4).prop_map(|l| l.join(".")),
+        proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", 1..4)
+            .prop_map(|l| l.join(".")),
         any::<[u8; 4]>().prop_map(|o| format!("[{}.{}.{}.{}]", o[0], o[1], o[2], o[3])),
         any::<u128>().prop_map(|v| format!("[IPv6:{}]", std::net::Ipv6Addr::from(v))),
         Just("bücher.example".to_string()),

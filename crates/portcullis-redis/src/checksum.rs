@@ -1,0 +1,1 @@
+//! Redis store: checksum (being built).
