@@ -145,11 +145,10 @@ impl Reply {
             first = false;
             out.extend_from_slice(&code);
             out.push(if lines.peek().is_some() { b'-' } else { b' ' });
-            if enhanced {
-                if let Some(e) = self.enhanced {
-                    out.extend_from_slice(e.to_string().as_bytes());
-                    out.push(b' ');
-                }
+            if let (true, Some(e)) = (enhanced, self.enhanced) {
+                use std::io::Write as _;
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{e} ");
             }
             for c in line.chars() {
                 if c.is_control() {
