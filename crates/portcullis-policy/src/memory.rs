@@ -1,0 +1,324 @@
+//! [`MemoryStore`]: the in-process [`CounterStore`] (dashmap), for a single
+//! relay. Nothing survives a restart; use the Redis store for that.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+
+use crate::store::{
+    Counter, CounterSnapshot, CounterStore, Counting, LockRecord, LockState, Outcome, Request,
+    StoreError, Window, duration_ms, from_ms, to_ms,
+};
+
+/// One window of one counter: non-empty buckets `(index, count)`, by index.
+#[derive(Debug)]
+struct WindowState {
+    window: Window,
+    slots: VecDeque<(u64, u64)>,
+}
+
+impl WindowState {
+    /// Drop buckets that no longer count and return the window's count.
+    fn prune_and_count(&mut self, now_ms: u64) -> u64 {
+        let oldest = self.window.oldest_counted(now_ms);
+        while self.slots.front().is_some_and(|&(i, _)| i < oldest) {
+            self.slots.pop_front();
+        }
+        self.slots.iter().map(|&(_, c)| c).sum()
+    }
+
+    fn add(&mut self, index: u64, cost: u64) {
+        // Almost always the last bucket or a new one after it; a clock that
+        // stepped back inserts in order.
+        match self.slots.iter().rposition(|&(i, _)| i <= index) {
+            Some(p) if self.slots[p].0 == index => {
+                self.slots[p].1 = self.slots[p].1.saturating_add(cost);
+            }
+            Some(p) => self.slots.insert(p + 1, (index, cost)),
+            None => self.slots.push_front((index, cost)),
+        }
+    }
+
+    fn remove(&mut self, index: u64, cost: u64) {
+        if let Some(slot) = self.slots.iter_mut().find(|(i, _)| *i == index) {
+            slot.1 = slot.1.saturating_sub(cost);
+        }
+        self.slots.retain(|&(_, c)| c > 0);
+    }
+}
+
+#[derive(Debug, Default)]
+struct CounterEntry {
+    windows: Vec<WindowState>,
+}
+
+impl CounterEntry {
+    fn state(&mut self, window: &Window) -> &mut WindowState {
+        // Windows are keyed by geometry only: the limit is a property of
+        // the request, so changing a limit keeps the history.
+        let found = self
+            .windows
+            .iter()
+            .position(|s| s.window.length == window.length && s.window.buckets == window.buckets);
+        let at = match found {
+            Some(at) => at,
+            None => {
+                self.windows.push(WindowState {
+                    window: *window,
+                    slots: VecDeque::new(),
+                });
+                self.windows.len() - 1
+            }
+        };
+        let state = &mut self.windows[at];
+        state.window.limit = window.limit;
+        state
+    }
+}
+
+#[derive(Debug, Default)]
+struct DistinctEntry {
+    /// Member → last seen (ms).
+    members: HashMap<String, u64>,
+}
+
+/// The in-memory [`CounterStore`]: dashmap maps of counters, distinct sets,
+/// blocks and lock records. Each key is updated under its dashmap entry
+/// lock; a request touching several keys rolls back its earlier counters
+/// when a later one refuses (so a racing request may be refused
+/// conservatively, never admitted over a limit).
+///
+/// Memory grows with the number of keys; call [`purge`](MemoryStore::purge)
+/// now and then to drop keys whose data no longer counts.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    counters: DashMap<String, CounterEntry>,
+    distinct: DashMap<String, DistinctEntry>,
+    blocks: DashMap<String, u64>,
+    locks: DashMap<String, LockRecord>,
+}
+
+/// How far the distinct step got, to undo it on refusal.
+enum DistinctUndo {
+    None,
+    Inserted,
+    Refreshed(u64),
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    /// Drop counters, distinct members and blocks that no longer count at
+    /// `now` (lock records are kept: they are history).
+    pub fn purge(&self, now: SystemTime) {
+        let now_ms = to_ms(now);
+        self.counters.retain(|_, entry| {
+            entry.windows.retain_mut(|w| w.prune_and_count(now_ms) > 0);
+            !entry.windows.is_empty()
+        });
+        self.blocks.retain(|_, until| *until > now_ms);
+        // A distinct set forgets a member after its window; the window is
+        // per request, so keep sets seen within a day (the longest sane one).
+        let day = 86_400_000;
+        self.distinct.retain(|_, d| {
+            d.members
+                .retain(|_, seen| seen.saturating_add(day) > now_ms);
+            !d.members.is_empty()
+        });
+    }
+
+    fn apply(&self, counter: &Counter<'_>, now_ms: u64, sign_add: bool) {
+        let mut entry = self.counters.entry(counter.key.to_owned()).or_default();
+        for w in counter.windows {
+            let state = entry.state(w);
+            let index = w.bucket_of(now_ms);
+            if sign_add {
+                state.add(index, counter.cost);
+            } else {
+                state.remove(index, counter.cost);
+            }
+        }
+    }
+
+    /// Check every window of `counter` and add its cost when all fit.
+    fn check_and_add(&self, counter: &Counter<'_>, now_ms: u64) -> Option<(usize, u64, Duration)> {
+        let mut entry = match self.counters.get_mut(counter.key) {
+            Some(e) => e,
+            None => self.counters.entry(counter.key.to_owned()).or_default(),
+        };
+        for (wi, w) in counter.windows.iter().enumerate() {
+            let state = entry.state(w);
+            let count = state.prune_and_count(now_ms);
+            if let Some(retry) = w.retry_after(state.slots.iter().copied(), counter.cost, now_ms) {
+                return Some((wi, count, retry));
+            }
+        }
+        for w in counter.windows {
+            entry.state(w).add(w.bucket_of(now_ms), counter.cost);
+        }
+        None
+    }
+
+    fn undo_distinct(&self, request: &Request<'_>, undo: DistinctUndo) {
+        let Some(d) = request.distinct else { return };
+        if let Some(mut set) = self.distinct.get_mut(d.key) {
+            match undo {
+                DistinctUndo::None => {}
+                DistinctUndo::Inserted => {
+                    set.members.remove(d.member);
+                }
+                DistinctUndo::Refreshed(seen) => {
+                    set.members.insert(d.member.to_owned(), seen);
+                }
+            }
+        }
+    }
+}
+
+impl CounterStore for MemoryStore {
+    fn decide(&self, request: &Request<'_>, now: SystemTime) -> Result<Outcome, StoreError> {
+        let now_ms = to_ms(now);
+        for (index, key) in request.locks.iter().enumerate() {
+            if let Some(record) = self.locks.get(*key)
+                && record.in_effect(now)
+            {
+                return Ok(Outcome::Locked {
+                    index,
+                    record: record.clone(),
+                });
+            }
+        }
+        for (index, key) in request.blocks.iter().enumerate() {
+            if let Some(until) = self.blocks.get(*key)
+                && *until > now_ms
+            {
+                return Ok(Outcome::Blocked {
+                    index,
+                    until: from_ms(*until),
+                });
+            }
+        }
+
+        let mut undo = DistinctUndo::None;
+        if let Some(d) = request.distinct {
+            let mut set = match self.distinct.get_mut(d.key) {
+                Some(s) => s,
+                None => self.distinct.entry(d.key.to_owned()).or_default(),
+            };
+            // A member counts while last seen within (now - window, now].
+            let horizon = now_ms.saturating_sub(duration_ms(d.window));
+            if let Some(seen) = set.members.get_mut(d.member).filter(|s| **s > horizon) {
+                undo = DistinctUndo::Refreshed(*seen);
+                *seen = now_ms.max(*seen);
+            } else {
+                // Only prune when the cap could bind, so a typical hit is O(1).
+                if set.members.len() as u64 >= d.limit {
+                    set.members.retain(|_, seen| *seen > horizon);
+                }
+                let count = set.members.len() as u64;
+                if count >= d.limit {
+                    drop(set);
+                    for c in request.counters {
+                        if c.counting == Counting::Strict {
+                            self.apply(c, now_ms, true);
+                        }
+                    }
+                    return Ok(Outcome::DistinctExceeded { count });
+                }
+                set.members.insert(d.member.to_owned(), now_ms);
+                undo = DistinctUndo::Inserted;
+            }
+        }
+
+        for (ci, counter) in request.counters.iter().enumerate() {
+            if let Some((window, count, retry_after)) = self.check_and_add(counter, now_ms) {
+                for (cj, c) in request.counters.iter().enumerate() {
+                    match (cj < ci, c.counting) {
+                        (true, Counting::Leaky) => self.apply(c, now_ms, false),
+                        (false, Counting::Strict) => self.apply(c, now_ms, true),
+                        _ => {}
+                    }
+                }
+                self.undo_distinct(request, undo);
+                return Ok(Outcome::Limited {
+                    counter: ci,
+                    window,
+                    count,
+                    retry_after,
+                });
+            }
+        }
+        Ok(Outcome::Admitted)
+    }
+
+    fn block(&self, key: &str, until: SystemTime, _now: SystemTime) -> Result<(), StoreError> {
+        let until = to_ms(until);
+        let mut entry = self.blocks.entry(key.to_owned()).or_insert(until);
+        *entry = (*entry).max(until);
+        Ok(())
+    }
+
+    fn lock(
+        &self,
+        key: &str,
+        lock_for: Duration,
+        max_auto_unlocks: u32,
+        reason: &str,
+        now: SystemTime,
+    ) -> Result<LockRecord, StoreError> {
+        let mut entry = self.locks.entry(key.to_owned()).or_insert(LockRecord {
+            times_locked: 0,
+            state: LockState::Unlocked,
+            reason: String::new(),
+            since: now,
+        });
+        let record =
+            LockRecord::relock(Some(entry.clone()), lock_for, max_auto_unlocks, reason, now);
+        *entry = record.clone();
+        Ok(record)
+    }
+
+    fn unlock(&self, key: &str, forget_history: bool) -> Result<(), StoreError> {
+        if forget_history {
+            self.locks.remove(key);
+        } else if let Some(mut r) = self.locks.get_mut(key) {
+            r.state = LockState::Unlocked;
+        }
+        Ok(())
+    }
+
+    fn lock_record(&self, key: &str) -> Result<Option<LockRecord>, StoreError> {
+        Ok(self.locks.get(key).map(|r| r.clone()))
+    }
+
+    fn locks(&self) -> Result<Vec<(String, LockRecord)>, StoreError> {
+        Ok(self
+            .locks
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect())
+    }
+
+    fn counters(&self, now: SystemTime) -> Result<Vec<CounterSnapshot>, StoreError> {
+        let now_ms = to_ms(now);
+        let mut out = Vec::new();
+        for mut entry in self.counters.iter_mut() {
+            let key = entry.key().clone();
+            for w in &mut entry.windows {
+                let count = w.prune_and_count(now_ms);
+                if count > 0 {
+                    out.push(CounterSnapshot {
+                        key: key.clone(),
+                        window: w.window.length,
+                        count,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}

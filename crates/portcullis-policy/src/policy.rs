@@ -1,0 +1,831 @@
+//! [`Policy`]: the plain, synchronous decision API. Each method is a
+//! function of (configuration + store, input, `now`) returning a
+//! [`Verdict`]; [`PolicyFilter`](crate::PolicyFilter) calls them per stage.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use portcullis_core::{Client, ForwardPath, MailParams, Reply, ReversePath, Verdict, mask_ip};
+
+use crate::account::{Account, network_key};
+use crate::config::{AbuseLock, PolicyConfig, StoreFailure};
+use crate::connection::{GateDecision, LoadGate};
+use crate::from::{FromCheckError, FromViolation};
+use crate::lists::ListMatch;
+use crate::store::{
+    Counter, CounterSnapshot, CounterStore, Counting, Distinct, LockRecord, LockState, Outcome,
+    Request, StoreError, Window,
+};
+
+/// Which rule refused something (for reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rule {
+    /// A message or recipient rate.
+    Rate,
+    /// Distinct recipients per day.
+    DistinctRecipients,
+    /// Too many invalid recipients.
+    InvalidRecipients,
+    /// Too many failed AUTH attempts.
+    AuthFailures,
+    /// New connections per client.
+    ConnectionRate,
+    /// A FROM restriction.
+    From,
+    /// Message size.
+    Size,
+    /// A deny list.
+    Denied,
+    /// The account is locked.
+    Locked,
+    /// An abuse signal or repeated violations locked the account.
+    Abuse,
+}
+
+/// One recent refusal, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// When.
+    pub at: SystemTime,
+    /// Whom: an account key, or a client network.
+    pub subject: String,
+    /// Which rule.
+    pub rule: Rule,
+    /// The reply code sent (0 when nothing was sent, e.g. a lock).
+    pub code: u16,
+    /// Details (the reply text or the lock reason).
+    pub detail: String,
+}
+
+/// A lock as reports show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockReport {
+    /// Store key of the lock (`lock:` + account key).
+    pub key: String,
+    /// The record.
+    pub record: LockRecord,
+    /// Whether it is in force at the report's instant.
+    pub in_effect: bool,
+}
+
+/// A snapshot for operators: who sent how much, who is locked, what was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Live counters (keys like `msg:u:alice@example.com`).
+    pub counters: Vec<CounterSnapshot>,
+    /// Lock records.
+    pub locks: Vec<LockReport>,
+    /// The most recent violations, oldest first (kept in this process only).
+    pub violations: Vec<Violation>,
+}
+
+/// An abuse signal from elsewhere (e.g. the fingerprint crate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AbuseSignal {
+    /// The same bulk message went to this many recipients.
+    BulkMessage {
+        /// Recipients of the bulk message.
+        recipients: u64,
+    },
+    /// Anything else, with a reason for the operator.
+    Other(String),
+}
+
+impl AbuseSignal {
+    fn reason(&self) -> String {
+        match self {
+            AbuseSignal::BulkMessage { recipients } => {
+                format!("bulk message to {recipients} recipients")
+            }
+            AbuseSignal::Other(r) => r.clone(),
+        }
+    }
+}
+
+/// The policy engine: configuration, a counter store and, optionally, a
+/// load gate. Shared between sessions (`Arc<Policy>`); no I/O of its own
+/// (the store may do some).
+pub struct Policy {
+    config: PolicyConfig,
+    store: Arc<dyn CounterStore>,
+    gate: Option<Arc<LoadGate>>,
+    recent: Mutex<VecDeque<Violation>>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("config", &self.config)
+            .field("gate", &self.gate)
+            .finish_non_exhaustive()
+    }
+}
+
+fn secs_ceil(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn until_secs(until: SystemTime, now: SystemTime) -> u64 {
+    secs_ceil(until.duration_since(now).unwrap_or_default())
+}
+
+impl Policy {
+    /// A policy over `store`.
+    pub fn new(config: PolicyConfig, store: Arc<dyn CounterStore>) -> Self {
+        Policy {
+            config,
+            store,
+            gate: None,
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Consult `gate` at connect.
+    pub fn with_load_gate(mut self, gate: Arc<LoadGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// The account of a session.
+    pub fn account(&self, client: &Client) -> Account {
+        let (v4, v6) = self.config.prefixes();
+        Account::resolve(client, self.config.domain_accounts, v4, v6)
+    }
+
+    fn net(&self, ip: IpAddr) -> String {
+        let (v4, v6) = self.config.prefixes();
+        network_key(ip, v4, v6)
+    }
+
+    fn store_failed(&self, _err: &dyn std::error::Error) -> Verdict {
+        match self.config.on_store_error {
+            StoreFailure::Defer => Verdict::Defer(Reply::temporary_failure()),
+            StoreFailure::FailOpen => Verdict::Continue,
+        }
+    }
+
+    fn record(&self, subject: &str, rule: Rule, verdict: &Verdict, now: SystemTime) {
+        let (code, detail) = verdict
+            .reply()
+            .map_or((0, String::new()), |r| (r.code(), r.text().to_owned()));
+        self.push_violation(Violation {
+            at: now,
+            subject: subject.to_owned(),
+            rule,
+            code,
+            detail,
+        });
+    }
+
+    fn push_violation(&self, v: Violation) {
+        let cap = if self.config.recent_violations == 0 {
+            256
+        } else {
+            self.config.recent_violations
+        };
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= cap {
+            recent.pop_front();
+        }
+        recent.push_back(v);
+    }
+
+    /// Count one limit violation of `account`; past the abuse threshold,
+    /// lock it. Errors are ignored here: the request is refused already,
+    /// and the next violation will try again.
+    fn count_violation(&self, account: &Account, now: SystemTime) {
+        let Some(abuse) = self.config.abuse else {
+            return;
+        };
+        if !account.is_outbound() {
+            return;
+        }
+        let key = format!("viol:{}", account.key());
+        let window = [Window::new(abuse.violation_window, abuse.violations)];
+        let counters = [Counter {
+            key: &key,
+            cost: 1,
+            windows: &window,
+            counting: Counting::Strict,
+        }];
+        let request = Request {
+            counters: &counters,
+            ..Request::default()
+        };
+        if let Ok(Outcome::Limited { .. }) = self.store.decide(&request, now) {
+            let reason = format!("more than {} limit violations", abuse.violations);
+            if let Ok(record) = self.lock_account(account, &abuse, &reason, now) {
+                self.note_lock(account, &record, now);
+            }
+        }
+    }
+
+    fn lock_account(
+        &self,
+        account: &Account,
+        abuse: &AbuseLock,
+        reason: &str,
+        now: SystemTime,
+    ) -> Result<LockRecord, StoreError> {
+        self.store.lock(
+            &lock_key(account),
+            abuse.lock_time,
+            abuse.max_auto_unlocks,
+            reason,
+            now,
+        )
+    }
+
+    fn note_lock(&self, account: &Account, record: &LockRecord, now: SystemTime) {
+        self.push_violation(Violation {
+            at: now,
+            subject: account.key().to_owned(),
+            rule: Rule::Abuse,
+            code: 0,
+            detail: record.reason.clone(),
+        });
+    }
+
+    /// At connect: deny-listed networks (`554 5.7.1`), the load gate
+    /// (`421 4.3.2`), blocks from failed AUTH or invalid recipients and the
+    /// connection rate (`421 4.7.0`).
+    pub fn check_connect(&self, client: &Client, now: SystemTime) -> Verdict {
+        let ip = client.ip();
+        let denied = self
+            .config
+            .deny_networks
+            .iter()
+            .any(|&(net, len)| mask_ip(ip, len, len) == mask_ip(net, len, len));
+        if let Some(gate) = &self.gate {
+            match gate.admit(denied) {
+                GateDecision::Open => {}
+                GateDecision::Busy(r) => return Verdict::Disconnect(r),
+                GateDecision::Refused(r) => return Verdict::Reject(r),
+            }
+        } else if denied {
+            return Verdict::Reject(Reply::new(554, (5, 7, 1), "Access denied"));
+        }
+        let net = self.net(ip);
+        let auth_block = format!("blk:auth:ip:{net}");
+        let inv_block = format!("blk:inv:ip:{net}");
+        let conn_key = format!("conn:ip:{net}");
+        let rate: Vec<Window> = self.config.connection_rate.into_iter().collect();
+        let counters = [Counter {
+            key: &conn_key,
+            cost: 1,
+            windows: &rate,
+            counting: Counting::Leaky,
+        }];
+        let blocks = [auth_block.as_str(), inv_block.as_str()];
+        let request = Request {
+            blocks: &blocks,
+            counters: if rate.is_empty() { &[] } else { &counters },
+            ..Request::default()
+        };
+        match self.store.decide(&request, now) {
+            Ok(Outcome::Admitted) => Verdict::Continue,
+            Ok(Outcome::Blocked { until, .. }) => Verdict::Disconnect(Reply::new(
+                421,
+                (4, 7, 0),
+                format!(
+                    "Temporarily blocked, try again in {} seconds",
+                    until_secs(until, now)
+                ),
+            )),
+            Ok(Outcome::Limited { retry_after, .. }) => {
+                let v = Verdict::Disconnect(Reply::new(
+                    421,
+                    (4, 7, 0),
+                    format!(
+                        "Too many connections, try again in {} seconds",
+                        secs_ceil(retry_after)
+                    ),
+                ));
+                self.record(&net, Rule::ConnectionRate, &v, now);
+                v
+            }
+            Ok(_) => Verdict::Defer(Reply::temporary_failure()),
+            Err(e) => self.store_failed(&e),
+        }
+    }
+
+    /// After a successful AUTH: refuse identities or clients blocked for
+    /// failed attempts (`454 4.7.0`, or `421 4.7.0` for a blocked client).
+    pub fn check_auth(&self, client: &Client, now: SystemTime) -> Verdict {
+        let Some(user) = &client.authenticated else {
+            return Verdict::Continue;
+        };
+        let ip_block = format!("blk:auth:ip:{}", self.net(client.ip()));
+        let user_block = format!("blk:auth:user:{}", user.to_ascii_lowercase());
+        let blocks = [ip_block.as_str(), user_block.as_str()];
+        let request = Request {
+            blocks: &blocks,
+            ..Request::default()
+        };
+        match self.store.decide(&request, now) {
+            Ok(Outcome::Blocked { index: 0, until }) => Verdict::Disconnect(Reply::new(
+                421,
+                (4, 7, 0),
+                format!(
+                    "Too many failed logins, try again in {} seconds",
+                    until_secs(until, now)
+                ),
+            )),
+            Ok(Outcome::Blocked { .. }) => Verdict::Defer(Reply::new(
+                454,
+                (4, 7, 0),
+                "Temporary authentication failure",
+            )),
+            Ok(_) => Verdict::Continue,
+            Err(e) => self.store_failed(&e),
+        }
+    }
+
+    /// A failed AUTH attempt from `client` for `user` (when known). Past the
+    /// cap the client (or user name) is blocked and the answer is
+    /// `421 4.7.0` (disconnect); otherwise `Continue` (the server sends its
+    /// own `535 5.7.8`).
+    pub fn note_auth_failure(
+        &self,
+        client: &Client,
+        user: Option<&str>,
+        now: SystemTime,
+    ) -> Verdict {
+        let Some(cap) = self.config.auth_failures else {
+            return Verdict::Continue;
+        };
+        let net = self.net(client.ip());
+        let ip_key = format!("authf:ip:{net}");
+        let user_key = user.map(|u| format!("authf:user:{}", u.to_ascii_lowercase()));
+        let window = [Window::new(cap.window, cap.max)];
+        let mut counters = vec![Counter {
+            key: &ip_key,
+            cost: 1,
+            windows: &window,
+            counting: Counting::Strict,
+        }];
+        if let Some(k) = &user_key {
+            counters.push(Counter {
+                key: k,
+                cost: 1,
+                windows: &window,
+                counting: Counting::Strict,
+            });
+        }
+        let request = Request {
+            counters: &counters,
+            ..Request::default()
+        };
+        match self.store.decide(&request, now) {
+            Ok(Outcome::Limited { counter, .. }) => {
+                let block = if counter == 0 {
+                    format!("blk:auth:ip:{net}")
+                } else {
+                    format!(
+                        "blk:auth:user:{}",
+                        user.unwrap_or_default().to_ascii_lowercase()
+                    )
+                };
+                if let Err(e) = self.store.block(&block, now + cap.block_for, now) {
+                    return self.store_failed(&e);
+                }
+                let v = Verdict::Disconnect(Reply::new(
+                    421,
+                    (4, 7, 0),
+                    format!(
+                        "Too many failed logins, try again in {} seconds",
+                        secs_ceil(cap.block_for)
+                    ),
+                ));
+                self.record(&net, Rule::AuthFailures, &v, now);
+                v
+            }
+            Ok(_) => Verdict::Continue,
+            Err(e) => self.store_failed(&e),
+        }
+    }
+
+    fn locked_verdict(record: &LockRecord, now: SystemTime) -> Verdict {
+        match record.state {
+            LockState::Until(t) => Verdict::Defer(Reply::new(
+                451,
+                (4, 7, 1),
+                format!(
+                    "Account locked for {} more seconds: {}",
+                    until_secs(t, now),
+                    record.reason
+                ),
+            )),
+            _ => Verdict::Reject(Reply::new(
+                550,
+                (5, 7, 1),
+                format!("Account locked: {}", record.reason),
+            )),
+        }
+    }
+
+    fn blocked_verdict(until: SystemTime, now: SystemTime) -> Verdict {
+        Verdict::Disconnect(Reply::new(
+            421,
+            (4, 7, 0),
+            format!(
+                "Too many invalid recipients, try again in {} seconds",
+                until_secs(until, now)
+            ),
+        ))
+    }
+
+    /// `MAIL FROM`: lock, sender deny list, FROM restrictions, declared
+    /// size, invalid-recipient blocks, then message rates per account,
+    /// client network and sender domain (skipped for allow-listed senders).
+    pub fn check_mail(
+        &self,
+        client: &Client,
+        account: &Account,
+        sender: &ReversePath,
+        params: &MailParams,
+        now: SystemTime,
+    ) -> Verdict {
+        let listed = sender
+            .address()
+            .map_or(ListMatch::Neither, |a| self.config.senders.check(a));
+        if listed == ListMatch::Denied {
+            let v = Verdict::Reject(Reply::policy_rejected(
+                "Sender address rejected: access denied",
+            ));
+            self.record(account.key(), Rule::Denied, &v, now);
+            return v;
+        }
+        match self.config.from.check_sender(account, sender) {
+            Ok(()) => {}
+            Err(FromCheckError::Violation(violation)) => {
+                let v = Verdict::Reject(Reply::new(553, (5, 7, 1), violation.text()));
+                self.record(account.key(), Rule::From, &v, now);
+                return v;
+            }
+            Err(e) => return self.store_failed(&e),
+        }
+        let limits = self.config.limits_for(account);
+        if let (Some(max), Some(size)) = (limits.max_message_size, params.size)
+            && size > max
+        {
+            let v = Verdict::Reject(Reply::message_too_big());
+            self.record(account.key(), Rule::Size, &v, now);
+            return v;
+        }
+
+        let net = self.net(client.ip());
+        let lock = lock_key(account);
+        let inv_account = format!("blk:inv:{}", account.key());
+        let inv_ip = format!("blk:inv:ip:{net}");
+        let locks = [lock.as_str()];
+        let blocks = [inv_account.as_str(), inv_ip.as_str()];
+
+        let account_windows = limits.rates.message_windows();
+        let ip_windows = self.config.client_limits.message_windows();
+        let domain_windows = self.config.sender_domain_limits.message_windows();
+        let account_key = format!("msg:{}", account.key());
+        let ip_key = format!("msg:ip:{net}");
+        let domain_key = sender
+            .address()
+            .map(|a| format!("msg:sd:{}", a.domain().ascii()));
+        let mut counters: Vec<(Counter<'_>, &'static str)> = Vec::with_capacity(3);
+        if listed != ListMatch::Allowed {
+            counters_for(
+                &mut counters,
+                &account_key,
+                &account_windows,
+                limits.rates.counting,
+                "messages per account",
+            );
+            if account.is_outbound() {
+                counters_for(
+                    &mut counters,
+                    &ip_key,
+                    &ip_windows,
+                    self.config.client_limits.counting,
+                    "messages per client",
+                );
+            }
+            if let Some(k) = &domain_key {
+                counters_for(
+                    &mut counters,
+                    k,
+                    &domain_windows,
+                    self.config.sender_domain_limits.counting,
+                    "messages per sender domain",
+                );
+            }
+        }
+        let plain: Vec<Counter<'_>> = counters.iter().map(|(c, _)| *c).collect();
+        let request = Request {
+            locks: &locks,
+            blocks: &blocks,
+            distinct: None,
+            counters: &plain,
+        };
+        self.apply_outcome(account, &counters, request, now)
+    }
+
+    /// `RCPT TO`: recipient deny/allow lists, the recipient directory,
+    /// invalid-recipient blocks, distinct recipients per day, and recipient
+    /// rates per account, client network and sender domain.
+    pub fn check_rcpt(
+        &self,
+        client: &Client,
+        account: &Account,
+        sender: &ReversePath,
+        rcpt: &ForwardPath,
+        now: SystemTime,
+    ) -> Verdict {
+        match rcpt.address().map(|a| self.config.recipients.check(a)) {
+            Some(ListMatch::Denied) => {
+                let v = Verdict::Reject(Reply::policy_rejected(
+                    "Recipient address rejected: access denied",
+                ));
+                self.record(account.key(), Rule::Denied, &v, now);
+                return v;
+            }
+            Some(ListMatch::Allowed) => return Verdict::Continue,
+            _ => {}
+        }
+        if let (Some(dir), Some(addr)) = (&self.config.recipient_directory, rcpt.address()) {
+            match dir.mailbox_exists(addr) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return match self.note_invalid_recipient(client, account, now) {
+                        Verdict::Continue => Verdict::Reject(Reply::no_such_user()),
+                        other => other,
+                    };
+                }
+                Err(e) => return self.store_failed(&e),
+            }
+        }
+        let limits = self.config.limits_for(account);
+        let net = self.net(client.ip());
+        let inv_account = format!("blk:inv:{}", account.key());
+        let inv_ip = format!("blk:inv:ip:{net}");
+        let blocks = [inv_account.as_str(), inv_ip.as_str()];
+
+        let distinct_key = format!("dist:{}", account.key());
+        let member = rcpt
+            .address()
+            .map_or_else(|| "postmaster".to_owned(), |a| a.key().to_lowercase());
+        let distinct = limits.distinct_recipients_per_day.map(|limit| Distinct {
+            key: &distinct_key,
+            member: &member,
+            window: Duration::from_secs(86_400),
+            limit,
+        });
+
+        let account_windows = limits.rates.recipient_windows();
+        let ip_windows = self.config.client_limits.recipient_windows();
+        let domain_windows = self.config.sender_domain_limits.recipient_windows();
+        let account_key = format!("rcpt:{}", account.key());
+        let ip_key = format!("rcpt:ip:{net}");
+        let domain_key = sender
+            .address()
+            .map(|a| format!("rcpt:sd:{}", a.domain().ascii()));
+        let mut counters: Vec<(Counter<'_>, &'static str)> = Vec::with_capacity(3);
+        counters_for(
+            &mut counters,
+            &account_key,
+            &account_windows,
+            limits.rates.counting,
+            "recipients per account",
+        );
+        if account.is_outbound() {
+            counters_for(
+                &mut counters,
+                &ip_key,
+                &ip_windows,
+                self.config.client_limits.counting,
+                "recipients per client",
+            );
+        }
+        if let Some(k) = &domain_key {
+            counters_for(
+                &mut counters,
+                k,
+                &domain_windows,
+                self.config.sender_domain_limits.counting,
+                "recipients per sender domain",
+            );
+        }
+        let plain: Vec<Counter<'_>> = counters.iter().map(|(c, _)| *c).collect();
+        let request = Request {
+            locks: &[],
+            blocks: &blocks,
+            distinct,
+            counters: &plain,
+        };
+        self.apply_outcome(account, &counters, request, now)
+    }
+
+    fn apply_outcome(
+        &self,
+        account: &Account,
+        counters: &[(Counter<'_>, &'static str)],
+        request: Request<'_>,
+        now: SystemTime,
+    ) -> Verdict {
+        match self.store.decide(&request, now) {
+            Ok(Outcome::Admitted) => Verdict::Continue,
+            Ok(Outcome::Locked { record, .. }) => {
+                let v = Self::locked_verdict(&record, now);
+                self.record(account.key(), Rule::Locked, &v, now);
+                v
+            }
+            Ok(Outcome::Blocked { until, .. }) => Self::blocked_verdict(until, now),
+            Ok(Outcome::DistinctExceeded { .. }) => {
+                // RFC 5321 §4.5.3.1.10 and RFC 3463 4.5.3: too many recipients.
+                let v = Verdict::Defer(Reply::new(
+                    452,
+                    (4, 5, 3),
+                    "Too many distinct recipients today, try again tomorrow",
+                ));
+                self.record(account.key(), Rule::DistinctRecipients, &v, now);
+                self.count_violation(account, now);
+                v
+            }
+            Ok(Outcome::Limited {
+                counter,
+                retry_after,
+                ..
+            }) => {
+                let what = counters.get(counter).map_or("rate", |(_, w)| w);
+                let v = Verdict::Defer(Reply::rate_limited(what, secs_ceil(retry_after)));
+                self.record(account.key(), Rule::Rate, &v, now);
+                self.count_violation(account, now);
+                v
+            }
+            Err(e) => self.store_failed(&e),
+        }
+    }
+
+    /// A recipient was rejected as unknown (`5.1.1` from the directory, or
+    /// learned from a delivery outcome). Past the cap the account (and the
+    /// client network) is blocked: `421 4.7.0`, disconnect.
+    pub fn note_invalid_recipient(
+        &self,
+        client: &Client,
+        account: &Account,
+        now: SystemTime,
+    ) -> Verdict {
+        let Some(cap) = self.config.invalid_recipients else {
+            return Verdict::Continue;
+        };
+        let net = self.net(client.ip());
+        let account_key = format!("inv:{}", account.key());
+        let ip_key = format!("inv:ip:{net}");
+        let window = [Window::new(cap.window, cap.max)];
+        let mut counters = vec![Counter {
+            key: &account_key,
+            cost: 1,
+            windows: &window,
+            counting: Counting::Strict,
+        }];
+        if account.is_outbound() {
+            counters.push(Counter {
+                key: &ip_key,
+                cost: 1,
+                windows: &window,
+                counting: Counting::Strict,
+            });
+        }
+        let request = Request {
+            counters: &counters,
+            ..Request::default()
+        };
+        match self.store.decide(&request, now) {
+            Ok(Outcome::Limited { counter, .. }) => {
+                let until = now + cap.block_for;
+                let block = if counter == 0 {
+                    format!("blk:inv:{}", account.key())
+                } else {
+                    format!("blk:inv:ip:{net}")
+                };
+                if let Err(e) = self.store.block(&block, until, now) {
+                    return self.store_failed(&e);
+                }
+                let v = Self::blocked_verdict(until, now);
+                self.record(account.key(), Rule::InvalidRecipients, &v, now);
+                v
+            }
+            Ok(_) => Verdict::Continue,
+            Err(e) => self.store_failed(&e),
+        }
+    }
+
+    /// End of data: the message size (`552 5.3.4`) and the header `From:`
+    /// (`550 5.7.1`).
+    pub fn check_message(&self, account: &Account, message: &[u8], now: SystemTime) -> Verdict {
+        let limits = self.config.limits_for(account);
+        if let Some(max) = limits.max_message_size
+            && message.len() as u64 > max
+        {
+            let v = Verdict::Reject(Reply::message_too_big());
+            self.record(account.key(), Rule::Size, &v, now);
+            return v;
+        }
+        match self.config.from.check_header(account, message) {
+            Ok(()) => Verdict::Continue,
+            Err(FromCheckError::Violation(violation)) => {
+                let v = Verdict::Reject(Reply::policy_rejected(match violation {
+                    FromViolation::InvalidHeaderFrom => violation.text(),
+                    _ => "Header From not allowed for this account",
+                }));
+                self.record(account.key(), Rule::From, &v, now);
+                v
+            }
+            Err(e) => self.store_failed(&e),
+        }
+    }
+
+    /// An abuse signal for `account`: lock it now (timed for the first
+    /// `max_auto_unlocks` locks, then permanent). Uses the configured
+    /// [`AbuseLock`] or its defaults.
+    pub fn signal_abuse(
+        &self,
+        account: &Account,
+        signal: &AbuseSignal,
+        now: SystemTime,
+    ) -> Result<LockRecord, StoreError> {
+        let abuse = self.config.abuse.unwrap_or_default();
+        let record = self.lock_account(account, &abuse, &signal.reason(), now)?;
+        self.note_lock(account, &record, now);
+        Ok(record)
+    }
+
+    /// An admin unlock; `forget_history` also resets the lock count.
+    pub fn unlock(&self, account: &Account, forget_history: bool) -> Result<(), StoreError> {
+        self.store.unlock(&lock_key(account), forget_history)
+    }
+
+    /// The lock record of `account`, if any.
+    pub fn lock_record(&self, account: &Account) -> Result<Option<LockRecord>, StoreError> {
+        self.store.lock_record(&lock_key(account))
+    }
+
+    /// A snapshot of counters, locks and recent violations at `now`.
+    pub fn report(&self, now: SystemTime) -> Result<Report, StoreError> {
+        let mut counters = self.store.counters(now)?;
+        counters.sort_by(|a, b| (&a.key, a.window).cmp(&(&b.key, b.window)));
+        let mut locks: Vec<LockReport> = self
+            .store
+            .locks()?
+            .into_iter()
+            .map(|(key, record)| LockReport {
+                in_effect: record.in_effect(now),
+                key,
+                record,
+            })
+            .collect();
+        locks.sort_by(|a, b| a.key.cmp(&b.key));
+        let violations = self
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        Ok(Report {
+            counters,
+            locks,
+            violations,
+        })
+    }
+}
+
+fn lock_key(account: &Account) -> String {
+    format!("lock:{}", account.key())
+}
+
+fn counters_for<'a>(
+    out: &mut Vec<(Counter<'a>, &'static str)>,
+    key: &'a str,
+    windows: &'a crate::config::Windows,
+    counting: Counting,
+    what: &'static str,
+) {
+    if !windows.as_slice().is_empty() {
+        out.push((
+            Counter {
+                key,
+                cost: 1,
+                windows: windows.as_slice(),
+                counting,
+            },
+            what,
+        ));
+    }
+}
