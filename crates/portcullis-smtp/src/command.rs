@@ -1,0 +1,447 @@
+//! The SMTP command parser (RFC 5321 §4.1.1 and the extensions' commands).
+//!
+//! [`parse_command`] takes one command line without its CRLF and returns a
+//! [`Command`] borrowing from it: no allocation. ESMTP parameters stay as
+//! text ([`EsmtpParams`] iterates them); the [`Session`](crate::Session)
+//! validates them against what it advertised.
+
+use nom::{
+    IResult, Parser,
+    branch::alt,
+    bytes::complete::{tag, tag_no_case, take_while1},
+    character::complete::{digit1, space1},
+    combinator::{all_consuming, opt},
+    sequence::preceded,
+};
+
+/// One parsed command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command<'a> {
+    /// `HELO domain`
+    Helo(&'a str),
+    /// `EHLO domain-or-literal`
+    Ehlo(&'a str),
+    /// `MAIL FROM:<path> [params]`
+    Mail {
+        /// The path with its angle brackets, e.g. `<a@b.example>` or `<>`.
+        path: &'a str,
+        /// The ESMTP parameters after the path.
+        params: EsmtpParams<'a>,
+    },
+    /// `RCPT TO:<path> [params]`
+    Rcpt {
+        /// The path with its angle brackets.
+        path: &'a str,
+        /// The ESMTP parameters after the path.
+        params: EsmtpParams<'a>,
+    },
+    /// `DATA`
+    Data,
+    /// `BDAT size [LAST]` (RFC 3030).
+    Bdat {
+        /// Octets of the chunk that follows the command line.
+        size: u64,
+        /// Whether this is the last chunk.
+        last: bool,
+    },
+    /// `RSET`
+    Rset,
+    /// `NOOP [string]`
+    Noop,
+    /// `QUIT`
+    Quit,
+    /// `VRFY string`
+    Vrfy(&'a str),
+    /// `EXPN string`
+    Expn(&'a str),
+    /// `HELP [string]`
+    Help(Option<&'a str>),
+    /// `STARTTLS` (RFC 3207).
+    StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954).
+    Auth {
+        /// The SASL mechanism name as sent (compare case-insensitively).
+        mechanism: &'a str,
+        /// The initial response, base64 (or `=` for an empty one).
+        initial_response: Option<&'a str>,
+    },
+}
+
+/// Why a command line did not parse. Each maps to one reply through
+/// [`CommandError::reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// Not a command this server knows.
+    #[error("command unrecognized")]
+    Unrecognized,
+    /// A known command with bad arguments.
+    #[error("syntax error in parameters or arguments")]
+    Syntax,
+    /// A BDAT line whose size parsed but whose remainder did not: the chunk
+    /// must still be read and discarded (RFC 3030 §2).
+    #[error("syntax error in BDAT arguments")]
+    BdatSyntax {
+        /// The declared chunk size.
+        size: u64,
+    },
+    /// The line is not valid UTF-8 or holds control characters.
+    #[error("invalid characters in command")]
+    InvalidCharacters,
+}
+
+impl CommandError {
+    /// The reply RFC 5321 §4.2.4 / RFC 3463 give this error.
+    pub fn reply(&self) -> portcullis_core::Reply {
+        use portcullis_core::Reply;
+        match self {
+            CommandError::Unrecognized => Reply::command_unrecognized(),
+            CommandError::Syntax | CommandError::BdatSyntax { .. } => Reply::parameter_syntax(),
+            CommandError::InvalidCharacters => Reply::syntax_error(),
+        }
+    }
+}
+
+/// The ESMTP parameters of MAIL or RCPT, still as text.
+///
+/// Iterating yields `(keyword, value)` pairs; a malformed parameter yields
+/// `Err(CommandError::Syntax)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EsmtpParams<'a> {
+    rest: &'a str,
+}
+
+impl<'a> EsmtpParams<'a> {
+    /// The raw parameter text (after the path, leading spaces removed).
+    pub fn as_str(&self) -> &'a str {
+        self.rest
+    }
+
+    /// Whether there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+}
+
+impl<'a> Iterator for EsmtpParams<'a> {
+    type Item = Result<(&'a str, Option<&'a str>), CommandError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.rest.trim_start_matches(' ');
+        if s.is_empty() {
+            self.rest = s;
+            return None;
+        }
+        let end = s.find(' ').unwrap_or(s.len());
+        let (param, rest) = s.split_at(end);
+        self.rest = rest;
+        Some(esmtp_param(param))
+    }
+}
+
+/// RFC 5321 §4.1.2: `esmtp-keyword ["=" esmtp-value]`.
+fn esmtp_param(p: &str) -> Result<(&str, Option<&str>), CommandError> {
+    let (keyword, value) = match p.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (p, None),
+    };
+    let kb = keyword.as_bytes();
+    let keyword_ok = !kb.is_empty()
+        && kb[0].is_ascii_alphanumeric()
+        && kb.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+    // esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 (RFC 6531 §3.3).
+    let value_ok = value.is_none_or(|v| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| matches!(b, 33..=60 | 62..=126) || b >= 0x80)
+    });
+    if keyword_ok && value_ok {
+        Ok((keyword, value))
+    } else {
+        Err(CommandError::Syntax)
+    }
+}
+
+/// Parse one command line, without its line ending.
+pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
+    // Control characters (NUL, bare CR, TAB aside) never belong in a command.
+    if line.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        return Err(CommandError::InvalidCharacters);
+    }
+    let line = std::str::from_utf8(line).map_err(|_| CommandError::InvalidCharacters)?;
+    let verb_end = line.find(' ').unwrap_or(line.len());
+    let (verb, rest) = line.split_at(verb_end);
+    match verb.len() {
+        4 => {}
+        8 if verb.eq_ignore_ascii_case("STARTTLS") => {
+            return no_argument(rest, Command::StartTls);
+        }
+        _ => return Err(CommandError::Unrecognized),
+    }
+    let b = verb.as_bytes();
+    let key = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0xDFDF_DFDF;
+    match &key.to_be_bytes() {
+        b"HELO" => domain_argument(rest).map(Command::Helo),
+        b"EHLO" => domain_argument(rest).map(Command::Ehlo),
+        b"MAIL" => path_command(rest, "FROM:").map(|(path, params)| Command::Mail { path, params }),
+        b"RCPT" => path_command(rest, "TO:").map(|(path, params)| Command::Rcpt { path, params }),
+        b"DATA" => no_argument(rest, Command::Data),
+        b"BDAT" => bdat(rest),
+        b"RSET" => no_argument(rest, Command::Rset),
+        b"NOOP" => Ok(Command::Noop),
+        b"QUIT" => no_argument(rest, Command::Quit),
+        b"VRFY" => string_argument(rest).map(Command::Vrfy),
+        b"EXPN" => string_argument(rest).map(Command::Expn),
+        b"HELP" => {
+            let arg = rest.trim_matches(' ');
+            Ok(Command::Help((!arg.is_empty()).then_some(arg)))
+        }
+        b"AUTH" => auth(rest),
+        _ => Err(CommandError::Unrecognized),
+    }
+}
+
+fn no_argument<'a>(rest: &str, cmd: Command<'a>) -> Result<Command<'a>, CommandError> {
+    // Trailing spaces are tolerated (many clients send them); anything else is not.
+    if rest.bytes().all(|b| b == b' ') {
+        Ok(cmd)
+    } else {
+        Err(CommandError::Syntax)
+    }
+}
+
+fn string_argument(rest: &str) -> Result<&str, CommandError> {
+    let arg = rest.trim_matches(' ');
+    if arg.is_empty() {
+        Err(CommandError::Syntax)
+    } else {
+        Ok(arg)
+    }
+}
+
+/// HELO/EHLO: one token (a domain or an address literal). Its syntax is left
+/// to policy, which may insist on a resolvable name; here it must be one
+/// printable word.
+fn domain_argument(rest: &str) -> Result<&str, CommandError> {
+    let arg = rest.trim_matches(' ');
+    if arg.is_empty() || arg.contains([' ', '\t']) {
+        Err(CommandError::Syntax)
+    } else {
+        Ok(arg)
+    }
+}
+
+/// `SP "FROM:" Reverse-path [SP Mail-parameters]` (and `TO:` for RCPT).
+fn path_command<'a>(
+    rest: &'a str,
+    prefix: &'static str,
+) -> Result<(&'a str, EsmtpParams<'a>), CommandError> {
+    let parsed: IResult<&str, &str> =
+        preceded((tag(" "), tag_no_case(prefix), opt(space1)), angle_path).parse(rest);
+    let (after, path) = parsed.map_err(|_| CommandError::Syntax)?;
+    if after.is_empty() {
+        return Ok((path, EsmtpParams::default()));
+    }
+    if !after.starts_with(' ') {
+        return Err(CommandError::Syntax);
+    }
+    Ok((
+        path,
+        EsmtpParams {
+            rest: after.trim_start_matches(' ').trim_end_matches(' '),
+        },
+    ))
+}
+
+/// A path from `<` to its closing `>`, skipping quoted strings (a quoted
+/// local part may hold `>`). Only finds the extent; the address is parsed
+/// by `portcullis_core`.
+fn angle_path(input: &str) -> IResult<&str, &str> {
+    let bytes = input.as_bytes();
+    if bytes.first() != Some(&b'<') {
+        return Err(nom::Err::Error(nom::error::Error::new(
+            input,
+            nom::error::ErrorKind::Char,
+        )));
+    }
+    let mut i = 1;
+    let mut quoted = false;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b'>' if !quoted => return Ok((&input[i + 1..], &input[..=i])),
+            b' ' if !quoted => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    Err(nom::Err::Error(nom::error::Error::new(
+        input,
+        nom::error::ErrorKind::TakeUntil,
+    )))
+}
+
+/// `BDAT SP chunk-size [SP "LAST"]` (RFC 3030 §2).
+fn bdat(rest: &str) -> Result<Command<'static>, CommandError> {
+    let size_parsed: IResult<&str, &str> = preceded(space1, digit1).parse(rest);
+    let (after, digits) = size_parsed.map_err(|_| CommandError::Syntax)?;
+    // More than 19 digits cannot be a u64 chunk size worth reading.
+    let size: u64 = digits.parse().map_err(|_| CommandError::Syntax)?;
+    let last: IResult<&str, Option<&str>> = all_consuming((
+        opt(preceded(space1, tag_no_case("LAST"))),
+        nom::character::complete::space0,
+    ))
+    .map(|(l, _)| l)
+    .parse(after);
+    match last {
+        Ok((_, l)) => Ok(Command::Bdat {
+            size,
+            last: l.is_some(),
+        }),
+        Err(_) => Err(CommandError::BdatSyntax { size }),
+    }
+}
+
+/// `AUTH SP mechanism [SP initial-response]` (RFC 4954 §4).
+fn auth(rest: &str) -> Result<Command<'_>, CommandError> {
+    let parsed: IResult<&str, (&str, Option<&str>)> = all_consuming((
+        preceded(
+            space1,
+            take_while1(|c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        ),
+        opt(preceded(
+            space1,
+            alt((
+                tag("="),
+                take_while1(|c: char| {
+                    c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '='
+                }),
+            )),
+        )),
+    ))
+    .parse(rest.trim_end_matches(' '));
+    let (_, (mechanism, initial_response)) = parsed.map_err(|_| CommandError::Syntax)?;
+    Ok(Command::Auth {
+        mechanism,
+        initial_response,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        assert_eq!(
+            parse_command(b"ehlo x.example"),
+            Ok(Command::Ehlo("x.example"))
+        );
+        assert_eq!(parse_command(b"QuIt"), Ok(Command::Quit));
+        assert_eq!(parse_command(b"starttls"), Ok(Command::StartTls));
+        assert_eq!(parse_command(b"QUITX"), Err(CommandError::Unrecognized));
+        assert_eq!(parse_command(b""), Err(CommandError::Unrecognized));
+    }
+
+    #[test]
+    fn mail_with_params() {
+        let Ok(Command::Mail { path, params }) =
+            parse_command(b"MAIL FROM:<\"a>b\"@x.example> SIZE=100 BODY=8BITMIME")
+        else {
+            panic!("did not parse");
+        };
+        assert_eq!(path, "<\"a>b\"@x.example>");
+        let got: Vec<_> = params.collect();
+        assert_eq!(
+            got,
+            vec![Ok(("SIZE", Some("100"))), Ok(("BODY", Some("8BITMIME")))]
+        );
+        assert!(matches!(
+            parse_command(b"mail from: <>"),
+            Ok(Command::Mail { path: "<>", .. })
+        ));
+        assert_eq!(parse_command(b"MAIL FROM:a@b"), Err(CommandError::Syntax));
+        assert_eq!(
+            parse_command(b"MAIL FROM:<a@b>X"),
+            Err(CommandError::Syntax)
+        );
+        assert_eq!(parse_command(b"MAIL TO:<a@b>"), Err(CommandError::Syntax));
+    }
+
+    #[test]
+    fn bad_params() {
+        let Ok(Command::Rcpt { params, .. }) = parse_command(b"RCPT TO:<a@b> =x") else {
+            panic!()
+        };
+        assert_eq!(params.collect::<Vec<_>>(), vec![Err(CommandError::Syntax)]);
+        let Ok(Command::Rcpt { params, .. }) = parse_command(b"RCPT TO:<a@b> X=") else {
+            panic!()
+        };
+        assert_eq!(params.collect::<Vec<_>>(), vec![Err(CommandError::Syntax)]);
+    }
+
+    #[test]
+    fn bdat_forms() {
+        assert_eq!(
+            parse_command(b"BDAT 0 LAST"),
+            Ok(Command::Bdat {
+                size: 0,
+                last: true
+            })
+        );
+        assert_eq!(
+            parse_command(b"bdat 1234"),
+            Ok(Command::Bdat {
+                size: 1234,
+                last: false
+            })
+        );
+        assert_eq!(
+            parse_command(b"BDAT 12 FIRST"),
+            Err(CommandError::BdatSyntax { size: 12 })
+        );
+        assert_eq!(parse_command(b"BDAT x"), Err(CommandError::Syntax));
+        assert_eq!(
+            parse_command(b"BDAT 99999999999999999999999"),
+            Err(CommandError::Syntax)
+        );
+    }
+
+    #[test]
+    fn auth_forms() {
+        assert_eq!(
+            parse_command(b"AUTH PLAIN AGFsaWNlAHNlY3JldA=="),
+            Ok(Command::Auth {
+                mechanism: "PLAIN",
+                initial_response: Some("AGFsaWNlAHNlY3JldA==")
+            })
+        );
+        assert_eq!(
+            parse_command(b"AUTH LOGIN"),
+            Ok(Command::Auth {
+                mechanism: "LOGIN",
+                initial_response: None
+            })
+        );
+        assert_eq!(parse_command(b"AUTH"), Err(CommandError::Syntax));
+        assert_eq!(parse_command(b"AUTH PLAIN a b"), Err(CommandError::Syntax));
+    }
+
+    #[test]
+    fn control_characters_refused() {
+        assert_eq!(
+            parse_command(b"NOOP \0"),
+            Err(CommandError::InvalidCharacters)
+        );
+        assert_eq!(
+            parse_command(b"NOOP a\rb"),
+            Err(CommandError::InvalidCharacters)
+        );
+        assert_eq!(
+            parse_command(b"HELO \xff"),
+            Err(CommandError::InvalidCharacters)
+        );
+    }
+}

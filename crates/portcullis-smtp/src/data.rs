@@ -1,0 +1,429 @@
+//! DATA decoding: end-of-data detection, dot-unstuffing and the checks that
+//! make smuggling impossible (RFC 5321 §4.1.1.4, §4.5.2, §2.3.8).
+//!
+//! [`DataDecoder`] is usable on its own (the [`Session`](crate::Session)
+//! drives one per message). It never allocates: it appends the unstuffed
+//! message to a caller's buffer.
+//!
+//! The end of the message is `<CRLF>.<CRLF>` and nothing else. Every CR must
+//! be followed by LF and every LF preceded by CR; a bare CR or LF is recorded
+//! ([`DataError::BareNewline`]) and, because the line it ends is not a line,
+//! it can never start the end-of-data sequence: `<LF>.<LF>`, `<LF>.<CRLF>`,
+//! `<CR>.<CR>` and `<CRLF>.<LF>` are all message content. The message is
+//! read to its real end so that nothing after a smuggled terminator is ever
+//! taken as a command.
+
+use memchr::memchr;
+
+/// Why a message has to be refused once its end is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// A CR not followed by LF, or an LF not preceded by CR (RFC 5321 §2.3.8).
+    #[error("bare <CR> or <LF> in message")]
+    BareNewline,
+    /// A text line over the configured limit (RFC 5321 §4.5.3.1.6).
+    #[error("message line too long")]
+    LineTooLong,
+    /// More octets than the configured maximum message size (RFC 1870).
+    #[error("message exceeds the maximum size")]
+    TooBig,
+}
+
+impl DataError {
+    /// The reply for a message refused for this reason.
+    pub fn reply(&self) -> portcullis_core::Reply {
+        use portcullis_core::Reply;
+        match self {
+            // Postfix's smtpd_forbid_bare_newline answers 5.5.2 as well.
+            DataError::BareNewline => Reply::new(
+                550,
+                (5, 5, 2),
+                "Message refused: bare <CR> or <LF> received (RFC 5321 section 2.3.8)",
+            ),
+            DataError::LineTooLong => Reply::new(
+                550,
+                (5, 5, 2),
+                "Message refused: line longer than 1000 octets (RFC 5321 section 4.5.3.1.6)",
+            ),
+            DataError::TooBig => Reply::message_too_big(),
+        }
+    }
+}
+
+/// Where the decoder is, relative to line structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Just after CRLF (or at the start of the data).
+    LineStart,
+    /// Inside a line; the last octet was not CR.
+    Mid,
+    /// Inside a line; the last octet was CR (already written out).
+    Cr,
+    /// After CRLF and `.` (the dot not yet written).
+    Dot,
+    /// After CRLF `.` CR (neither written).
+    DotCr,
+}
+
+/// Progress of one [`DataDecoder::decode`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum DataStatus {
+    /// All input was consumed; the message goes on.
+    NeedMore,
+    /// `<CRLF>.<CRLF>` was found: the first `consumed` octets of the input
+    /// belonged to the message; the rest are commands.
+    Complete {
+        /// Octets of the input used, terminator included.
+        consumed: usize,
+    },
+}
+
+/// Decodes a DATA message: finds `<CRLF>.<CRLF>`, removes dot-stuffing, and
+/// checks line endings, line length and size.
+#[derive(Debug, Clone)]
+pub struct DataDecoder {
+    state: State,
+    line_len: usize,
+    max_line: Option<usize>,
+    max_size: Option<u64>,
+    size: u64,
+    wire_octets: u64,
+    error: Option<DataError>,
+}
+
+impl DataDecoder {
+    /// A decoder. `max_line` is the longest text line in octets including
+    /// CRLF (RFC 5321: 1000), `None` for no limit; `max_size` the largest
+    /// unstuffed message, `None` for no limit.
+    pub fn new(max_line: Option<usize>, max_size: Option<u64>) -> Self {
+        DataDecoder {
+            state: State::LineStart,
+            line_len: 0,
+            max_line,
+            max_size,
+            size: 0,
+            wire_octets: 0,
+            error: None,
+        }
+    }
+
+    /// The first problem seen, if any. The decoder goes on looking for the
+    /// end of the data; after [`DataError::TooBig`] it writes no more output.
+    /// (Output after other errors is still written but not meaningful: the
+    /// message is to be refused.)
+    pub fn error(&self) -> Option<DataError> {
+        self.error
+    }
+
+    /// Octets of unstuffed message produced so far (counted even after an
+    /// error, so a size can be reported).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Octets read from the wire so far.
+    pub fn wire_octets(&self) -> u64 {
+        self.wire_octets
+    }
+
+    fn fail(&mut self, e: DataError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    #[inline]
+    fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        if self.error != Some(DataError::TooBig) {
+            if self.max_size.is_some_and(|m| self.size > m) {
+                // Memory matters more than reporting the first error.
+                self.error = Some(DataError::TooBig);
+                return;
+            }
+            out.extend_from_slice(bytes);
+        }
+    }
+
+    /// Decode `input`, appending message octets (unstuffed, CRLF line
+    /// endings as received) to `out`.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> DataStatus {
+        let status = self.decode_inner(input, out);
+        self.wire_octets += match status {
+            DataStatus::NeedMore => input.len(),
+            DataStatus::Complete { consumed } => consumed,
+        } as u64;
+        status
+    }
+
+    fn decode_inner(&mut self, input: &[u8], out: &mut Vec<u8>) -> DataStatus {
+        let len = input.len();
+        if len == 0 {
+            return DataStatus::NeedMore;
+        }
+        // Whether the octet before input[0] was a CR, for the pairing check.
+        let mut prev_cr = false;
+        let mut i = 0;
+        match self.state {
+            State::LineStart | State::Mid => {}
+            State::Cr => prev_cr = true,
+            State::Dot => {
+                if input[0] == b'\r' {
+                    if len == 1 {
+                        self.state = State::DotCr;
+                        return DataStatus::NeedMore;
+                    }
+                    if input[1] == b'\n' {
+                        return DataStatus::Complete { consumed: 2 };
+                    }
+                }
+                // A stuffed dot: dropped (RFC 5321 §4.5.2). It counts on the wire.
+                self.line_len = 1;
+                self.state = State::Mid;
+            }
+            State::DotCr => {
+                if input[0] == b'\n' {
+                    return DataStatus::Complete { consumed: 1 };
+                }
+                // `<CRLF>.<CR>` + something else: the dot was stuffing, the CR is bare.
+                self.line_len = 2;
+                self.emit(out, b"\r");
+                self.fail(DataError::BareNewline);
+                self.state = State::Mid;
+            }
+        }
+
+        let mut seg = 0; // start of the octets not yet written out
+        let mut end = len; // how far this call consumes
+        let mut complete = false;
+        loop {
+            if self.state == State::LineStart {
+                if i >= len {
+                    break;
+                }
+                if input[i] == b'.' {
+                    // Lookahead for `.CRLF`; may run off the end of the input.
+                    if i + 1 >= len {
+                        self.emit(out, &input[seg..i]);
+                        seg = len;
+                        self.state = State::Dot;
+                        break;
+                    }
+                    if input[i + 1] == b'\r' {
+                        if i + 2 >= len {
+                            self.emit(out, &input[seg..i]);
+                            seg = len;
+                            self.state = State::DotCr;
+                            break;
+                        }
+                        if input[i + 2] == b'\n' {
+                            self.emit(out, &input[seg..i]);
+                            seg = i + 3;
+                            end = i + 3;
+                            complete = true;
+                            break;
+                        }
+                    }
+                    self.emit(out, &input[seg..i]);
+                    seg = i + 1;
+                    self.line_len = 1;
+                    i += 1;
+                }
+                self.state = State::Mid;
+            }
+            // Inside a line: the next LF ends it.
+            match memchr(b'\n', &input[i..]) {
+                None => {
+                    self.line_len += len - i;
+                    self.state = if input[len - 1] == b'\r' {
+                        State::Cr
+                    } else {
+                        State::Mid
+                    };
+                    self.check_line_len(self.line_len);
+                    break;
+                }
+                Some(off) => {
+                    let p = i + off;
+                    let crlf = if p > 0 {
+                        input[p - 1] == b'\r'
+                    } else {
+                        prev_cr
+                    };
+                    self.check_line_len(self.line_len + off + 1);
+                    self.line_len = 0;
+                    i = p + 1;
+                    // A bare LF ends no line: what follows cannot be a terminator.
+                    self.state = if crlf { State::LineStart } else { State::Mid };
+                    if !crlf {
+                        self.fail(DataError::BareNewline);
+                    }
+                }
+            }
+        }
+        if seg < end {
+            self.emit(out, &input[seg..end]);
+        }
+        // Every CR followed by LF, every LF preceded by CR, over what was read.
+        // (The stuffed dot and the terminator are neither, so they do not disturb it.)
+        if self.error.is_none() && !crlf_paired(prev_cr, &input[..end]) {
+            self.fail(DataError::BareNewline);
+        }
+        if complete {
+            DataStatus::Complete { consumed: end }
+        } else {
+            DataStatus::NeedMore
+        }
+    }
+
+    #[inline]
+    fn check_line_len(&mut self, line_len: usize) {
+        if self.max_line.is_some_and(|m| line_len > m) {
+            self.fail(DataError::LineTooLong);
+        }
+    }
+}
+
+/// Whether, in `r` (preceded by a CR iff `prev_cr`), every LF follows a CR
+/// and every CR but a final one is followed by LF. Written as a branch-free
+/// fold over blocks so the compiler vectorises it.
+fn crlf_paired(prev_cr: bool, r: &[u8]) -> bool {
+    let Some(&first) = r.first() else {
+        return true;
+    };
+    if (first == b'\n') != prev_cr {
+        return false;
+    }
+    let a = &r[..r.len() - 1];
+    let b = &r[1..];
+    const BLOCK: usize = 256;
+    let mut start = 0;
+    while start < a.len() {
+        let stop = (start + BLOCK).min(a.len());
+        let mut acc = 0u8;
+        for (x, y) in a[start..stop].iter().zip(&b[start..stop]) {
+            acc |= u8::from(*x == b'\r') ^ u8::from(*y == b'\n');
+        }
+        if acc != 0 {
+            return false;
+        }
+        start = stop;
+    }
+    true
+}
+
+/// Dot-stuff a message for sending with DATA (RFC 5321 §4.5.2): a `.` is
+/// prepended to every line that starts with one. The inverse of what
+/// [`DataDecoder`] does; handy for clients and tests.
+pub fn dot_stuff(message: &[u8], out: &mut Vec<u8>) {
+    let mut at_line_start = true;
+    let mut seg = 0;
+    for (i, &b) in message.iter().enumerate() {
+        if at_line_start && b == b'.' {
+            out.extend_from_slice(&message[seg..i]);
+            out.push(b'.');
+            seg = i;
+        }
+        at_line_start = b == b'\n' && i > 0 && message[i - 1] == b'\r';
+    }
+    out.extend_from_slice(&message[seg..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8]) -> (Vec<u8>, Option<usize>, Option<DataError>) {
+        let mut d = DataDecoder::new(Some(1000), None);
+        let mut out = Vec::new();
+        match d.decode(input, &mut out) {
+            DataStatus::Complete { consumed } => (out, Some(consumed), d.error()),
+            DataStatus::NeedMore => (out, None, d.error()),
+        }
+    }
+
+    #[test]
+    fn simple_and_stuffed() {
+        let (out, end, err) = decode_all(b"Subject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n");
+        assert_eq!(out, b"Subject: x\r\n\r\n.dot\r\n");
+        assert_eq!(end, Some(24));
+        assert_eq!(err, None);
+    }
+
+    #[test]
+    fn empty_message() {
+        let (out, end, err) = decode_all(b".\r\n");
+        assert_eq!(out, b"");
+        assert_eq!(end, Some(3));
+        assert_eq!(err, None);
+    }
+
+    #[test]
+    fn byte_at_a_time_matches() {
+        let input = b"a\r\n.b\r\n..\r\n.\r\r\n.\r\nrest";
+        let (whole, end, err) = decode_all(input);
+        let mut d = DataDecoder::new(Some(1000), None);
+        let mut out = Vec::new();
+        let mut consumed = None;
+        for (i, b) in input.iter().enumerate() {
+            if let DataStatus::Complete { consumed: c } =
+                d.decode(std::slice::from_ref(b), &mut out)
+            {
+                assert_eq!(c, 1);
+                consumed = Some(i + 1);
+                break;
+            }
+        }
+        assert_eq!(out, whole);
+        assert_eq!(consumed, end);
+        assert_eq!(d.error(), err);
+        assert_eq!(err, Some(DataError::BareNewline));
+    }
+
+    #[test]
+    fn smuggling_variants_never_end() {
+        for v in [
+            &b"x\n.\nMAIL FROM:<a@b>\r\n"[..],
+            b"x\n.\r\nMAIL FROM:<a@b>\r\n",
+            b"x\r.\rMAIL FROM:<a@b>\r\n",
+            b"x\r\n.\nMAIL FROM:<a@b>\r\n",
+            b"x\r.\r\nMAIL FROM:<a@b>\r\n",
+            b"x\n.\r\r\nMAIL FROM:<a@b>\r\n",
+        ] {
+            let (_, end, err) = decode_all(v);
+            assert_eq!(end, None, "{v:?} ended the message");
+            assert_eq!(err, Some(DataError::BareNewline), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn long_lines_and_size() {
+        let mut msg = vec![b'a'; 999];
+        msg.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(decode_all(&msg).2, Some(DataError::LineTooLong));
+        let mut msg = vec![b'a'; 998];
+        msg.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(decode_all(&msg).2, None);
+        let mut d = DataDecoder::new(None, Some(4));
+        let mut out = Vec::new();
+        assert_eq!(
+            d.decode(b"abc\r\n.\r\n", &mut out),
+            DataStatus::Complete { consumed: 8 }
+        );
+        assert_eq!(d.error(), Some(DataError::TooBig));
+    }
+
+    #[test]
+    fn stuff_round_trip() {
+        let msg = b".a\r\n..b\r\nc.\r\n.\r\n";
+        let mut stuffed = Vec::new();
+        dot_stuff(msg, &mut stuffed);
+        assert_eq!(stuffed, b"..a\r\n...b\r\nc.\r\n..\r\n");
+        stuffed.extend_from_slice(b".\r\n");
+        let (out, _, err) = decode_all(&stuffed);
+        assert_eq!(out, msg);
+        assert_eq!(err, None);
+    }
+}
