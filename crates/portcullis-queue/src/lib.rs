@@ -1,5 +1,60 @@
-//! Durable mail spool, retry scheduler, DSNs and MX routing.
+//! Durable mail spool, sans-IO retry scheduler, DSNs and MX routing.
 //!
-//! Work in progress: see the project issues.
+//! * [`Spool`] — the durable store: [`Spool::store`] returns only once the
+//!   message and its envelope are `fdatasync`ed, concurrent stores share
+//!   syncs (group commit), and [`Spool::open`] recovers after a crash.
+//!   **This module does file I/O** in the spool directory (the documented
+//!   exception to "no I/O in libraries": writing that directory is this
+//!   crate's job). See [`spool`] for the layout and the reasons for it.
+//! * [`Scheduler`] — sans-IO: no timer, no socket, time passed in. Per
+//!   destination queues, exponential backoff with jitter, 8-day lifetime,
+//!   delay warnings, per-destination concurrency and rate limits, and
+//!   [`QueueEvent`]s for everything that happens.
+//! * [`Transport`] — the seam to the network, with [`FakeTransport`] for tests.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use portcullis_core::{Envelope, ForwardPath, MailParams, ManualClock, Clock, Recipient, ReversePath};
+//! use portcullis_queue::{Delivery, Outcome, QueueEvent, Scheduler, SchedulerConfig, Spool, SpoolConfig};
+//!
+//! let dir = std::env::temp_dir().join(format!("pq-doc-{}", std::process::id()));
+//! let clock = Arc::new(ManualClock::default());
+//! let spool = Spool::open(&dir, SpoolConfig::default(), clock.clone()).unwrap();
+//!
+//! let mut env = Envelope::new(ReversePath::parse("<alice@example.org>").unwrap(), MailParams::default());
+//! env.recipients.push(Recipient::new(ForwardPath::parse("<bob@example.net>").unwrap()));
+//! let id = spool.store(&env, b"Subject: hi\r\n\r\nhello\r\n").unwrap(); // durable now: answer 250
+//!
+//! let mut scheduler = Scheduler::new(SchedulerConfig::default());
+//! scheduler.enqueue(&spool.inspect(id).unwrap(), clock.now());
+//! let delivery: Delivery = scheduler.next_due(clock.now()).unwrap();
+//! assert_eq!(delivery.destination, "example.net");
+//!
+//! // The transport said 451: retry in about 5 minutes (±10 % jitter).
+//! let reply = portcullis_core::Reply::new(451, (4, 7, 1), "greylisted");
+//! scheduler.on_outcome(&delivery, &[Outcome::Deferred(reply)], clock.now());
+//! assert!(matches!(scheduler.poll_event(), Some(QueueEvent::Deferred { .. })));
+//! spool.set_state(id, &scheduler.delivery_state(id).unwrap()).unwrap();
+//! let wake = scheduler.next_wakeup().unwrap();
+//! let wait = wake.duration_since(clock.now()).unwrap().as_secs();
+//! assert!((270..=330).contains(&wait), "{wait}");
+//! # drop(spool); std::fs::remove_dir_all(&dir).unwrap();
+//! ```
 
 #![forbid(unsafe_code)]
+
+pub mod id;
+pub mod scheduler;
+pub mod spool;
+pub mod state;
+pub mod transport;
+
+pub use id::{ParseQueueIdError, QueueId};
+pub use scheduler::{
+    Delivery, DestinationLimits, QueueEvent, Scheduler, SchedulerConfig, destination_of,
+};
+pub use spool::{MessageInfo, RecoveryReport, Spool, SpoolConfig, SpoolError};
+pub use state::{DeliveryState, Hold, RecipientState, RecipientStatus};
+pub use transport::{
+    DeliveryRequest, FakeDelivery, FakeTransport, HopHost, NextHop, Outcome, Transport,
+};

@@ -1,0 +1,3 @@
+//! Queue benchmarks (filled in below).
+
+fn main() {}
