@@ -22,7 +22,6 @@ pub enum FailureMode {
 
 /// How greylisting behaves. Defaults are postgrey's.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct GreylistConfig {
     /// How long a new triplet is deferred (postgrey `--delay`, 300 s).
     pub delay: Duration,
@@ -80,7 +79,6 @@ impl Default for GreylistConfig {
 
 /// Clients, senders and recipients that are never greylisted.
 #[derive(Debug, Clone, Default)]
-#[non_exhaustive]
 pub struct Whitelist {
     /// Client addresses and networks.
     pub clients: Vec<IpNetwork>,

@@ -55,7 +55,6 @@ pub trait RecipientVerifier: Send + Sync {
 
 /// How recipient learning behaves.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct LearningConfig {
     /// How long an accepted recipient stays known valid (31 days, Postfix's
     /// `address_verify_positive_expire_time`).
