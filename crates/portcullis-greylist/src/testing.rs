@@ -246,7 +246,7 @@ pub fn awkward_keys(store: &dyn GreylistStore) {
 /// entries stay misses whether or not a sweep reclaimed them.
 pub fn sweep_keeps_live_entries(store: &dyn GreylistStore) {
     for i in 0..20 {
-        let expires = if i % 2 == 0 { NOW + 10 } else { NOW + 10_000 };
+        let expires = if i.is_multiple_of(2) { NOW + 10 } else { NOW + 10_000 };
         store
             .put(
                 Space::Triplet,
@@ -265,7 +265,7 @@ pub fn sweep_keeps_live_entries(store: &dyn GreylistStore) {
         let got = store
             .get(Space::Triplet, &format!("contract:sweep:{i}"), later)
             .unwrap();
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             assert_eq!(got, None, "expired entry {i}");
         } else {
             assert_eq!(got, Some(rec(i, 0, false)), "live entry {i}");

@@ -19,7 +19,7 @@ fn record(i: u64) -> Record {
         first_seen: NOW + i,
         last_seen: NOW + i,
         count: 1,
-        flag: i % 2 == 0,
+        flag: i.is_multiple_of(2),
     }
 }
 
