@@ -1,0 +1,524 @@
+//! Text normalisation: the steps that remove what bulk senders vary between
+//! copies of one message. Each step is a switch in [`Normalization`].
+//!
+//! The steps, in the order they apply to a text part:
+//!
+//! 1. **Transfer decoding** ([`Normalization::decode_transfer`]): quoted-printable
+//!    and base64 (RFC 2045 §6.7, §6.8) are undone, so one text sent in either
+//!    encoding checksums the same. Off: the part's encoded bytes are used as they
+//!    travelled.
+//! 2. **Charset to UTF-8** ([`Normalization::charset_to_utf8`]): the part's
+//!    declared charset (RFC 2046 §4.1.2) is converted to UTF-8, so one text in
+//!    ISO-8859-1 and in UTF-8 checksums the same. Off: each octet is taken as one
+//!    character (Latin-1), so the checksum follows the bytes sent.
+//! 3. **HTML to text** ([`Normalization::html_to_text`]): tags, comments, `<head>`,
+//!    `<style>` and `<script>` are dropped, character references decoded, and
+//!    link targets (`href`/`src`) kept as words, so a text/plain and a text/html
+//!    rendering of one spam share most of their words.
+//! 4. **Tracking query strings** ([`Normalization::strip_url_queries`]): in
+//!    `http://` and `https://` URLs everything from `?` or `#` on is dropped;
+//!    per-recipient tracking lives there.
+//! 5. **Hex tokens** ([`Normalization::hex_token_min`]): a word made only of hex
+//!    digits, with at least one digit and one letter, at least this long,
+//!    becomes `#` (message ids, tracking hashes).
+//! 6. **Long digit runs** ([`Normalization::digit_run_min`]): runs of at least this
+//!    many digits become `#` (order numbers, phone numbers, years, amounts).
+//! 7. **Case folding** ([`Normalization::fold_case`]): Unicode lower case.
+//! 8. **Whitespace folding** ([`Normalization::fold_whitespace`]): every run of
+//!    white space becomes one space and the ends are trimmed, so re-wrapped lines
+//!    (format=flowed, QP soft breaks, HTML layout) do not matter.
+
+/// Which normalisation steps run. See the [module docs](self) for each step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Normalization {
+    /// Undo quoted-printable and base64 before hashing text parts.
+    pub decode_transfer: bool,
+    /// Convert text parts from their declared charset to UTF-8.
+    pub charset_to_utf8: bool,
+    /// Reduce text/html parts to their text.
+    pub html_to_text: bool,
+    /// Fold case (Unicode lower case).
+    pub fold_case: bool,
+    /// Collapse white space runs to one space and trim.
+    pub fold_whitespace: bool,
+    /// Replace digit runs at least this long with `#`; `0` turns the step off.
+    pub digit_run_min: usize,
+    /// Replace hex tokens at least this long with `#`; `0` turns the step off.
+    pub hex_token_min: usize,
+    /// Drop the query string and fragment of `http(s)://` URLs.
+    pub strip_url_queries: bool,
+}
+
+impl Default for Normalization {
+    /// Every step on; digit runs of 4 or more (years, amounts, order
+    /// numbers), hex tokens of 8 or more.
+    fn default() -> Self {
+        Normalization {
+            decode_transfer: true,
+            charset_to_utf8: true,
+            html_to_text: true,
+            fold_case: true,
+            fold_whitespace: true,
+            digit_run_min: 4,
+            hex_token_min: 8,
+            strip_url_queries: true,
+        }
+    }
+}
+
+impl Normalization {
+    /// Every step off: text is hashed as sent (after MIME structure parsing).
+    pub fn none() -> Self {
+        Normalization {
+            decode_transfer: false,
+            charset_to_utf8: false,
+            html_to_text: false,
+            fold_case: false,
+            fold_whitespace: false,
+            digit_run_min: 0,
+            hex_token_min: 0,
+            strip_url_queries: false,
+        }
+    }
+
+    /// Normalise `input` (already decoded text), appending to `out`.
+    ///
+    /// Runs steps 4–8 of the [module docs](self); the caller has done 1–3.
+    pub fn normalize_into(&self, input: &str, out: &mut String) {
+        let bytes = input.as_bytes();
+        let start_len = out.len();
+        let mut pending_space = false;
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            // White space.
+            if b.is_ascii_whitespace() || (b >= 0x80 && starts_with_unicode_space(&input[i..])) {
+                let w = char_len(input, i);
+                if self.fold_whitespace {
+                    pending_space = out.len() > start_len;
+                } else {
+                    out.push_str(&input[i..i + w]);
+                }
+                i += w;
+                continue;
+            }
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            // URLs: keep scheme, host and path; drop what tracks the recipient.
+            if self.strip_url_queries
+                && (b == b'h' || b == b'H')
+                && let Some(scheme_len) = url_scheme_len(&bytes[i..])
+            {
+                {
+                    let end = i + url_len(&bytes[i..]);
+                    let url = &input[i..end];
+                    let keep = url
+                        .find(['?', '#'])
+                        .map_or(url, |cut| &url[..cut.max(scheme_len)]);
+                    self.push_cased(keep, out);
+                    i = end;
+                    continue;
+                }
+            }
+            // Words (letters and digits).
+            if b.is_ascii_alphanumeric() || (b >= 0x80 && starts_with_alphanumeric(&input[i..])) {
+                let end = i + word_len(&input[i..]);
+                self.push_word(&input[i..end], out);
+                i = end;
+                continue;
+            }
+            // Anything else: punctuation, symbols.
+            let w = char_len(input, i);
+            out.push_str(&input[i..i + w]);
+            i += w;
+        }
+    }
+
+    /// Normalise `input` into a new string.
+    pub fn normalize(&self, input: &str) -> String {
+        let mut out = String::with_capacity(input.len());
+        self.normalize_into(input, &mut out);
+        out
+    }
+
+    fn push_cased(&self, s: &str, out: &mut String) {
+        if !self.fold_case {
+            out.push_str(s);
+        } else if s.is_ascii() {
+            // Fast path: most mail text is ASCII.
+            out.extend(s.bytes().map(|b| b.to_ascii_lowercase() as char));
+        } else {
+            out.extend(s.chars().flat_map(char::to_lowercase));
+        }
+    }
+
+    fn push_word(&self, word: &str, out: &mut String) {
+        let w = word.as_bytes();
+        if self.hex_token_min > 0 && w.len() >= self.hex_token_min && is_hex_token(w) {
+            out.push('#');
+            return;
+        }
+        if self.digit_run_min == 0 || !w.iter().any(u8::is_ascii_digit) {
+            self.push_cased(word, out);
+            return;
+        }
+        // Mask each long run of ASCII digits inside the word.
+        let mut last = 0;
+        let mut i = 0;
+        while i < w.len() {
+            if w[i].is_ascii_digit() {
+                let run_end = i + w[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if run_end - i >= self.digit_run_min {
+                    self.push_cased(&word[last..i], out);
+                    out.push('#');
+                    last = run_end;
+                }
+                i = run_end;
+            } else {
+                i += 1;
+            }
+        }
+        self.push_cased(&word[last..], out);
+    }
+}
+
+fn is_hex_token(w: &[u8]) -> bool {
+    let mut digit = false;
+    let mut letter = false;
+    for &c in w {
+        match c {
+            b'0'..=b'9' => digit = true,
+            b'a'..=b'f' | b'A'..=b'F' => letter = true,
+            _ => return false,
+        }
+    }
+    digit && letter
+}
+
+fn char_len(s: &str, i: usize) -> usize {
+    s[i..].chars().next().map_or(1, char::len_utf8)
+}
+
+fn starts_with_unicode_space(s: &str) -> bool {
+    s.chars().next().is_some_and(char::is_whitespace)
+}
+
+fn starts_with_alphanumeric(s: &str) -> bool {
+    s.chars().next().is_some_and(char::is_alphanumeric)
+}
+
+/// Byte length of the word (letters and digits) at the start of `s`.
+fn word_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_alphanumeric() {
+            i += 1;
+        } else if b[i] >= 0x80 {
+            match s[i..].chars().next() {
+                Some(c) if c.is_alphanumeric() => i += c.len_utf8(),
+                _ => break,
+            }
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+/// `http://` or `https://` (any case) at the start: its length.
+fn url_scheme_len(b: &[u8]) -> Option<usize> {
+    let starts = |p: &[u8]| b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p);
+    if starts(b"https://") {
+        Some(8)
+    } else if starts(b"http://") {
+        Some(7)
+    } else {
+        None
+    }
+}
+
+/// A URL ends at white space, quotes, angle brackets or a non-ASCII byte.
+fn url_len(b: &[u8]) -> usize {
+    b.iter()
+        .position(|&c| {
+            c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'<' | b'>') || c >= 0x80
+        })
+        .unwrap_or(b.len())
+}
+
+/// Octets as Latin-1 characters: what "charset conversion off" reads, so the
+/// bytes sent decide the checksum.
+pub(crate) fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+/// HTML reduced to text: tags, comments, `<head>`, `<style>`, `<script>` and
+/// `<template>` contents dropped; `href` and `src` values kept as text; common
+/// character references decoded. Never fails: malformed markup is read as far as
+/// it makes sense.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let b = html.as_bytes();
+    let mut i = 0;
+    let mut skip_until: Option<&'static str> = None;
+    while i < b.len() {
+        if b[i] == b'<' {
+            if b[i..].starts_with(b"<!--") {
+                i = find(b, i + 4, b"-->").map_or(b.len(), |e| e + 3);
+                continue;
+            }
+            let end = tag_end(b, i + 1);
+            let tag = &html[i + 1..end.min(b.len())];
+            i = (end + 1).min(b.len());
+            let (closing, name) = match tag.strip_prefix('/') {
+                Some(rest) => (true, rest),
+                None => (false, tag),
+            };
+            let name_len = name
+                .bytes()
+                .position(|c| c.is_ascii_whitespace() || c == b'/' || c == b'>')
+                .unwrap_or(name.len());
+            let tag_name = &name[..name_len];
+            if let Some(until) = skip_until {
+                if closing && tag_name.eq_ignore_ascii_case(until) {
+                    skip_until = None;
+                }
+                continue;
+            }
+            if !closing {
+                for skipped in ["head", "style", "script", "template"] {
+                    if tag_name.eq_ignore_ascii_case(skipped) {
+                        skip_until = Some(skipped);
+                    }
+                }
+                if skip_until.is_some() {
+                    continue;
+                }
+                for attr in ["href", "src"] {
+                    if let Some(v) = attribute(name, attr) {
+                        out.push(' ');
+                        push_decoded(v, &mut out);
+                        out.push(' ');
+                    }
+                }
+            }
+            // Tags separate words (block layout or not).
+            out.push(' ');
+            continue;
+        }
+        let next = memchr_lt(b, i);
+        if skip_until.is_none() {
+            push_decoded(&html[i..next], &mut out);
+        }
+        i = next;
+    }
+    out
+}
+
+fn memchr_lt(b: &[u8], from: usize) -> usize {
+    b[from..]
+        .iter()
+        .position(|&c| c == b'<')
+        .map_or(b.len(), |p| from + p)
+}
+
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| from + p)
+}
+
+/// The index of the `>` closing a tag that starts at `from`, skipping quoted
+/// attribute values; `hay.len()` when there is none.
+fn tag_end(hay: &[u8], from: usize) -> usize {
+    let mut quote = None;
+    let mut i = from;
+    while i < hay.len() {
+        let c = hay[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'\'' => quote = Some(c),
+            None if c == b'>' => return i,
+            None => {}
+        }
+        i += 1;
+    }
+    hay.len()
+}
+
+/// The value of attribute `name` in a tag's text, quoted or not.
+fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let b = tag.as_bytes();
+    let mut i = 0;
+    while i + name.len() < b.len() {
+        let before_ok = i == 0 || b[i - 1].is_ascii_whitespace();
+        if before_ok && b[i..i + name.len()].eq_ignore_ascii_case(name.as_bytes()) {
+            let mut j = i + name.len();
+            while j < b.len() && b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if j < b.len() && b[j] == b'=' {
+                j += 1;
+                while j < b.len() && b[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                let (start, end) = match b.get(j) {
+                    Some(&q @ (b'"' | b'\'')) => {
+                        let s = j + 1;
+                        let e = b[s..]
+                            .iter()
+                            .position(|&c| c == q)
+                            .map_or(b.len(), |p| s + p);
+                        (s, e)
+                    }
+                    _ => {
+                        let e = b[j..]
+                            .iter()
+                            .position(|c| c.is_ascii_whitespace() || *c == b'>')
+                            .map_or(b.len(), |p| j + p);
+                        (j, e)
+                    }
+                };
+                return tag.get(start..end);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Append `text` with character references (`&amp;`, `&#65;`, `&#x41;`, ...) decoded.
+fn push_decoded(text: &str, out: &mut String) {
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let semi = rest.as_bytes().iter().take(12).position(|&c| c == b';');
+        let decoded = semi.and_then(|s| entity(&rest[1..s]).map(|c| (c, s)));
+        match decoded {
+            Some((c, s)) => {
+                out.push(c);
+                rest = &rest[s + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+}
+
+fn entity(name: &str) -> Option<char> {
+    if let Some(num) = name.strip_prefix('#') {
+        let code = match num.strip_prefix(['x', 'X']) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+            None => num.parse().ok()?,
+        };
+        return Some(char::from_u32(code).unwrap_or('\u{FFFD}'));
+    }
+    Some(match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        "nbsp" => ' ',
+        "copy" => '©',
+        "reg" => '®',
+        "euro" => '€',
+        "pound" => '£',
+        "hellip" => '…',
+        "mdash" => '—',
+        "ndash" => '–',
+        "rsquo" | "lsquo" => '\'',
+        "rdquo" | "ldquo" => '"',
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_steps() {
+        let n = Normalization::default();
+        assert_eq!(
+            n.normalize("  Hello   JOHN,\r\n\tyour order 123456 ships 2026. "),
+            "hello john, your order # ships #."
+        );
+        assert_eq!(
+            n.normalize("Click https://Ex.example/Go?u=a8f3e9c1&t=77#frag now"),
+            "click https://ex.example/go now"
+        );
+        assert_eq!(
+            n.normalize("token a8f3e9c1b2d4 and deadbeef"),
+            "token # and deadbeef"
+        );
+        assert_eq!(n.normalize("ref AB12345X"), "ref ab#x");
+        assert_eq!(n.normalize("ÉCOLE  Straße"), "école straße");
+        assert_eq!(n.normalize("page 12 of 999"), "page 12 of 999");
+    }
+
+    #[test]
+    fn each_switch_turns_its_step_off() {
+        let text = " A  https://x.example/p?id=1 12345 a8f3e9c1b2 ";
+        let none = Normalization::none();
+        assert_eq!(none.normalize(text), text);
+        let mut only_case = Normalization::none();
+        only_case.fold_case = true;
+        assert_eq!(
+            only_case.normalize(text),
+            " a  https://x.example/p?id=1 12345 a8f3e9c1b2 "
+        );
+        let mut only_ws = Normalization::none();
+        only_ws.fold_whitespace = true;
+        assert_eq!(
+            only_ws.normalize(text),
+            "A https://x.example/p?id=1 12345 a8f3e9c1b2"
+        );
+        let mut only_url = Normalization::none();
+        only_url.strip_url_queries = true;
+        assert_eq!(
+            only_url.normalize(text),
+            " A  https://x.example/p 12345 a8f3e9c1b2 "
+        );
+        let mut only_digits = Normalization::none();
+        only_digits.digit_run_min = 5;
+        assert_eq!(
+            only_digits.normalize(text),
+            " A  https://x.example/p?id=1 # a8f3e9c1b2 "
+        );
+        let mut only_hex = Normalization::none();
+        only_hex.hex_token_min = 8;
+        assert_eq!(
+            only_hex.normalize(text),
+            " A  https://x.example/p?id=1 12345 # "
+        );
+    }
+
+    #[test]
+    fn html_reduced_to_text() {
+        let html = "<html><head><title>t</title><style>p{x:1}</style></head><body>\
+            <p>Hello&nbsp;<b>World</b> &amp; friends &#65;&#x42;</p><!-- hidden -->\
+            <a href=\"https://shop.example/x?u=9\">Buy</a><script>evil()</script>\
+            <img src='https://img.example/a.png'> &bogus; done</body></html>";
+        let text = html_to_text(html);
+        let n = Normalization::default().normalize(&text);
+        assert_eq!(
+            n,
+            "hello world & friends ab https://shop.example/x buy https://img.example/a.png &bogus; done"
+        );
+        // Unterminated constructs do not lose the text before them or panic.
+        assert_eq!(html_to_text("abc <b"), "abc  ");
+        assert_eq!(html_to_text("abc <!-- x"), "abc ");
+        assert_eq!(html_to_text("x &#xFFFFFFFF; y"), "x \u{FFFD} y");
+    }
+}
