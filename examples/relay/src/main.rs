@@ -1,6 +1,430 @@
-//! Reference relay (coming: see issue #10).
+//! `portcullis-relay`: the reference mail relay built from the Portcullis
+//! crates. It owns every socket, TLS, the configuration, logging and the
+//! wiring; the SMTP protocol, the spool and the filters live in the crates.
+//!
+//! Run with no arguments for a relay on safe local defaults, or with
+//! `--config relay.toml` (see `examples/relay/relay.toml`, which documents
+//! every key). `--check-config` validates a file and exits.
 
-fn main() {
-    eprintln!("portcullis-relay: not built yet, see issue #10");
-    std::process::exit(2);
+#![forbid(unsafe_code)]
+
+mod config;
+mod delivery;
+mod maildir;
+mod routing;
+mod rules;
+mod server;
+mod stream;
+mod tls;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use portcullis_core::{Chain, Clock, SystemClock};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::config::Settings;
+use crate::rules::{RelayFilter, RelayRules, Role};
+
+/// A mail relay built from the Portcullis crates: inbound MX for local
+/// domains, authenticated submission, a durable queue, delivery by MX,
+/// smarthost or per-domain routes, and Maildir delivery for local mailboxes.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis-relay", version)]
+struct Cli {
+    /// Configuration file (TOML; every key optional). Without it the relay
+    /// runs on its built-in defaults: MX on 127.0.0.1:2525, submission on
+    /// 127.0.0.1:2587, local domain `localhost`.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Check the configuration, print a summary, and exit (status 2 on error).
+    #[arg(long)]
+    check_config: bool,
+
+    /// Read a password from standard input, print its argon2 hash for the
+    /// accounts file (`password_hash = "..."`), and exit.
+    #[arg(long)]
+    hash_password: bool,
+
+    /// Data directory (spool, mailboxes, generated certificate); overrides
+    /// `server.data_dir`. Default: ./portcullis-data
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Inbound MX listen address; overrides `mx.listen` (repeatable; port 0
+    /// picks a free port, printed on the startup line).
+    #[arg(long, value_name = "ADDR")]
+    mx_listen: Vec<String>,
+
+    /// Submission listen address; overrides `submission.listen` (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    submission_listen: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.hash_password {
+        return hash_password();
+    }
+    let overrides = config::Overrides {
+        data_dir: cli.data_dir.clone(),
+        mx_listen: (!cli.mx_listen.is_empty()).then(|| cli.mx_listen.clone()),
+        submission_listen: (!cli.submission_listen.is_empty())
+            .then(|| cli.submission_listen.clone()),
+    };
+    let settings = match config::load(cli.config.as_deref(), &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("portcullis-relay: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("configuration OK: {}", settings.source);
+        println!(
+            "  mx {:?}, submission {:?}, submissions (implicit TLS) {:?}",
+            settings.mx_listen, settings.submission_listen, settings.submissions_listen
+        );
+        println!(
+            "  local domains {}, backup MX domains {}, relay networks {}",
+            settings.local_domains.len(),
+            settings.backup_domains.len(),
+            settings.relay_networks.len()
+        );
+        println!(
+            "  delivery: smarthost {}, {} route(s), connect timeout {}s, queue lifetime {}s, backup hold {}s",
+            settings
+                .smarthost
+                .as_ref()
+                .map_or_else(|| "none (MX)".to_owned(), ToString::to_string),
+            settings.routes.len(),
+            settings.connect_timeout.as_secs(),
+            settings.max_queue_time.as_secs(),
+            settings.backup_hold.as_secs()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("portcullis-relay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis-relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        eprintln!("portcullis-relay: cannot read the password from standard input");
+        return ExitCode::from(2);
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("portcullis-relay: empty password");
+        return ExitCode::from(2);
+    }
+    match portcullis_accounts::hash_password(password) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis-relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned())
+}
+
+/// Accounts from the configured backend, if any.
+async fn open_accounts(
+    settings: &Settings,
+) -> Result<Option<Arc<dyn portcullis_accounts::AccountDirectory>>, String> {
+    if let Some(path) = &settings.accounts_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("accounts.file {}: {e}", path.display()))?;
+        let dir = portcullis_accounts::FileDirectory::from_toml(&text)
+            .map_err(|e| format!("accounts.file {}: {e}", path.display()))?;
+        return Ok(Some(Arc::new(dir)));
+    }
+    if let Some(url) = &settings.accounts_postgres {
+        let dir = portcullis_accounts::PgDirectory::connect(url)
+            .await
+            .map_err(|e| format!("accounts.postgres: {e}"))?;
+        dir.migrate()
+            .await
+            .map_err(|e| format!("accounts.postgres: migration: {e}"))?;
+        return Ok(Some(Arc::new(dir)));
+    }
+    Ok(None)
+}
+
+/// Local mailboxes from the account directory.
+struct DirectoryUsers(Arc<dyn portcullis_accounts::AccountDirectory>);
+
+#[portcullis_core::async_trait]
+impl rules::LocalUsers for DirectoryUsers {
+    async fn exists(
+        &self,
+        addr: &portcullis_core::Address,
+    ) -> Result<bool, portcullis_core::Reply> {
+        self.0.is_local_recipient(addr).await.map_err(|e| {
+            tracing::error!(error = %e, "account directory failed");
+            e.transaction_reply()
+        })
+    }
+}
+
+async fn bind_all(addrs: &[std::net::SocketAddr], what: &str) -> Result<Vec<TcpListener>, String> {
+    let mut out = Vec::new();
+    for a in addrs {
+        out.push(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen on {a} ({what}): {e}"))?,
+        );
+    }
+    Ok(out)
+}
+
+fn addr_list(ls: &[TcpListener]) -> String {
+    ls.iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn run(settings: Settings) -> Result<(), String> {
+    init_logging(&settings);
+    let settings = Arc::new(settings);
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            settings.data_dir.display()
+        )
+    })?;
+    let data_dir = absolute(&settings.data_dir);
+    let mailboxes = data_dir.join("mailboxes");
+    std::fs::create_dir_all(&mailboxes)
+        .map_err(|e| format!("cannot create {}: {e}", mailboxes.display()))?;
+
+    let (tls_config, cert) = tls::load(settings.tls_cert.as_ref(), &data_dir, &settings.hostname)
+        .map_err(|e| format!("TLS: {e}"))?;
+    let tls = tokio_rustls::TlsAcceptor::from(tls_config);
+
+    let accounts = open_accounts(&settings).await?;
+    let users: Arc<dyn rules::LocalUsers> = match &accounts {
+        Some(a) => Arc::new(DirectoryUsers(a.clone())),
+        None => Arc::new(rules::NoUsers),
+    };
+    let rules = Arc::new(RelayRules::new(&settings, users));
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let spool_dir = data_dir.join("spool");
+    let spool = portcullis_queue::Spool::open(
+        &spool_dir,
+        portcullis_queue::SpoolConfig::default(),
+        clock.clone(),
+    )
+    .map_err(|e| format!("spool {}: {e}", spool_dir.display()))?;
+    let report = spool.recovery_report().clone();
+    tracing::info!(
+        messages = report.messages,
+        segments = report.segments,
+        truncated_bytes = report.truncated_bytes,
+        corrupt = report.corrupt_files.len(),
+        "spool recovered"
+    );
+
+    let router = routing::Router::new(
+        settings.routes.clone(),
+        settings.smarthost.clone(),
+        settings.mx_port,
+        Arc::new(routing::NoMx),
+        Arc::new(routing::NoTransport),
+    );
+    let deliverer = delivery::Deliverer::new(
+        spool,
+        clock,
+        rules.clone(),
+        mailboxes.clone(),
+        settings.hostname.clone(),
+        router,
+        &delivery::DeliverySettings {
+            max_lifetime: settings.max_queue_time,
+            backup_hold: settings.backup_hold,
+            concurrency: settings.delivery_concurrency,
+            first_retry: settings.first_retry,
+        },
+    );
+
+    let mx = bind_all(&settings.mx_listen, "mx.listen").await?;
+    let submission = bind_all(&settings.submission_listen, "submission.listen").await?;
+    let submissions = bind_all(&settings.submissions_listen, "submissions.listen").await?;
+
+    let relay_filter = |role| -> Arc<dyn portcullis_core::Filter> {
+        Arc::new(RelayFilter {
+            rules: rules.clone(),
+            role,
+        })
+    };
+    let (deadline_tx, deadline_rx) = watch::channel(false);
+    let shared = Arc::new(server::Shared {
+        settings: settings.clone(),
+        rules: rules.clone(),
+        mx_chain: Chain::new().with(relay_filter(Role::Mx)),
+        submission_chain: Chain::new().with(relay_filter(Role::Submission)),
+        tls,
+        accounts: accounts.clone(),
+        deliverer: deliverer.clone(),
+        connections: Arc::new(Semaphore::new(settings.max_connections)),
+        deadline: deadline_rx,
+    });
+
+    // The one startup line: where it listens, where config and data live.
+    let mut line = format!(
+        "portcullis-relay listening: mx={} submission={} (STARTTLS, AUTH required)",
+        addr_list(&mx),
+        addr_list(&submission)
+    );
+    if !submissions.is_empty() {
+        line.push_str(&format!(
+            " submissions={} (implicit TLS)",
+            addr_list(&submissions)
+        ));
+    }
+    line.push_str(&format!(
+        "; config: {}; data: {}; mailboxes: {}; certificate: {}{}; local domains: {}",
+        settings.source,
+        data_dir.display(),
+        mailboxes.display(),
+        cert.cert.display(),
+        if cert.generated {
+            " (self-signed, generated now)"
+        } else {
+            ""
+        },
+        settings
+            .local_domains
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    if accounts.is_none() {
+        line.push_str("; no accounts configured: AUTH will fail");
+    }
+    println!("{line}");
+    tracing::info!(queued = deliverer.queued(), "{line}");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let mut accept_tasks = Vec::new();
+    for (sockets, role, implicit) in [
+        (mx, Role::Mx, false),
+        (submission, Role::Submission, false),
+        (submissions, Role::Submission, true),
+    ] {
+        for socket in sockets {
+            accept_tasks.push(tokio::spawn(server::accept_loop(
+                shared.clone(),
+                server::Listener {
+                    socket,
+                    role,
+                    implicit_tls: implicit,
+                },
+                stop_rx.clone(),
+                alive_tx.clone(),
+            )));
+        }
+    }
+    drop(alive_tx);
+
+    let delivery_task = tokio::spawn(
+        deliverer
+            .clone()
+            .run(stop_rx.clone(), settings.shutdown_grace),
+    );
+
+    wait_for_signal().await;
+    let grace = settings.shutdown_grace;
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections"
+    );
+    let _ = stop_tx.send(true);
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    drop(shared);
+    // Sessions finish their transactions until the deadline, then get 421.
+    if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
+        tracing::info!("grace period over: closing remaining sessions with 421");
+        let _ = deadline_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), alive_rx.recv()).await;
+    }
+    let _ = delivery_task.await;
+    tracing::info!(
+        queued = deliverer.queued(),
+        "stopped; queued mail stays in the spool"
+    );
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,789 @@
+//! The relay's configuration: a TOML file (every key optional, unknown keys
+//! refused) checked into [`Settings`], the parsed values the relay runs on.
+//!
+//! `examples/relay/relay.toml` documents every key; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis_core::{Address, Domain, mask_ip};
+use serde::Deserialize;
+
+/// Why a configuration was refused: the key that is wrong and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong type. The toml
+    /// crate's message quotes the line and points at the key.
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    /// A value of the right type that does not make sense.
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The file as written. Every section and key is optional; defaults are the
+/// safe ones `cargo run -p portcullis-relay` starts with.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileConfig {
+    pub(crate) server: ServerSection,
+    pub(crate) mx: ListenerSection,
+    pub(crate) submission: ListenerSection,
+    pub(crate) submissions: ListenerSection,
+    pub(crate) tls: TlsSection,
+    pub(crate) local: LocalSection,
+    pub(crate) relay: RelaySection,
+    pub(crate) accounts: AccountsSection,
+    pub(crate) delivery: DeliverySection,
+    pub(crate) backup_mx: BackupMxSection,
+    pub(crate) forward: BTreeMap<String, String>,
+    pub(crate) limits: LimitsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServerSection {
+    pub(crate) hostname: String,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) log: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            hostname: "localhost".into(),
+            data_dir: None,
+            log: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ListenerSection {
+    pub(crate) listen: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TlsSection {
+    pub(crate) cert: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LocalSection {
+    pub(crate) domains: Vec<String>,
+    pub(crate) mailboxes: Vec<String>,
+    pub(crate) catch_all: bool,
+}
+
+impl Default for LocalSection {
+    fn default() -> Self {
+        LocalSection {
+            domains: vec!["localhost".into()],
+            mailboxes: Vec::new(),
+            catch_all: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RelaySection {
+    pub(crate) networks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AccountsSection {
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) postgres: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DeliverySection {
+    pub(crate) smarthost: Option<String>,
+    pub(crate) mx_port: u16,
+    pub(crate) routes: BTreeMap<String, String>,
+    pub(crate) max_queue_secs: u64,
+    pub(crate) first_retry_secs: u64,
+    pub(crate) concurrency: usize,
+    pub(crate) connect_timeout_secs: u64,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        DeliverySection {
+            smarthost: None,
+            mx_port: 25,
+            routes: BTreeMap::new(),
+            max_queue_secs: 5 * 24 * 3600,
+            first_retry_secs: 300,
+            concurrency: 16,
+            connect_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct BackupMxSection {
+    pub(crate) domains: Vec<String>,
+    pub(crate) hold_secs: u64,
+}
+
+impl Default for BackupMxSection {
+    fn default() -> Self {
+        BackupMxSection {
+            domains: Vec::new(),
+            hold_secs: 8 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LimitsSection {
+    pub(crate) max_message_size: u64,
+    pub(crate) max_recipients: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout_secs: u64,
+    pub(crate) shutdown_grace_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_connections: 1000,
+            idle_timeout_secs: 300,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// An IP network (`192.0.2.0/24`, `2001:db8::/32`, or a single address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Network {
+    base: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub(crate) fn parse(s: &str) -> Option<Network> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return None;
+        }
+        Some(Network {
+            base: Self::mask(ip, prefix),
+            prefix,
+        })
+    }
+
+    fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => mask_ip(ip, prefix, 128),
+            // mask_ip treats IPv4-mapped IPv6 as IPv4; keep real IPv6 as is.
+            IpAddr::V6(v6) => {
+                let p = u32::from(prefix);
+                let m = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+                IpAddr::V6((u128::from(v6) & m).into())
+            }
+        }
+    }
+
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        // A client on an IPv4-mapped IPv6 address is the IPv4 client.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_ipv4() == self.base.is_ipv4() && Self::mask(ip, self.prefix) == self.base
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
+/// Where the relay hands mail for a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostPort {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl HostPort {
+    fn parse(s: &str, default_port: u16) -> Option<HostPort> {
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            return Some(HostPort {
+                host: sa.ip().to_string(),
+                port: sa.port(),
+            });
+        }
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, p.parse().ok()?),
+            _ => (s, default_port),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return None;
+        }
+        Some(HostPort {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What a forwarding rule matches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ForwardKey {
+    /// One address (`alias@example.org`), by [`crate::rules::mailbox_key`].
+    Address(String),
+    /// Every address of a domain (`@example.org`).
+    Domain(Domain),
+}
+
+/// Where a forwarding rule sends mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ForwardTarget {
+    /// Replace the recipient by this address.
+    Address(Address),
+    /// Keep the local part, change the domain (`@new.example`).
+    Domain(Domain),
+}
+
+/// The checked configuration the relay runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Where the configuration came from, for the startup line.
+    pub(crate) source: String,
+    pub(crate) hostname: String,
+    pub(crate) log: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) mx_listen: Vec<SocketAddr>,
+    pub(crate) submission_listen: Vec<SocketAddr>,
+    pub(crate) submissions_listen: Vec<SocketAddr>,
+    pub(crate) tls_cert: Option<(PathBuf, PathBuf)>,
+    pub(crate) local_domains: Vec<Domain>,
+    /// Configured local mailboxes, by [`Address::key`].
+    pub(crate) local_mailboxes: Vec<Address>,
+    pub(crate) catch_all: bool,
+    pub(crate) relay_networks: Vec<Network>,
+    pub(crate) accounts_file: Option<PathBuf>,
+    pub(crate) accounts_postgres: Option<String>,
+    pub(crate) smarthost: Option<HostPort>,
+    pub(crate) mx_port: u16,
+    pub(crate) routes: Vec<(Domain, HostPort)>,
+    pub(crate) max_queue_time: Duration,
+    pub(crate) first_retry: Duration,
+    pub(crate) delivery_concurrency: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) backup_domains: Vec<Domain>,
+    pub(crate) backup_hold: Duration,
+    pub(crate) forwards: Vec<(ForwardKey, ForwardTarget)>,
+    pub(crate) max_message_size: u64,
+    pub(crate) max_recipients: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// Overrides from the command line, applied after the file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Overrides {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) mx_listen: Option<Vec<String>>,
+    pub(crate) submission_listen: Option<Vec<String>>,
+}
+
+/// Read and check a file (or the built-in defaults when `path` is `None`).
+pub(crate) fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+    let (file, source) = match path {
+        None => (FileConfig::default(), "(built-in defaults)".to_owned()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?;
+            let file = parse(&text).map_err(|source| ConfigError::Parse {
+                path: p.to_owned(),
+                source: Box::new(source),
+            })?;
+            (file, p.display().to_string())
+        }
+    };
+    check(file, source, overrides)
+}
+
+/// Parse TOML text (no checks beyond types and known keys).
+pub(crate) fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(text)
+}
+
+fn listeners(
+    key: &str,
+    file: Option<Vec<String>>,
+    cli: Option<&Vec<String>>,
+    default: &[&str],
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let list: Vec<String> = cli
+        .cloned()
+        .or(file)
+        .unwrap_or_else(|| default.iter().map(|s| (*s).to_owned()).collect());
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    format!("{key}[{i}]"),
+                    format!("{s:?} is not an IP address and port such as \"127.0.0.1:2525\""),
+                )
+            })
+        })
+        .collect()
+}
+
+fn domain(key: String, s: &str) -> Result<Domain, ConfigError> {
+    // A trailing dot names the same domain (RFC 1034 absolute form).
+    let trimmed = s.strip_suffix('.').unwrap_or(s);
+    Domain::parse(trimmed).map_err(|e| invalid(key, format!("{s:?} is not a domain: {e}")))
+}
+
+/// Check a parsed file and apply overrides.
+pub(crate) fn check(
+    file: FileConfig,
+    source: String,
+    overrides: &Overrides,
+) -> Result<Settings, ConfigError> {
+    let hostname = file.server.hostname.clone();
+    domain("server.hostname".into(), &hostname)?;
+    if tracing_subscriber::EnvFilter::try_new(&file.server.log).is_err() {
+        return Err(invalid(
+            "server.log",
+            format!(
+                "{:?} is not a log filter such as \"info\" or \"portcullis_relay=debug\"",
+                file.server.log
+            ),
+        ));
+    }
+    let data_dir = overrides
+        .data_dir
+        .clone()
+        .or(file.server.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("portcullis-data"));
+
+    let mx_listen = listeners(
+        "mx.listen",
+        file.mx.listen,
+        overrides.mx_listen.as_ref(),
+        &["127.0.0.1:2525"],
+    )?;
+    let submission_listen = listeners(
+        "submission.listen",
+        file.submission.listen,
+        overrides.submission_listen.as_ref(),
+        &["127.0.0.1:2587"],
+    )?;
+    let submissions_listen = listeners("submissions.listen", file.submissions.listen, None, &[])?;
+
+    let tls_cert = match (file.tls.cert, file.tls.key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid(
+                "tls.key",
+                "tls.cert is set but tls.key is not; give both or neither",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "tls.cert",
+                "tls.key is set but tls.cert is not; give both or neither",
+            ));
+        }
+    };
+
+    let local_domains = file
+        .local
+        .domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| domain(format!("local.domains[{i}]"), d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let local_mailboxes = file
+        .local
+        .mailboxes
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let key = format!("local.mailboxes[{i}]");
+            let addr = Address::parse(a)
+                .map_err(|e| invalid(&key, format!("{a:?} is not an address: {e}")))?;
+            if !local_domains.contains(addr.domain()) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{a:?} is not in a local domain; add {} to local.domains",
+                        addr.domain()
+                    ),
+                ));
+            }
+            if !crate::maildir::is_safe_mailbox_name(addr.local_part().as_str()) {
+                return Err(invalid(
+                    key,
+                    format!("{a:?}: a mailbox local part may use letters, digits and . _ + - only"),
+                ));
+            }
+            Ok(addr)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let relay_networks = file
+        .relay
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            Network::parse(n).ok_or_else(|| {
+                invalid(
+                    format!("relay.networks[{i}]"),
+                    format!("{n:?} is not a network such as \"192.0.2.0/24\" or \"2001:db8::1\""),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    if file.accounts.file.is_some() && file.accounts.postgres.is_some() {
+        return Err(invalid(
+            "accounts",
+            "set accounts.file or accounts.postgres, not both",
+        ));
+    }
+    if let Some(url) = &file.accounts.postgres
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        return Err(invalid(
+            "accounts.postgres",
+            "expected a URL such as \"postgres://user@127.0.0.1/portcullis\"",
+        ));
+    }
+
+    let smarthost = file
+        .delivery
+        .smarthost
+        .as_deref()
+        .map(|s| {
+            HostPort::parse(s, 25).ok_or_else(|| {
+                invalid(
+                    "delivery.smarthost",
+                    format!("{s:?} is not a host or host:port"),
+                )
+            })
+        })
+        .transpose()?;
+    let routes = file
+        .delivery
+        .routes
+        .iter()
+        .map(|(d, target)| {
+            let key = format!("delivery.routes.{d:?}");
+            let dom = domain(key.clone(), d)?;
+            let hp = HostPort::parse(target, 25)
+                .ok_or_else(|| invalid(key, format!("{target:?} is not a host or host:port")))?;
+            Ok((dom, hp))
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    if file.delivery.concurrency == 0 {
+        return Err(invalid("delivery.concurrency", "must be at least 1"));
+    }
+
+    let backup_domains = file
+        .backup_mx
+        .domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| domain(format!("backup_mx.domains[{i}]"), d))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, d) in backup_domains.iter().enumerate() {
+        if local_domains.contains(d) {
+            return Err(invalid(
+                format!("backup_mx.domains[{i}]"),
+                format!("{d} is also a local domain; a domain is either local or backed up"),
+            ));
+        }
+    }
+
+    let forwards = file
+        .forward
+        .iter()
+        .map(|(from, to)| {
+            let key = format!("forward.{from:?}");
+            let fk = match from.strip_prefix('@') {
+                Some(d) => ForwardKey::Domain(domain(key.clone(), d)?),
+                None => ForwardKey::Address(
+                    Address::parse(from)
+                        .map(|a| crate::rules::mailbox_key(&a))
+                        .map_err(|e| invalid(&key, format!("{from:?} is not an address: {e}")))?,
+                ),
+            };
+            let target = match to.strip_prefix('@') {
+                Some(d) => ForwardTarget::Domain(domain(key.clone(), d)?),
+                None => ForwardTarget::Address(
+                    Address::parse(to)
+                        .map_err(|e| invalid(&key, format!("{to:?} is not an address: {e}")))?,
+                ),
+            };
+            Ok((fk, target))
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+
+    let l = &file.limits;
+    if l.max_recipients == 0 {
+        return Err(invalid("limits.max_recipients", "must be at least 1"));
+    }
+    if l.max_connections == 0 {
+        return Err(invalid("limits.max_connections", "must be at least 1"));
+    }
+    if l.max_message_size < 1024 {
+        return Err(invalid(
+            "limits.max_message_size",
+            "must be at least 1024 octets",
+        ));
+    }
+    if l.idle_timeout_secs == 0 {
+        return Err(invalid("limits.idle_timeout_secs", "must be at least 1"));
+    }
+
+    Ok(Settings {
+        source,
+        hostname,
+        log: file.server.log,
+        data_dir,
+        mx_listen,
+        submission_listen,
+        submissions_listen,
+        tls_cert,
+        local_domains,
+        local_mailboxes,
+        catch_all: file.local.catch_all,
+        relay_networks,
+        accounts_file: file.accounts.file,
+        accounts_postgres: file.accounts.postgres,
+        smarthost,
+        mx_port: file.delivery.mx_port,
+        routes,
+        max_queue_time: Duration::from_secs(file.delivery.max_queue_secs),
+        first_retry: Duration::from_secs(file.delivery.first_retry_secs.max(1)),
+        delivery_concurrency: file.delivery.concurrency,
+        connect_timeout: Duration::from_secs(file.delivery.connect_timeout_secs.max(1)),
+        backup_domains,
+        backup_hold: Duration::from_secs(file.backup_mx.hold_secs),
+        forwards,
+        max_message_size: l.max_message_size,
+        max_recipients: l.max_recipients,
+        max_connections: l.max_connections,
+        idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+        shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_text(text: &str) -> Result<Settings, ConfigError> {
+        let file = parse(text).map_err(|e| ConfigError::Parse {
+            path: "t.toml".into(),
+            source: Box::new(e),
+        })?;
+        check(file, "t.toml".into(), &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_are_the_safe_ones() {
+        let s = check_text("").unwrap();
+        assert_eq!(s.mx_listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert_eq!(s.submission_listen, vec!["127.0.0.1:2587".parse().unwrap()]);
+        assert!(s.submissions_listen.is_empty());
+        assert!(
+            s.relay_networks.is_empty(),
+            "no network relays without AUTH"
+        );
+        assert_eq!(s.local_domains, vec![Domain::parse("localhost").unwrap()]);
+        assert_eq!(s.data_dir, PathBuf::from("portcullis-data"));
+        assert_eq!(s.backup_hold, Duration::from_secs(8 * 24 * 3600));
+    }
+
+    #[test]
+    fn the_shipped_example_file_is_valid_and_complete() {
+        let text = include_str!("../relay.toml");
+        let s = check_text(text).unwrap();
+        assert_eq!(s.hostname, "mx.example.org");
+        // Every key the example shows commented out must also parse when
+        // uncommented: strip the leading "# " of `key = value` lines.
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                match l
+                    .strip_prefix("# ")
+                    .and_then(|r| Some((r, r.split_once(" = ")?.0)))
+                {
+                    Some((rest, key))
+                        if key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                            || (key.starts_with('"') && key.ends_with('"')) =>
+                    {
+                        rest
+                    }
+                    _ => l,
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file = parse(&uncommented).unwrap();
+        assert!(file.tls.cert.is_some(), "the example shows tls.cert");
+        assert!(file.delivery.smarthost.is_some());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = check_text("[mx]\nlisten = []\nlisen = 1\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("lisen"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let msg = check_text("[limits]\nmax_recipients = \"ten\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("max_recipients"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[mx]\nlisten = [\"nowhere\"]\n", "mx.listen[0]"),
+            (
+                "[relay]\nnetworks = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\n",
+                "relay.networks[1]",
+            ),
+            ("[local]\ndomains = [\"bad domain\"]\n", "local.domains[0]"),
+            (
+                "[local]\nmailboxes = [\"a@elsewhere.example\"]\n",
+                "local.mailboxes[0]",
+            ),
+            ("[tls]\ncert = \"c.pem\"\n", "tls.key"),
+            (
+                "[delivery.routes]\n\"example.com\" = \"\"\n",
+                "delivery.routes",
+            ),
+            (
+                "[forward]\n\"alias@localhost\" = \"not an address\"\n",
+                "forward",
+            ),
+            (
+                "[backup_mx]\ndomains = [\"localhost\"]\n",
+                "backup_mx.domains[0]",
+            ),
+            (
+                "[accounts]\npostgres = \"mysql://x\"\n",
+                "accounts.postgres",
+            ),
+        ];
+        for (text, key) in cases {
+            match check_text(text) {
+                Err(ConfigError::Invalid { key: k, .. }) => {
+                    assert!(k.starts_with(key), "{k} vs {key}")
+                }
+                other => panic!("{text}: expected Invalid({key}), got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn networks_match_their_members_only() {
+        let n = Network::parse("192.0.2.0/24").unwrap();
+        assert!(n.contains("192.0.2.200".parse().unwrap()));
+        assert!(n.contains("::ffff:192.0.2.1".parse().unwrap()));
+        assert!(!n.contains("192.0.3.1".parse().unwrap()));
+        assert!(!n.contains("2001:db8::1".parse().unwrap()));
+        let one = Network::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let v6 = Network::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        assert!(Network::parse("::/129").is_none());
+    }
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(
+            HostPort::parse("smtp.example.net", 25),
+            Some(HostPort {
+                host: "smtp.example.net".into(),
+                port: 25
+            })
+        );
+        assert_eq!(HostPort::parse("127.0.0.1:2526", 25).unwrap().port, 2526);
+        assert_eq!(HostPort::parse("[::1]:26", 25).unwrap().host, "::1");
+        assert!(HostPort::parse("a:b", 25).is_none());
+    }
+
+    #[test]
+    fn overrides_win() {
+        let file = parse("[mx]\nlisten = [\"127.0.0.1:1\"]\n").unwrap();
+        let o = Overrides {
+            data_dir: Some("/tmp/x".into()),
+            mx_listen: Some(vec!["127.0.0.1:0".into()]),
+            submission_listen: None,
+        };
+        let s = check(file, "x".into(), &o).unwrap();
+        assert_eq!(s.mx_listen, vec!["127.0.0.1:0".parse().unwrap()]);
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+    }
+}
