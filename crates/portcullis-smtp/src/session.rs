@@ -676,7 +676,6 @@ impl Session {
                             }
                             self.bad_command(&Reply::line_too_long());
                             self.skipping_line = true;
-                            pos = buf.len();
                         }
                         None => return pos,
                     }
