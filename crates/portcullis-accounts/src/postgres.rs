@@ -70,6 +70,22 @@ fn select_domain() -> String {
 
 const SELECT_RECIPIENT: &str = "SELECT 1 FROM portcullis_user_accounts WHERE address = $1";
 
+/// Whether `error` means the connection is gone (closed, or the server
+/// terminated the session), so a fresh connection may succeed.
+fn connection_lost(error: &tokio_postgres::Error, client: &Client) -> bool {
+    use tokio_postgres::error::SqlState;
+    error.is_closed()
+        || client.is_closed()
+        || error.code().is_some_and(|code| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code)
+        })
+}
+
 /// The lookup connection and its prepared statements.
 struct Conn {
     client: Client,
@@ -190,7 +206,9 @@ impl PgDirectory {
                 Err(e) => Err(e),
             };
             match result {
-                Err(AccountError::Postgres(e)) if e.is_closed() && !retried => retried = true,
+                Err(AccountError::Postgres(e)) if !retried && connection_lost(&e, &conn.client) => {
+                    retried = true;
+                }
                 other => return other,
             }
         }
@@ -269,7 +287,13 @@ impl PgDirectory {
         >,
     ) -> Result<T, AccountError> {
         let mut slot = self.admin.lock().await;
-        if slot.as_ref().is_none_or(Client::is_closed) {
+        // Admin calls are rare: a ping is cheap insurance against a
+        // connection the server dropped since the last one.
+        let alive = match slot.as_ref() {
+            Some(client) if !client.is_closed() => client.simple_query("").await.is_ok(),
+            _ => false,
+        };
+        if !alive {
             *slot = Some(open(&self.config).await?);
         }
         let Some(client) = slot.as_mut() else {
