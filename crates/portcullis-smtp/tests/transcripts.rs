@@ -31,6 +31,8 @@
 //! reached; by then every reply already written must have been matched by
 //! `S:` lines, so no unexpected reply can go unnoticed.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::Path;
