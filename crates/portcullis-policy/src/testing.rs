@@ -5,6 +5,9 @@
 //! Each check takes a fresh, empty store and panics on a violation. Time is
 //! a [`ManualClock`] starting on a minute and hour boundary.
 
+// A test suite: panicking on a broken contract is its job.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use portcullis_policy::store::{from_ms, to_ms};
 use portcullis_policy::testing;
-use portcullis_policy::{
-    Counter, CounterStore, Counting, MemoryStore, Outcome, Request, Window,
-};
+use portcullis_policy::{Counter, CounterStore, Counting, MemoryStore, Outcome, Request, Window};
 use proptest::prelude::*;
 
 #[test]
@@ -25,14 +23,33 @@ fn purge_keeps_what_still_counts() {
     let store = MemoryStore::new();
     let t0 = from_ms(1_767_225_600_000);
     let w = [Window::per_minute(1)];
-    let counters = [Counter { key: "k", cost: 1, windows: &w, counting: Counting::Leaky }];
-    let req = Request { counters: &counters, ..Request::default() };
+    let counters = [Counter {
+        key: "k",
+        cost: 1,
+        windows: &w,
+        counting: Counting::Leaky,
+    }];
+    let req = Request {
+        counters: &counters,
+        ..Request::default()
+    };
     assert_eq!(store.decide(&req, t0).unwrap(), Outcome::Admitted);
     store.purge(t0 + Duration::from_secs(30));
-    assert!(matches!(store.decide(&req, t0 + Duration::from_secs(30)).unwrap(), Outcome::Limited { .. }));
+    assert!(matches!(
+        store.decide(&req, t0 + Duration::from_secs(30)).unwrap(),
+        Outcome::Limited { .. }
+    ));
     store.purge(t0 + Duration::from_secs(61));
-    assert!(store.counters(t0 + Duration::from_secs(61)).unwrap().is_empty());
-    assert_eq!(store.decide(&req, t0 + Duration::from_secs(61)).unwrap(), Outcome::Admitted);
+    assert!(
+        store
+            .counters(t0 + Duration::from_secs(61))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.decide(&req, t0 + Duration::from_secs(61)).unwrap(),
+        Outcome::Admitted
+    );
 }
 
 proptest! {
