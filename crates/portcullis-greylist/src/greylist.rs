@@ -305,7 +305,7 @@ impl Greylist {
 
         let Some(mut entry) = self.store.get(Space::Triplet, &key, now)? else {
             self.store
-                .put(Space::Triplet, &key, new_entry, pending_expiry(now))?;
+                .put(Space::Triplet, &key, new_entry, now, pending_expiry(now))?;
             return Ok(Decision::Defer {
                 rule: Rule::NewTriplet,
                 retry_in_secs: delay,
@@ -316,8 +316,13 @@ impl Greylist {
             // Passed before: refresh last_seen now and then, not on every check.
             if now.saturating_sub(entry.last_seen) >= cfg.touch_interval.as_secs() {
                 entry.last_seen = now;
-                self.store
-                    .put(Space::Triplet, &key, entry, now.saturating_add(max_age))?;
+                self.store.put(
+                    Space::Triplet,
+                    &key,
+                    entry,
+                    now,
+                    now.saturating_add(max_age),
+                )?;
             }
             self.count_client_pass(&client_key, client, now)?;
             return Ok(Decision::Pass {
@@ -329,7 +334,7 @@ impl Greylist {
         if elapsed > window {
             // postgrey: a retry after the window is a new first attempt.
             self.store
-                .put(Space::Triplet, &key, new_entry, pending_expiry(now))?;
+                .put(Space::Triplet, &key, new_entry, now, pending_expiry(now))?;
             return Ok(Decision::Defer {
                 rule: Rule::RetryWindowExpired,
                 retry_in_secs: delay,
@@ -343,8 +348,13 @@ impl Greylist {
         }
         entry.last_seen = now;
         entry.count = 1;
-        self.store
-            .put(Space::Triplet, &key, entry, now.saturating_add(max_age))?;
+        self.store.put(
+            Space::Triplet,
+            &key,
+            entry,
+            now,
+            now.saturating_add(max_age),
+        )?;
         self.count_client_pass(&client_key, client, now)?;
         Ok(Decision::Pass {
             rule: Rule::Delayed {
@@ -380,6 +390,7 @@ impl Greylist {
             Space::Client,
             client_key,
             record,
+            now,
             now.saturating_add(self.config.max_age.as_secs()),
         )
     }
@@ -397,6 +408,7 @@ impl Greylist {
             Space::Triplet,
             &self.key(triplet),
             record,
+            now,
             now.saturating_add(self.config.max_age.as_secs()),
         )
     }
@@ -415,6 +427,7 @@ impl Greylist {
             Space::Client,
             &self.network(client).to_string(),
             record,
+            now,
             now.saturating_add(self.config.client_release_duration.as_secs()),
         )
     }

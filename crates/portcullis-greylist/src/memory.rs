@@ -62,6 +62,7 @@ impl GreylistStore for MemoryStore {
         space: Space,
         key: &str,
         record: Record,
+        _now: u64,
         expires_at: u64,
     ) -> Result<(), StoreError> {
         let stored = Stored { record, expires_at };

@@ -143,6 +143,7 @@ impl RecipientLearning {
             Space::Recipient,
             &recipient.key(),
             record,
+            now,
             now.saturating_add(ttl.as_secs()),
         )
     }

@@ -118,6 +118,7 @@ impl GreylistStore for RedbStore {
         space: Space,
         key: &str,
         record: Record,
+        _now: u64,
         expires_at: u64,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;

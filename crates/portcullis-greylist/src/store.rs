@@ -134,12 +134,15 @@ pub trait GreylistStore: Send + Sync + std::fmt::Debug {
     /// The record under `key` in `space`, unless missing or expired at `now`.
     fn get(&self, space: Space, key: &str, now: u64) -> Result<Option<Record>, StoreError>;
 
-    /// Store `record` under `key`, replacing any previous one, until `expires_at`.
+    /// Store `record` under `key`, replacing any previous one, until
+    /// `expires_at`. `now` is the caller's time: a store with native TTLs
+    /// sets them to `expires_at - now` (at least one second).
     fn put(
         &self,
         space: Space,
         key: &str,
         record: Record,
+        now: u64,
         expires_at: u64,
     ) -> Result<(), StoreError>;
 
@@ -161,9 +164,10 @@ impl<S: GreylistStore + ?Sized> GreylistStore for std::sync::Arc<S> {
         space: Space,
         key: &str,
         record: Record,
+        now: u64,
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        (**self).put(space, key, record, expires_at)
+        (**self).put(space, key, record, now, expires_at)
     }
     fn remove(&self, space: Space, key: &str) -> Result<bool, StoreError> {
         (**self).remove(space, key)

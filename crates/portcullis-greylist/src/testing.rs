@@ -65,7 +65,7 @@ pub fn put_then_get_round_trips(store: &dyn GreylistStore) {
         flag: true,
     };
     store
-        .put(Space::Triplet, "contract:round-trip", r, NOW + 100)
+        .put(Space::Triplet, "contract:round-trip", r, NOW, NOW + 100)
         .unwrap();
     assert_eq!(
         store
@@ -82,6 +82,7 @@ pub fn put_replaces(store: &dyn GreylistStore) {
             Space::Client,
             "contract:replace",
             rec(10, 1, false),
+            NOW,
             NOW + 10,
         )
         .unwrap();
@@ -90,6 +91,7 @@ pub fn put_replaces(store: &dyn GreylistStore) {
             Space::Client,
             "contract:replace",
             rec(20, 2, true),
+            NOW,
             NOW + 1000,
         )
         .unwrap();
@@ -105,6 +107,7 @@ pub fn put_replaces(store: &dyn GreylistStore) {
             Space::Client,
             "contract:replace",
             rec(30, 3, false),
+            NOW,
             NOW + 5,
         )
         .unwrap();
@@ -122,7 +125,7 @@ pub fn put_replaces(store: &dyn GreylistStore) {
 pub fn expiry_is_exact_and_logical(store: &dyn GreylistStore) {
     let r = rec(NOW, 0, false);
     store
-        .put(Space::Triplet, "contract:expiry", r, NOW + 300)
+        .put(Space::Triplet, "contract:expiry", r, NOW, NOW + 300)
         .unwrap();
     assert_eq!(
         store
@@ -145,7 +148,7 @@ pub fn expiry_is_exact_and_logical(store: &dyn GreylistStore) {
     // Far-future logical time: the backend's own clock must not expire it.
     let far = 4_102_444_800; // 2100-01-01
     store
-        .put(Space::Recipient, "contract:far", r, far + 60)
+        .put(Space::Recipient, "contract:far", r, far, far + 60)
         .unwrap();
     assert_eq!(
         store.get(Space::Recipient, "contract:far", far).unwrap(),
@@ -156,7 +159,13 @@ pub fn expiry_is_exact_and_logical(store: &dyn GreylistStore) {
 /// An expired key is a miss and can be written afresh.
 pub fn expired_entry_can_be_written_again(store: &dyn GreylistStore) {
     store
-        .put(Space::Triplet, "contract:again", rec(1, 1, true), NOW + 1)
+        .put(
+            Space::Triplet,
+            "contract:again",
+            rec(1, 1, true),
+            NOW,
+            NOW + 1,
+        )
         .unwrap();
     assert_eq!(
         store
@@ -169,6 +178,7 @@ pub fn expired_entry_can_be_written_again(store: &dyn GreylistStore) {
             Space::Triplet,
             "contract:again",
             rec(2, 0, false),
+            NOW,
             NOW + 100,
         )
         .unwrap();
@@ -185,7 +195,7 @@ pub fn spaces_are_separate(store: &dyn GreylistStore) {
     let key = "contract:spaces";
     for (i, space) in Space::ALL.into_iter().enumerate() {
         store
-            .put(space, key, rec(i as u64, i as u32, false), NOW + 100)
+            .put(space, key, rec(i as u64, i as u32, false), NOW, NOW + 100)
             .unwrap();
     }
     for (i, space) in Space::ALL.into_iter().enumerate() {
@@ -205,7 +215,7 @@ pub fn remove_reports_presence(store: &dyn GreylistStore) {
     let key = "contract:remove";
     assert!(!store.remove(Space::Triplet, key).unwrap());
     store
-        .put(Space::Triplet, key, rec(1, 0, false), NOW + 100)
+        .put(Space::Triplet, key, rec(1, 0, false), NOW, NOW + 100)
         .unwrap();
     assert!(store.remove(Space::Triplet, key).unwrap());
     assert_eq!(store.get(Space::Triplet, key, NOW).unwrap(), None);
@@ -225,7 +235,7 @@ pub fn awkward_keys(store: &dyn GreylistStore) {
     ];
     for (i, key) in keys.iter().enumerate() {
         store
-            .put(Space::Triplet, key, rec(i as u64, 0, false), NOW + 100)
+            .put(Space::Triplet, key, rec(i as u64, 0, false), NOW, NOW + 100)
             .unwrap();
     }
     for (i, key) in keys.iter().enumerate() {
@@ -245,13 +255,18 @@ pub fn awkward_keys(store: &dyn GreylistStore) {
 /// Sweeps never remove a live entry nor more than their budget, and expired
 /// entries stay misses whether or not a sweep reclaimed them.
 pub fn sweep_keeps_live_entries(store: &dyn GreylistStore) {
-    for i in 0..20 {
-        let expires = if i.is_multiple_of(2) { NOW + 10 } else { NOW + 10_000 };
+    for i in 0..20u64 {
+        let expires = if i.is_multiple_of(2) {
+            NOW + 10
+        } else {
+            NOW + 10_000
+        };
         store
             .put(
                 Space::Triplet,
                 &format!("contract:sweep:{i}"),
                 rec(i, 0, false),
+                NOW,
                 expires,
             )
             .unwrap();
@@ -290,6 +305,7 @@ pub fn concurrent_writers(store: &dyn GreylistStore) {
                             Space::Client,
                             &format!("contract:threads:{t}:{i}"),
                             rec(u64::from(i), t, false),
+                            NOW,
                             NOW + 100,
                         )
                         .unwrap();

@@ -69,10 +69,10 @@ fn fill(store: &dyn GreylistStore) {
             flag: false,
         };
         store
-            .put(Space::Triplet, &format!("k{i:02}"), r, expires)
+            .put(Space::Triplet, &format!("k{i:02}"), r, NOW, expires)
             .unwrap();
         store
-            .put(Space::Client, &format!("c{i:02}"), r, expires)
+            .put(Space::Client, &format!("c{i:02}"), r, NOW, expires)
             .unwrap();
     }
 }
@@ -133,8 +133,12 @@ fn redb_survives_reopen() {
     };
     {
         let store = RedbStore::open(&path).unwrap();
-        store.put(Space::Triplet, "kept", r, NOW + 100).unwrap();
-        store.put(Space::Triplet, "removed", r, NOW + 100).unwrap();
+        store
+            .put(Space::Triplet, "kept", r, NOW, NOW + 100)
+            .unwrap();
+        store
+            .put(Space::Triplet, "removed", r, NOW, NOW + 100)
+            .unwrap();
         assert!(store.remove(Space::Triplet, "removed").unwrap());
     }
     let store = RedbStore::open(&path).unwrap();

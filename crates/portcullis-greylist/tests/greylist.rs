@@ -140,7 +140,14 @@ fn retry_window_reset_when_the_store_still_holds_the_entry() {
         fn get(&self, s: Space, k: &str, _now: u64) -> Result<Option<Record>, StoreError> {
             Ok(self.0.lock().unwrap().get(&format!("{s:?}{k}")).copied())
         }
-        fn put(&self, s: Space, k: &str, r: Record, _exp: u64) -> Result<(), StoreError> {
+        fn put(
+            &self,
+            s: Space,
+            k: &str,
+            r: Record,
+            _now: u64,
+            _exp: u64,
+        ) -> Result<(), StoreError> {
             self.0.lock().unwrap().insert(format!("{s:?}{k}"), r);
             Ok(())
         }
@@ -538,7 +545,7 @@ impl GreylistStore for BrokenStore {
     fn get(&self, _: Space, _: &str, _: u64) -> Result<Option<Record>, StoreError> {
         Err(StoreError::Backend("connection refused".into()))
     }
-    fn put(&self, _: Space, _: &str, _: Record, _: u64) -> Result<(), StoreError> {
+    fn put(&self, _: Space, _: &str, _: Record, _: u64, _: u64) -> Result<(), StoreError> {
         Err(StoreError::Backend("connection refused".into()))
     }
     fn remove(&self, _: Space, _: &str) -> Result<bool, StoreError> {

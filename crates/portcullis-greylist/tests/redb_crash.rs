@@ -39,6 +39,7 @@ fn crash_child() {
                 Space::Triplet,
                 &format!("crash:{i}"),
                 record(i),
+                NOW,
                 NOW + 86_400,
             )
             .unwrap();
