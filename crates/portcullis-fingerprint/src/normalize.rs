@@ -284,10 +284,18 @@ pub fn html_to_text(html: &str) -> String {
                 .unwrap_or(name.len());
             let tag_name = &name[..name_len];
             if let Some(until) = skip_until {
-                if closing && tag_name.eq_ignore_ascii_case(until) {
+                // An unclosed <head> ends where <body> starts, so a missing
+                // </head> cannot hide the whole message.
+                let body_starts =
+                    until == "head" && !closing && tag_name.eq_ignore_ascii_case("body");
+                if body_starts {
                     skip_until = None;
+                } else {
+                    if closing && tag_name.eq_ignore_ascii_case(until) {
+                        skip_until = None;
+                    }
+                    continue;
                 }
-                continue;
             }
             if !closing {
                 for skipped in ["head", "style", "script", "template"] {
@@ -520,5 +528,10 @@ mod tests {
         assert_eq!(html_to_text("abc <b"), "abc  ");
         assert_eq!(html_to_text("abc <!-- x"), "abc ");
         assert_eq!(html_to_text("x &#xFFFFFFFF; y"), "x \u{FFFD} y");
+        let unclosed_head = html_to_text("<head><title>t</title><body>visible</body>");
+        assert_eq!(
+            Normalization::default().normalize(&unclosed_head),
+            "visible"
+        );
     }
 }
