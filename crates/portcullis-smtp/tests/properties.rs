@@ -1,0 +1,241 @@
+//! Property tests: any split of the same bytes gives the same events and
+//! replies; no input panics; dot-stuffing round-trips.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use portcullis_core::{Client, Reply, Verdict};
+use portcullis_smtp::{
+    AuthMechanisms, DataDecoder, DataStatus, Event, Session, SessionConfig, dot_stuff,
+};
+use proptest::prelude::*;
+
+/// Pieces a client stream is built from: commands, message text, and the
+/// awkward sequences (bare CR/LF, stuffed dots, BDAT chunks).
+const PIECES: &[&[u8]] = &[
+    b"MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n",
+    b"MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nBDAT 7\r\n",
+    b"MAIL FROM:<a@x.example> BODY=BINARYMIME\r\nRCPT TO:<b@y.example>\r\nBDAT 4 LAST\r\n",
+    b"EHLO client.example\r\n",
+    b"HELO client.example\r\n",
+    b"MAIL FROM:<a@x.example>\r\n",
+    b"MAIL FROM:<a@x.example> SIZE=100 BODY=8BITMIME\r\n",
+    b"MAIL FROM:<> RET=HDRS ENVID=x+2B\r\n",
+    b"RCPT TO:<b@y.example>\r\n",
+    b"RCPT TO:<c@y.example> NOTIFY=FAILURE ORCPT=rfc822;c@y.example\r\n",
+    b"RCPT TO:<Postmaster>\r\n",
+    b"DATA\r\n",
+    b"BDAT 5\r\n",
+    b"BDAT 0 LAST\r\n",
+    b"BDAT 3 LAST\r\n",
+    b"RSET\r\n",
+    b"NOOP\r\n",
+    b"VRFY x\r\n",
+    b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+    b"AUTH LOGIN\r\n",
+    b"YWxpY2U=\r\n",
+    b"*\r\n",
+    b"STARTTLS\r\n",
+    b"QUIT\r\n",
+    b"Subject: x\r\n\r\nbody\r\n",
+    b"..stuffed\r\n",
+    b".\r\n",
+    b"\r\n.\r\n",
+    b"\n.\n",
+    b"\r.\r",
+    b"\n.\r\n",
+    b"\r\n.\n",
+    b"x\ry\r\n",
+    b"bare\n",
+    b"12345",
+    b"\r\n",
+    b"\r",
+    b"\n",
+    b".",
+    b"GARBAGE\r\n",
+];
+
+fn stream() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            8 => prop::sample::select(PIECES).prop_map(|p| p.to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..40),
+        ],
+        0..40,
+    )
+    // Most sessions greet first, so that transactions get somewhere.
+    .prop_map(|parts| {
+        let mut v = b"EHLO client.example\r\n".to_vec();
+        v.extend(parts.concat());
+        v
+    })
+}
+
+fn config() -> SessionConfig {
+    let mut c = SessionConfig::new("mx.example");
+    c.extensions.starttls = true;
+    c.extensions.auth = AuthMechanisms::PLAIN_LOGIN;
+    c.extensions.binary_mime = true;
+    c.auth_without_tls = true;
+    c.max_recipients = 3;
+    c.max_message_size = 200;
+    c.max_bad_commands = 8;
+    c
+}
+
+/// Feed `bytes` cut at `cuts`, answer the n-th decision by a fixed rule,
+/// and record events (message chunks merged per message) and output.
+fn drive(bytes: &[u8], cuts: &[usize]) -> (Vec<String>, Vec<u8>) {
+    let mut s = Session::new(config(), Client::new("192.0.2.1:25".parse().unwrap()));
+    let mut events = Vec::new();
+    let mut body = Vec::new();
+    let mut decisions = 0u32;
+    let mut out = Vec::new();
+    let mut pump = |s: &mut Session, events: &mut Vec<String>, out: &mut Vec<u8>| {
+        while let Some(e) = s.poll_event() {
+            let decision = match e {
+                Event::MessageChunk(c) => {
+                    body.extend_from_slice(&c);
+                    None
+                }
+                Event::MessageAborted { reply } => {
+                    body.clear();
+                    events.push(format!("aborted {reply}"));
+                    None
+                }
+                Event::MessageComplete { size, decision } => {
+                    events.push(format!(
+                        "complete {size} {:?}",
+                        String::from_utf8_lossy(&body)
+                    ));
+                    assert_eq!(size, body.len() as u64);
+                    body.clear();
+                    Some(decision)
+                }
+                Event::Connect { decision }
+                | Event::Helo { decision, .. }
+                | Event::Auth { decision, .. }
+                | Event::MailFrom { decision, .. }
+                | Event::RcptTo { decision, .. }
+                | Event::DataStart { decision, .. } => {
+                    events.push(format!("{:?}", decision.stage()));
+                    Some(decision)
+                }
+                other => {
+                    events.push(format!("{other:?}"));
+                    None
+                }
+            };
+            if let Some(d) = decision {
+                decisions += 1;
+                let v = if decisions % 11 == 6 {
+                    Verdict::Reject(Reply::policy_rejected("no"))
+                } else if decisions % 13 == 9 {
+                    Verdict::Defer(Reply::policy_deferred("later"))
+                } else {
+                    Verdict::Accept
+                };
+                s.decide(d, v).unwrap();
+            }
+        }
+        s.take_output(out);
+    };
+    pump(&mut s, &mut events, &mut out);
+    let mut start = 0;
+    for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
+        let c = c.clamp(start, bytes.len());
+        s.receive(&bytes[start..c]);
+        pump(&mut s, &mut events, &mut out);
+        start = c;
+    }
+    events.push(format!("closed={}", s.is_closed()));
+    (events, out)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn any_split_same_events_and_replies(
+        bytes in stream(),
+        mut cuts in prop::collection::vec(0usize..2000, 0..30),
+    ) {
+        cuts.sort_unstable();
+        let whole = drive(&bytes, &[]);
+        let split = drive(&bytes, &cuts);
+        let every: Vec<usize> = (1..bytes.len()).collect();
+        let bytewise = drive(&bytes, &every);
+        prop_assert_eq!(&whole, &split);
+        prop_assert_eq!(&whole, &bytewise);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..600),
+        cuts in prop::collection::vec(0usize..600, 0..10),
+    ) {
+        let mut cuts = cuts;
+        cuts.sort_unstable();
+        let _ = drive(&bytes, &cuts);
+    }
+
+    #[test]
+    fn dot_stuffing_round_trips(
+        lines in prop::collection::vec(
+            prop::collection::vec(any::<u8>().prop_filter("no CR/LF", |b| *b != b'\r' && *b != b'\n'), 0..30),
+            0..20,
+        ),
+        cuts in prop::collection::vec(0usize..800, 0..8),
+    ) {
+        let mut message = Vec::new();
+        for l in &lines {
+            message.extend_from_slice(l);
+            message.extend_from_slice(b"\r\n");
+        }
+        let mut wire = Vec::new();
+        dot_stuff(&message, &mut wire);
+        wire.extend_from_slice(b".\r\nNEXT");
+        let mut cuts = cuts;
+        cuts.sort_unstable();
+        let mut d = DataDecoder::new(Some(1000), None);
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut end = None;
+        for &c in cuts.iter().chain(std::iter::once(&wire.len())) {
+            let c = c.clamp(start, wire.len());
+            if let DataStatus::Complete { consumed } = d.decode(&wire[start..c], &mut out) {
+                end = Some(start + consumed);
+                break;
+            }
+            start = c;
+        }
+        prop_assert_eq!(end, Some(wire.len() - 4));
+        prop_assert_eq!(d.error(), None);
+        prop_assert_eq!(out, message);
+    }
+
+    #[test]
+    fn decoder_split_invariant(
+        bytes in stream(),
+        mut cuts in prop::collection::vec(0usize..2000, 0..20),
+    ) {
+        cuts.sort_unstable();
+        let run = |cuts: &[usize]| {
+            let mut d = DataDecoder::new(Some(40), Some(300));
+            let mut out = Vec::new();
+            let mut start = 0;
+            let mut end = None;
+            for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
+                let c = c.clamp(start, bytes.len());
+                if let DataStatus::Complete { consumed } = d.decode(&bytes[start..c], &mut out) {
+                    end = Some(start + consumed);
+                    break;
+                }
+                start = c;
+            }
+            // Output is meaningful only for a message without error.
+            let out = if d.error().is_none() { Some(out) } else { None };
+            (end, d.error().is_some(), out, d.size())
+        };
+        prop_assert_eq!(run(&[]), run(&cuts));
+    }
+}
