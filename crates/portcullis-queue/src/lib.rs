@@ -43,16 +43,22 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dsn;
 pub mod id;
+pub mod routing;
 pub mod scheduler;
+pub mod smtp_transport;
 pub mod spool;
 pub mod state;
 pub mod transport;
 
+pub use dsn::{Dsn, DsnConfig, DsnKind, DsnRecipient, build_dsn};
 pub use id::{ParseQueueIdError, QueueId};
+pub use routing::{MxConfig, MxRouter, RouteError, Router, StaticRouter};
 pub use scheduler::{
     Delivery, DestinationLimits, QueueEvent, Scheduler, SchedulerConfig, destination_of,
 };
+pub use smtp_transport::{SmtpTransport, SmtpTransportConfig, TlsPolicy};
 pub use spool::{MessageInfo, RecoveryReport, Spool, SpoolConfig, SpoolError};
 pub use state::{DeliveryState, Hold, RecipientState, RecipientStatus};
 pub use transport::{

@@ -1,6 +1,7 @@
 //! Spool behaviour: durability across reopen, recovery of torn and corrupt
 //! records, state persistence, admin operations, compaction and archive.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::sync::Arc;
