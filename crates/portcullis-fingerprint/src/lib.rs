@@ -97,8 +97,8 @@ pub use filter::FingerprintFilter;
 pub use fuzzy::{FuzzyFingerprint, FuzzyIndex};
 pub use lists::{KnownBad, KnownBadHit, KnownBadList, SolicitedBulk, SolicitedBulkList};
 pub use message::{
-    FingerprintOptions, Fingerprinter, Fingerprints, HeaderChecksums, HeaderField, PartChecksum,
-    PartKind,
+    FingerprintOptions, Fingerprinter, Fingerprints, HeaderChecksums, HeaderField,
+    MIN_COUNTED_WORDS, PartChecksum, PartKind,
 };
 pub use normalize::Normalization;
 pub use store::{ChecksumStore, DEFAULT_WINDOW, MemoryChecksumStore};

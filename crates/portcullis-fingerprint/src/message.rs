@@ -12,6 +12,10 @@ use crate::normalize::{Normalization, html_to_text, latin1};
 /// (their bytes still count in the raw-body checksum).
 const MAX_NESTING: usize = 8;
 
+/// Fewer words than this (and no attachment) and a message's body is not
+/// counted for bulk; see [`Fingerprints::counting_keys`].
+pub const MIN_COUNTED_WORDS: usize = 8;
+
 /// Which header-derived checksums to compute (as DCC does); all off by default
 /// because headers are easy for a sender to vary and cheap to forge.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,6 +123,8 @@ pub struct Fingerprints {
     /// The MinHash signature of all normalised text, when asked for and the
     /// message has words.
     pub fuzzy: Option<FuzzyFingerprint>,
+    /// Words in the normalised text of all text parts.
+    pub words: usize,
     /// The `List-Id:` identifier (RFC 2919), lower-case without angle
     /// brackets, for the solicited-bulk allowlist.
     pub list_id: Option<String>,
@@ -136,10 +142,19 @@ impl Fingerprints {
     /// The keys bulk counting records recipients under: the normalised body,
     /// each header checksum and the fuzzy fingerprint's LSH band keys. The
     /// bulk count of a message is the largest count among them.
+    ///
+    /// A message with fewer than [`MIN_COUNTED_WORDS`] words of text and no
+    /// attachment has no body or fuzzy key: one-line replies ("Thanks!") are
+    /// sent by many people to many people and are not bulk.
     pub fn counting_keys(&self) -> Vec<Checksum> {
-        let mut keys = vec![self.body];
+        let has_attachment = self.parts.iter().any(|p| p.kind == PartKind::Attachment);
+        let substantial = self.words >= MIN_COUNTED_WORDS || has_attachment;
+        let mut keys = Vec::with_capacity(1 + self.headers.len() + crate::fuzzy::BANDS);
+        if substantial {
+            keys.push(self.body);
+        }
         keys.extend(self.headers.iter().map(|h| h.1));
-        if let Some(f) = &self.fuzzy {
+        if let (true, Some(f)) = (self.words >= MIN_COUNTED_WORDS, &self.fuzzy) {
             keys.extend(f.band_checksums());
         }
         keys
@@ -166,6 +181,7 @@ struct Walk<'a> {
     parts: Vec<PartChecksum>,
     fuzzy: Option<FuzzyBuilder>,
     text: String,
+    words: usize,
 }
 
 impl Fingerprinter {
@@ -192,6 +208,7 @@ impl Fingerprinter {
             parts: Vec::new(),
             fuzzy: self.options.fuzzy.then(FuzzyBuilder::default),
             text: String::new(),
+            words: 0,
         };
         match self.parser.parse(message) {
             Some(parsed) => {
@@ -204,6 +221,7 @@ impl Fingerprinter {
                     parts: walk.parts,
                     headers,
                     fuzzy: walk.fuzzy.and_then(FuzzyBuilder::finish),
+                    words: walk.words,
                     list_id: list_id(&parsed),
                 }
             }
@@ -221,6 +239,7 @@ impl Fingerprinter {
                     parts: Vec::new(),
                     headers: Vec::new(),
                     fuzzy: walk.fuzzy.and_then(FuzzyBuilder::finish),
+                    words: walk.words,
                     list_id: None,
                 }
             }
@@ -329,7 +348,7 @@ impl Walk<'_> {
             text
         };
         self.text.clear();
-        n.normalize_into(source, &mut self.text);
+        self.words += n.normalize_into(source, &mut self.text);
         let checksum = Checksum::of(self.text.as_bytes());
         // 0xFF never occurs in UTF-8, so part boundaries cannot be forged.
         self.body.update(&[0xFF]);

@@ -82,12 +82,14 @@ impl Normalization {
         }
     }
 
-    /// Normalise `input` (already decoded text), appending to `out`.
+    /// Normalise `input` (already decoded text), appending to `out`; returns
+    /// the number of words (runs of letters and digits; a URL is one word).
     ///
     /// Runs steps 4–8 of the [module docs](self); the caller has done 1–3.
-    pub fn normalize_into(&self, input: &str, out: &mut String) {
+    pub fn normalize_into(&self, input: &str, out: &mut String) -> usize {
         let bytes = input.as_bytes();
         let start_len = out.len();
+        let mut words = 0;
         let mut pending_space = false;
         let mut i = 0;
         while i < bytes.len() {
@@ -119,6 +121,7 @@ impl Normalization {
                         .find(['?', '#'])
                         .map_or(url, |cut| &url[..cut.max(scheme_len)]);
                     self.push_cased(keep, out);
+                    words += 1;
                     i = end;
                     continue;
                 }
@@ -127,6 +130,7 @@ impl Normalization {
             if b.is_ascii_alphanumeric() || (b >= 0x80 && starts_with_alphanumeric(&input[i..])) {
                 let end = i + word_len(&input[i..]);
                 self.push_word(&input[i..end], out);
+                words += 1;
                 i = end;
                 continue;
             }
@@ -135,6 +139,7 @@ impl Normalization {
             out.push_str(&input[i..i + w]);
             i += w;
         }
+        words
     }
 
     /// Normalise `input` into a new string.

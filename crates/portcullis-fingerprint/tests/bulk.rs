@@ -201,8 +201,10 @@ fn solicited_bulk_is_counted_but_allowed() {
     );
     list.reload_from_str("list: <Announce.Lists.Example>\n")
         .unwrap();
-    let listed =
-        crlf("From: a@evil.example\nList-Id: News <announce.lists.example>\n\nhello bulk world\n");
+    let listed = crlf(&format!(
+        "From: a@evil.example\nList-Id: News <announce.lists.example>\n\n{}",
+        offer_text("Al", "a1", DATE)
+    ));
     let lfp = fingerprint(listed.as_bytes());
     let r = rcpts(0..3);
     assert_eq!(
@@ -371,7 +373,7 @@ fn store_failure_fails_open_and_says_so() {
     config.bulk_threshold = 1;
     let c = BulkChecker::new(Arc::new(FailingStore), config);
     let d = c.check(
-        &fingerprint(b"Subject: x\r\n\r\nhi"),
+        &fingerprint(&plain("Ann", "a1", DATE)),
         &sender(),
         ["a@example.org"],
         ManualClock::default().now(),
@@ -461,4 +463,24 @@ async fn filter_refuses_outbound_abuse() {
         filter.message(&mut other, &plain("Bob", "b2", DATE)).await,
         Verdict::Continue
     );
+}
+
+#[test]
+fn one_line_replies_are_not_bulk() {
+    let c = checker(3, BulkAction::Reject);
+    let now = ManualClock::default().now();
+    let thanks =
+        fingerprint(b"From: a@b.example\r\nSubject: Re: lunch\r\n\r\nThanks, see you then!\r\n");
+    assert!(thanks.counting_keys().is_empty());
+    let r = rcpts(0..10);
+    let d = c.check(&thanks, &sender(), r.iter().map(String::as_str), now);
+    assert_eq!((d.count, d.outcome), (0, BulkOutcome::Clean));
+    // The same short text with an attachment is counted (by its body checksum).
+    let with_file = fingerprint(
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nSee attached\r\n\
+          --b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b--\r\n",
+    );
+    assert_eq!(with_file.counting_keys(), [with_file.body]);
+    let d = c.check(&with_file, &sender(), r.iter().map(String::as_str), now);
+    assert_eq!(d.outcome, BulkOutcome::Bulk(BulkAction::Reject));
 }
