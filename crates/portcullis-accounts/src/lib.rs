@@ -67,6 +67,9 @@
 //!   PostgreSQL, with [`postgres::SCHEMA_SQL`], an idempotent
 //!   [`migrate`](PgDirectory::migrate) and admin functions.
 //! - [`hash_password`]: the argon2id PHC string an admin stores.
+//! - Filters: [`LocalRecipientFilter`] (`550 5.1.1` for unknown mailboxes of
+//!   the local domains) and [`SenderIdentityFilter`] (an authenticated client
+//!   may send only as its identities).
 //!
 //! Relay-by-IP networks are relay configuration, not accounts.
 //!
@@ -84,6 +87,7 @@ mod account;
 mod directory;
 mod error;
 mod file;
+mod filter;
 mod password;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -93,6 +97,7 @@ pub use account::{Account, AccountId, AccountLimits, AuthDenied, AuthOutcome, Id
 pub use directory::AccountDirectory;
 pub use error::AccountError;
 pub use file::FileDirectory;
+pub use filter::{LocalRecipientFilter, SenderIdentityFilter};
 pub use password::{HashParams, hash_password, hash_password_with};
 #[cfg(feature = "postgres")]
 pub use postgres::PgDirectory;
