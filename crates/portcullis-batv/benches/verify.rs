@@ -1,5 +1,7 @@
 //! prvs verification against a bare HMAC-SHA1 of the same input through the
 //! same crate (`hmac` 0.12 + `sha1` 0.10). Goal: verify ≤ 1.5× the bare MAC.
+//! `verify` also builds the untagged `Address` (four allocations in
+//! `portcullis-core`); `check` is the same decision without it.
 //!
 //! `cargo bench -p portcullis-batv --bench verify -- --warm-up-time 1 --measurement-time 3`
 
@@ -24,6 +26,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("prvs");
     g.bench_function("verify", |b| {
         b.iter(|| prvs.verify(black_box(&tagged), black_box(now)))
+    });
+    g.bench_function("check", |b| {
+        b.iter(|| prvs.check(black_box(&tagged), black_box(now)))
     });
     // What verify must compute at least: HMAC-SHA1(secret, "3461user@example.com").
     g.bench_function("bare_hmac_sha1", |b| {

@@ -47,5 +47,5 @@ pub mod srs;
 
 pub use error::{BatvError, SrsError};
 pub use filter::{BounceDecision, BounceValidation, PrvsSigning};
-pub use prvs::{KeyRing, Prvs, PrvsConfig, PrvsTag, TagOrder, Verification};
+pub use prvs::{KeyRing, Prvs, PrvsConfig, PrvsTag, TagOrder, TagStatus, Verification};
 pub use srs::{Srs, SrsConfig};

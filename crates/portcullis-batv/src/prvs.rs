@@ -89,6 +89,23 @@ impl KeyRing {
         Ok(ring)
     }
 
+    /// A ring from configured `(number, secret)` pairs, signing with `current`,
+    /// which must be among them.
+    pub fn from_keys<S: AsRef<[u8]>>(
+        current: u8,
+        keys: impl IntoIterator<Item = (u8, S)>,
+    ) -> Result<Self, BatvError> {
+        let mut ring = KeyRing {
+            keys: Default::default(),
+            current,
+        };
+        for (number, secret) in keys {
+            ring.insert(number, secret.as_ref())?;
+        }
+        ring.set_current(current)?;
+        Ok(ring)
+    }
+
     /// Add (or replace) a key; it verifies but does not sign until made current.
     pub fn insert(&mut self, number: u8, secret: &[u8]) -> Result<(), BatvError> {
         let slot = slot(number)?;
@@ -416,46 +433,93 @@ impl Prvs {
         PrvsTag::parse(address.local_part().as_str(), true).is_some()
     }
 
-    /// Check the tag on `address` at `now`.
+    /// Check the tag on `address` at `now`, and on success (or expiry) give
+    /// the address without its tag.
     ///
     /// Order of checks: syntax, key, signature (constant time), then expiry,
     /// as Exim's `${prvscheck}`. The expiry day is valid when it lies between
     /// today and `validity_days` ahead, counted modulo 1000 so the window
     /// works across the day-number wrap (day 998 signs expiry 005).
     pub fn verify(&self, address: &Address, now: SystemTime) -> Verification {
+        let status = self.check(address, now);
+        let original = || {
+            let tag = PrvsTag::parse(
+                address.local_part().as_str(),
+                self.config.accept_legacy_order,
+            )?;
+            // A substring of a valid local part is valid; never panic anyway.
+            let local = LocalPart::new(tag.local).ok()?;
+            Some(address.with_local_part(local))
+        };
+        match status {
+            TagStatus::Valid { key } => match original() {
+                Some(original) => Verification::Valid { original, key },
+                None => Verification::BadSignature { key },
+            },
+            TagStatus::Expired { key } => match original() {
+                Some(original) => Verification::Expired { original, key },
+                None => Verification::BadSignature { key },
+            },
+            TagStatus::BadSignature { key } => Verification::BadSignature { key },
+            TagStatus::UnknownKey { key } => Verification::UnknownKey { key },
+            TagStatus::NotTagged => Verification::NotTagged,
+        }
+    }
+
+    /// [`verify`](Self::verify) without building the untagged address: the
+    /// same checks, no allocation.
+    pub fn check(&self, address: &Address, now: SystemTime) -> TagStatus {
         let Some(tag) = PrvsTag::parse(
             address.local_part().as_str(),
             self.config.accept_legacy_order,
         ) else {
-            return Verification::NotTagged;
+            return TagStatus::NotTagged;
         };
-        let Some(mac) = self.ring.mac(tag.key) else {
-            return Verification::UnknownKey { key: tag.key };
+        let key = tag.key;
+        let Some(mac) = self.ring.mac(key) else {
+            return TagStatus::UnknownKey { key };
         };
         let domain = address.domain().as_str();
-        let expected = signature(mac, tag.key, tag.expiry_day, tag.local, domain);
+        let expected = signature(mac, key, tag.expiry_day, tag.local, domain);
         if !bool::from(expected.ct_eq(&tag.signature)) {
-            return Verification::BadSignature { key: tag.key };
+            return TagStatus::BadSignature { key };
         }
-        let Ok(local) = LocalPart::new(tag.local) else {
-            // Shorter than a valid local part, so cannot fail; never panic on input.
-            return Verification::BadSignature { key: tag.key };
-        };
-        let original = address.with_local_part(local);
         let today = day_mod_1000(unix_day(now));
         let ahead = (u64::from(tag.expiry_day) + DAY_MODULUS - u64::from(today)) % DAY_MODULUS;
         if ahead <= u64::from(self.config.validity_days) {
-            Verification::Valid {
-                original,
-                key: tag.key,
-            }
+            TagStatus::Valid { key }
         } else {
-            Verification::Expired {
-                original,
-                key: tag.key,
-            }
+            TagStatus::Expired { key }
         }
     }
+}
+
+/// [`Verification`] without the untagged address, from [`Prvs::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TagStatus {
+    /// Genuine and in date, signed with `key`.
+    Valid {
+        /// The signing key.
+        key: u8,
+    },
+    /// Genuine but past its expiry day.
+    Expired {
+        /// The signing key.
+        key: u8,
+    },
+    /// The signature does not match.
+    BadSignature {
+        /// The key number the tag names.
+        key: u8,
+    },
+    /// The tag names a key that is not in the ring.
+    UnknownKey {
+        /// The key number the tag names.
+        key: u8,
+    },
+    /// No prvs tag.
+    NotTagged,
 }
 
 /// The first 3 bytes of HMAC-SHA1 over the source documented in the module docs.
@@ -525,6 +589,21 @@ mod tests {
         assert_eq!(ring.set_current(2).unwrap_err(), BatvError::UnknownKey(2));
         assert_eq!(ring.remove(1).unwrap_err(), BatvError::RemoveCurrentKey(1));
         assert_eq!(ring.remove(4).unwrap_err(), BatvError::UnknownKey(4));
+    }
+
+    #[test]
+    fn ring_from_configured_keys() {
+        let ring = KeyRing::from_keys(2, [(1, "old"), (2, "new")]).unwrap();
+        assert_eq!(ring.key_numbers().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(ring.current(), 2);
+        assert_eq!(
+            KeyRing::from_keys(3, [(1, "old")]).unwrap_err(),
+            BatvError::UnknownKey(3)
+        );
+        assert_eq!(
+            KeyRing::from_keys(1, [(1, "")]).unwrap_err(),
+            BatvError::EmptySecret(1)
+        );
     }
 
     #[test]

@@ -192,4 +192,53 @@ another secret	relay.example.net	bob.smith+list@sub.example.co.uk
 k	f.example	x=y@z.example
 ROWS
 done
-echo "wrote $sign $check $srsf"
+########## the other way: our output checked by Exim and postsrsd/Mail::SRS ##########
+# MAKER: the crate's `make-vectors` example binary; built here unless given.
+if [ -z "${MAKER:-}" ]; then
+  root="$(cd "$here/../../.." && pwd)"
+  (cd "$root" && cargo build -q -p portcullis-batv --example make-vectors)
+  MAKER="${CARGO_TARGET_DIR:-$root/target}/debug/examples/make-vectors"
+fi
+ours="$out/ours-checked.tsv"
+{
+  echo "# tags/SRS addresses made by portcullis-batv (examples/make-vectors.rs), checked by"
+  echo "# $("${exim_cmd[@]}" -bV | head -1) \${prvscheck} and postsrsd / Mail::SRS reverse, under faketime at CHECKED_AT"
+  printf '# kind\tmade_at\tkey\tsecret\tforwarder\tinput\tours\tchecker\tchecked_at\tverdict\n'
+} > "$ours"
+for day in 20454 20995 21100; do
+  t=$(noon "$day")
+  while IFS=$'\t' read -r k secret addr; do
+    tag=$(printf 'prvs\t%s\t%s\t%s\t%s\n' "$t" "$k" "$secret" "$addr" | "$MAKER")
+    for d in 0 7 8; do
+      ct=$(( t + d * 86400 ))
+      r=$(exim_be "$ct" "\${prvscheck{$tag}{$secret}{[\$prvscheck_result]}}")
+      case "$r" in "[1]") v=valid ;; "[]") v=invalid ;; "") v=not-prvs ;; *) v="unexpected:$r" ;; esac
+      printf 'prvs\t%s\t%s\t%s\t-\t%s\t%s\texim\t%s\t%s\n' "$t" "$k" "$secret" "$addr" "$tag" "$ct" "$v" >> "$ours"
+    done
+  done <<'ROWS'
+0	ours-0	first.last@Example.org
+4	k4	a+b=c@x.example
+9	a much longer secret for key nine	very.long.local.part.with.atoms@d.example
+2	s	O'Brien@mail.example
+ROWS
+  while IFS=$'\t' read -r secret fwd addr; do
+    f=$(printf 'srs\t%s\t%s\t%s\t%s\n' "$t" "$secret" "$fwd" "$addr" | "$MAKER")
+    for d in 0 21 22; do
+      ct=$(( t + d * 86400 ))
+      printf 'srs\t%s\t-\t%s\t%s\t%s\t%s\tpostsrsd\t%s\t%s\n' "$t" "$secret" "$fwd" "$addr" "$f" "$ct" \
+        "$(postsrsd_query "$ct" "$secret" "$fwd" reverse "$f")" >> "$ours"
+    done
+    printf 'srs\t%s\t-\t%s\t%s\t%s\t%s\tmail-srs\t%s\t%s\n' "$t" "$secret" "$fwd" "$addr" "$f" "$t" \
+      "$(perl_srs "$t" "$secret" "$fwd" reverse "$f")" >> "$ours"
+    # Our SRS1 (second hop), reversed by both tools.
+    s1=$(printf 'srs\t%s\t%s\t%s\t%s\n' "$t" "$secret" hop2.example "$f" | "$MAKER")
+    printf 'srs\t%s\t-\t%s\t%s\t%s\t%s\tpostsrsd\t%s\t%s\n' "$t" "$secret" hop2.example "$f" "$s1" "$t" \
+      "$(postsrsd_query "$t" "$secret" hop2.example reverse "$s1")" >> "$ours"
+    printf 'srs\t%s\t-\t%s\t%s\t%s\t%s\tmail-srs\t%s\t%s\n' "$t" "$secret" hop2.example "$f" "$s1" "$t" \
+      "$(perl_srs "$t" "$secret" hop2.example reverse "$s1")" >> "$ours"
+  done <<'ROWS'
+ours-secret	forward.example	Mixed.Case@Sender.Example
+s	f.example	plain@example.net
+ROWS
+done
+echo "wrote $sign $check $srsf $ours"

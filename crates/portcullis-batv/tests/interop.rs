@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use portcullis_batv::{KeyRing, Prvs, PrvsTag, Srs, SrsError, Verification};
+use portcullis_batv::{KeyRing, Prvs, PrvsTag, Srs, SrsError, TagStatus, Verification};
 use portcullis_core::{Address, Clock, Domain, ManualClock};
 
 const EXIM_SIGN: &str = include_str!("vectors/exim-prvs-sign.tsv");
@@ -83,6 +83,12 @@ fn exim_prvscheck_verdicts_agree() {
         let key = PrvsTag::parse(local, false).map_or(0, |t| t.key);
         let prvs = Prvs::new(KeyRing::new(key, secret.as_bytes()).unwrap());
         let ours = prvs.verify(&address, clock.now());
+        let status = prvs.check(&address, clock.now());
+        assert_eq!(
+            matches!(status, TagStatus::Valid { .. }),
+            ours.is_valid(),
+            "check and verify disagree on {tagged}: {status:?}"
+        );
         let context = format!("{tagged} with {secret:?} at day {day} ({case}): {ours:?}");
 
         // Our own, more specific expectation from how the row was made.

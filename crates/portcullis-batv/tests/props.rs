@@ -96,3 +96,40 @@ proptest! {
         );
     }
 }
+
+proptest! {
+    #[test]
+    fn srs_forward_then_reverse_round_trips(
+        addr in address(), secret in secret(), now in instant(), later in 0u64..=21,
+    ) {
+        let srs = portcullis_batv::Srs::new(&secret).unwrap();
+        let local = srs
+            .forward_local(addr.local_part().as_str(), addr.domain().as_str(), now)
+            .unwrap();
+        let back = srs.reverse_local(&local, now + Duration::from_secs(later * 86_400)).unwrap();
+        prop_assert_eq!(back, (addr.local_part().as_str().to_owned(), addr.domain().as_str().to_owned()));
+        // Case smashing anywhere is tolerated, as libsrs2 does.
+        let smashed = srs.reverse_local(&local.to_ascii_lowercase(), now).unwrap();
+        prop_assert_eq!(smashed.1, addr.domain().as_str().to_ascii_lowercase());
+    }
+
+    #[test]
+    fn srs_hash_change_fails(
+        addr in address(), secret in secret(), now in instant(),
+        position in 0usize..4, replacement in prop::sample::select(&b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"[..]),
+    ) {
+        let srs = portcullis_batv::Srs::new(&secret).unwrap();
+        let local = srs
+            .forward_local(addr.local_part().as_str(), addr.domain().as_str(), now)
+            .unwrap();
+        let mut bytes = local.into_bytes();
+        // "SRS0=" then four hash characters.
+        prop_assume!(!bytes[5 + position].eq_ignore_ascii_case(&replacement));
+        bytes[5 + position] = replacement;
+        let changed = String::from_utf8(bytes).unwrap();
+        prop_assert_eq!(
+            srs.reverse_local(&changed, now),
+            Err(portcullis_batv::SrsError::BadHash)
+        );
+    }
+}
