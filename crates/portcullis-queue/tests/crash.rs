@@ -79,7 +79,7 @@ fn child(dir: &str) {
                     let id = spool.store(&env, &body(n)).unwrap();
                     println!("ACK S {id} {n}");
                     mine.push(id);
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         let id = mine.remove(0);
                         // Announce first: a removal that returns but is
                         // killed before its ACK may legitimately be gone.
