@@ -130,7 +130,8 @@ pub(crate) struct DeliverySection {
     pub(crate) max_queue_secs: u64,
     pub(crate) first_retry_secs: u64,
     pub(crate) concurrency: usize,
-    pub(crate) connect_timeout_secs: u64,
+    pub(crate) command_timeout_secs: u64,
+    pub(crate) tls: String,
 }
 
 impl Default for DeliverySection {
@@ -142,7 +143,8 @@ impl Default for DeliverySection {
             max_queue_secs: 5 * 24 * 3600,
             first_retry_secs: 300,
             concurrency: 16,
-            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            tls: "opportunistic".into(),
         }
     }
 }
@@ -320,7 +322,8 @@ pub(crate) struct Settings {
     pub(crate) max_queue_time: Duration,
     pub(crate) first_retry: Duration,
     pub(crate) delivery_concurrency: usize,
-    pub(crate) connect_timeout: Duration,
+    pub(crate) command_timeout: Duration,
+    pub(crate) delivery_tls: portcullis_queue::TlsPolicy,
     pub(crate) backup_domains: Vec<Domain>,
     pub(crate) backup_hold: Duration,
     pub(crate) forwards: Vec<(ForwardKey, ForwardTarget)>,
@@ -536,6 +539,17 @@ pub(crate) fn check(
             Ok((dom, hp))
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
+    let delivery_tls = match file.delivery.tls.as_str() {
+        "opportunistic" => portcullis_queue::TlsPolicy::Opportunistic,
+        "required" => portcullis_queue::TlsPolicy::Required,
+        "never" => portcullis_queue::TlsPolicy::Never,
+        other => {
+            return Err(invalid(
+                "delivery.tls",
+                format!("{other:?} is not one of \"opportunistic\", \"required\", \"never\""),
+            ));
+        }
+    };
     if file.delivery.concurrency == 0 {
         return Err(invalid("delivery.concurrency", "must be at least 1"));
     }
@@ -618,7 +632,8 @@ pub(crate) fn check(
         max_queue_time: Duration::from_secs(file.delivery.max_queue_secs),
         first_retry: Duration::from_secs(file.delivery.first_retry_secs.max(1)),
         delivery_concurrency: file.delivery.concurrency,
-        connect_timeout: Duration::from_secs(file.delivery.connect_timeout_secs.max(1)),
+        command_timeout: Duration::from_secs(file.delivery.command_timeout_secs.max(1)),
+        delivery_tls,
         backup_domains,
         backup_hold: Duration::from_secs(file.backup_mx.hold_secs),
         forwards,

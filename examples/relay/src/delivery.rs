@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 
 use portcullis_core::{Clock, Domain, Envelope, Recipient, Reply};
 use portcullis_queue::{
-    Delivery, DeliveryRequest, MessageInfo, Outcome, QueueEvent, QueueId, Scheduler,
-    SchedulerConfig, Spool,
+    Delivery, DeliveryRequest, DsnConfig, DsnKind, DsnRecipient, MessageInfo, Outcome, QueueEvent,
+    QueueId, Scheduler, SchedulerConfig, Spool, build_dsn,
 };
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -257,7 +257,7 @@ impl Deliverer {
         let outcomes = if local {
             self.deliver_local(d, info, message).await
         } else {
-            match self.router.next_hop(&d.destination).await {
+            match self.router.next_hop(&d.destination, self.clock.now()).await {
                 Ok(hop) => {
                     let req = DeliveryRequest::new(&hop, &info.envelope, &rcpts, message);
                     let mut out = self.router.transport().deliver(req).await;
@@ -340,15 +340,24 @@ impl Deliverer {
         })
     }
 
-    /// Take the schedulers' events, log them, and persist what changed.
+    /// Take the schedulers' events, log them, send the DSNs they call for
+    /// (RFC 3464, built by the queue), and persist what changed.
     async fn drain_events(&self) {
         let _order = self.persist.lock().await;
         let mut writes: Vec<(QueueId, Option<portcullis_queue::DeliveryState>)> = Vec::new();
+        let mut reports: Vec<(QueueId, DsnKind, Vec<DsnRecipient>)> = Vec::new();
         {
             let mut guard = self.lock();
             let s = &mut *guard;
             let mut touched: Vec<QueueId> = Vec::new();
             let mut completed: Vec<QueueId> = Vec::new();
+            let mut report = |id: QueueId, kind: DsnKind, r: DsnRecipient| match reports
+                .iter_mut()
+                .find(|(i, k, _)| *i == id && *k == kind)
+            {
+                Some((_, _, list)) => list.push(r),
+                None => reports.push((id, kind, vec![r])),
+            };
             for sched in [&mut s.normal, &mut s.backup] {
                 while let Some(ev) = sched.poll_event() {
                     let id = match ev {
@@ -363,10 +372,18 @@ impl Deliverer {
                             expired,
                         } => {
                             tracing::warn!(queue_id = %id, recipient, expired, reply = %reply, "recipient bounced");
+                            report(
+                                id,
+                                DsnKind::Failure,
+                                DsnRecipient::new(recipient, Some(reply)),
+                            );
                             id
                         }
                         QueueEvent::DelayWarning { id, recipients } => {
                             tracing::warn!(queue_id = %id, ?recipients, "delivery delayed");
+                            for r in recipients {
+                                report(id, DsnKind::Delay, DsnRecipient::new(r, None));
+                            }
                             id
                         }
                         QueueEvent::Delivered { id, .. } | QueueEvent::Deferred { id, .. } => id,
@@ -387,11 +404,31 @@ impl Deliverer {
                 }
             }
         }
-        if writes.is_empty() {
+        if writes.is_empty() && reports.is_empty() {
             return;
         }
         let spool = self.spool.clone();
+        let dsn_config = DsnConfig::new(self.hostname.clone());
+        let now = self.clock.now();
         let res = tokio::task::spawn_blocking(move || {
+            // DSNs first: they need the original, which a removal forgets.
+            let mut new_ids = Vec::new();
+            for (id, kind, recipients) in reports {
+                let (Ok(info), Ok(original)) = (spool.inspect(id), spool.read(id)) else {
+                    continue;
+                };
+                let Some(dsn) = build_dsn(&dsn_config, kind, &info, &recipients, &original, now, None)
+                else {
+                    continue;
+                };
+                match spool.store(&dsn.envelope, &dsn.message) {
+                    Ok(dsn_id) => {
+                        tracing::info!(queue_id = %dsn_id, about = %id, ?kind, to = %info.envelope.reverse_path, "DSN queued");
+                        new_ids.push(dsn_id);
+                    }
+                    Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot queue DSN"),
+                }
+            }
             for (id, state) in writes {
                 let r = match state {
                     None => spool.remove(id),
@@ -401,10 +438,16 @@ impl Deliverer {
                     tracing::error!(queue_id = %id, error = %e, "cannot persist delivery state");
                 }
             }
+            new_ids
         })
         .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "persist task failed");
+        match res {
+            Ok(ids) => {
+                for id in ids {
+                    self.submit(id);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "persist task failed"),
         }
     }
 }

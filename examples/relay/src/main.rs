@@ -98,13 +98,13 @@ fn main() -> ExitCode {
             settings.relay_networks.len()
         );
         println!(
-            "  delivery: smarthost {}, {} route(s), connect timeout {}s, queue lifetime {}s, backup hold {}s",
+            "  delivery: smarthost {}, {} route(s), command timeout {}s, queue lifetime {}s, backup hold {}s",
             settings
                 .smarthost
                 .as_ref()
                 .map_or_else(|| "none (MX)".to_owned(), ToString::to_string),
             settings.routes.len(),
-            settings.connect_timeout.as_secs(),
+            settings.command_timeout.as_secs(),
             settings.max_queue_time.as_secs(),
             settings.backup_hold.as_secs()
         );
@@ -269,12 +269,28 @@ async fn run(settings: Settings) -> Result<(), String> {
         "spool recovered"
     );
 
+    let mx_router: Option<Arc<dyn portcullis_queue::Router>> =
+        match portcullis_queue::MxRouter::from_system(
+            portcullis_queue::MxConfig::default().with_port(settings.mx_port),
+        ) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS resolver: mail without a route or smarthost will wait in the queue");
+                None
+            }
+        };
+    let transport = portcullis_queue::SmtpTransport::new(
+        portcullis_queue::SmtpTransportConfig::new(settings.hostname.clone())
+            .with_tls(settings.delivery_tls)
+            .with_timeout(settings.command_timeout),
+    )
+    .map_err(|e| format!("SMTP client TLS setup: {e}"))?;
     let router = routing::Router::new(
         settings.routes.clone(),
         settings.smarthost.clone(),
-        settings.mx_port,
-        Arc::new(routing::NoMx),
-        Arc::new(routing::NoTransport),
+        mx_router,
+        Arc::new(transport),
+        settings.hostname.clone(),
     );
     let deliverer = delivery::Deliverer::new(
         spool,

@@ -1,44 +1,41 @@
 //! Where remote mail goes: a per-domain route, else the smarthost, else the
-//! destination's MX hosts.
+//! destination's MX hosts (the queue's `MxRouter`). Configured hosts are
+//! resolved at each delivery, so a changed address is picked up.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use portcullis_core::{Domain, Reply};
-use portcullis_queue::{HopHost, NextHop, Outcome, Transport};
+use portcullis_queue::{HopHost, NextHop, Outcome, Router as QueueRouter, Transport};
 
 use crate::config::HostPort;
-
-/// Resolves MX records for a destination (the queue's resolver in the relay,
-/// a fixed answer in tests).
-#[portcullis_core::async_trait]
-pub(crate) trait MxLookup: Send + Sync {
-    async fn next_hop(&self, destination: &str, port: u16) -> Result<NextHop, Outcome>;
-}
 
 /// The relay's routing table and its transport.
 pub(crate) struct Router {
     routes: Vec<(Domain, HostPort)>,
     smarthost: Option<HostPort>,
-    mx_port: u16,
-    mx: Arc<dyn MxLookup>,
+    /// MX routing for everything not configured (`None`: no resolver, defer).
+    mx: Option<Arc<dyn QueueRouter>>,
     transport: Arc<dyn Transport>,
+    /// Our own name: as a backup MX we must not forward to ourselves.
+    hostname: String,
 }
 
 impl Router {
     pub(crate) fn new(
         routes: Vec<(Domain, HostPort)>,
         smarthost: Option<HostPort>,
-        mx_port: u16,
-        mx: Arc<dyn MxLookup>,
+        mx: Option<Arc<dyn QueueRouter>>,
         transport: Arc<dyn Transport>,
+        hostname: String,
     ) -> Self {
         Router {
             routes,
             smarthost,
-            mx_port,
             mx,
             transport,
+            hostname,
         }
     }
 
@@ -57,8 +54,12 @@ impl Router {
     }
 
     /// The next hop for a destination domain. `Err` is the outcome for
-    /// every recipient when there is none (DNS failure: deferred).
-    pub(crate) async fn next_hop(&self, destination: &str) -> Result<NextHop, Outcome> {
+    /// every recipient when there is none.
+    pub(crate) async fn next_hop(
+        &self,
+        destination: &str,
+        now: SystemTime,
+    ) -> Result<NextHop, Outcome> {
         if let Some(hp) = self.configured(destination) {
             let addrs = resolve_host(&hp.host, hp.port).await?;
             return Ok(NextHop::new(
@@ -66,7 +67,34 @@ impl Router {
                 vec![HopHost::new(hp.host.clone(), addrs, hp.port)],
             ));
         }
-        self.mx.next_hop(destination, self.mx_port).await
+        let Some(mx) = &self.mx else {
+            return Err(Outcome::Deferred(Reply::new(
+                451,
+                (4, 4, 3),
+                format!("No route to {destination}: no DNS resolver"),
+            )));
+        };
+        let hop = mx.route(destination, now).await.map_err(|e| e.outcome())?;
+        // RFC 5321 §5.1: a host that finds its own name among the MX hosts
+        // discards it and every less preferred one (hosts are in order).
+        let own = hop.hosts.iter().position(|h| {
+            h.name
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(&self.hostname)
+        });
+        match own {
+            Some(0) => Err(Outcome::Deferred(Reply::new(
+                451,
+                (4, 4, 6),
+                format!("Mail for {destination} loops back to myself (primary MX unreachable)"),
+            ))),
+            Some(n) => {
+                let mut hosts = hop.hosts.clone();
+                hosts.truncate(n);
+                Ok(NextHop::new(hop.destination.clone(), hosts))
+            }
+            None => Ok(hop),
+        }
     }
 }
 
@@ -93,33 +121,5 @@ pub(crate) async fn resolve_host(host: &str, port: u16) -> Result<Vec<IpAddr>, O
             (4, 4, 3),
             format!("Cannot resolve {host}: {e}"),
         ))),
-    }
-}
-
-/// MX lookup until the queue crate's resolver is wired: every destination
-/// without a route is deferred (and retried), never lost.
-pub(crate) struct NoMx;
-
-#[portcullis_core::async_trait]
-impl MxLookup for NoMx {
-    async fn next_hop(&self, destination: &str, _port: u16) -> Result<NextHop, Outcome> {
-        Err(Outcome::Deferred(Reply::new(
-            451,
-            (4, 4, 3),
-            format!("No route to {destination} (MX lookup not available)"),
-        )))
-    }
-}
-
-/// Remote transport until the queue crate's SMTP client is wired: defers.
-pub(crate) struct NoTransport;
-
-#[portcullis_core::async_trait]
-impl Transport for NoTransport {
-    async fn deliver(&self, request: portcullis_queue::DeliveryRequest<'_>) -> Vec<Outcome> {
-        vec![
-            Outcome::Deferred(Reply::new(451, (4, 4, 0), "Remote delivery not available"));
-            request.recipients.len()
-        ]
     }
 }

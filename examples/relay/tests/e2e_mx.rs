@@ -1,0 +1,353 @@
+//! End-to-end tests against the inbound MX listener: real clients (swaks,
+//! raw sockets) against the built relay binary on loopback.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Client, Relay, have_tool, message, message_id, strip_added_headers};
+
+const LOCAL: &str =
+    "[local]\ndomains = [\"localhost\", \"example.org\"]\nmailboxes = [\"alice@example.org\"]\n";
+
+#[test]
+fn swaks_to_postmaster_is_delivered_to_the_maildir() {
+    if !have_tool("swaks") {
+        return;
+    }
+    let (relay, _tmp) = Relay::start("");
+    assert!(
+        relay.startup_line.contains("mailboxes: "),
+        "{}",
+        relay.startup_line
+    );
+    let out = Command::new("swaks")
+        .args([
+            "--to",
+            "postmaster@localhost",
+            "--from",
+            "sender@example.net",
+        ])
+        .args(["--server", &relay.mx.to_string()])
+        .args(["--header", "Message-Id: <swaks-mx-1@test.portcullis>"])
+        .args(["--body", "Hello from swaks.\n.leading dot\nend"])
+        .arg("--timeout")
+        .arg("20")
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "swaks failed:\n{transcript}");
+    assert!(
+        transcript.contains("250 2.0.0 Message accepted as "),
+        "{transcript}"
+    );
+    let msgs = relay.wait_maildir("localhost", "postmaster", 1, Duration::from_secs(20));
+    assert_eq!(msgs.len(), 1, "log:\n{}", relay.log_text());
+    let (body, added) = strip_added_headers(&msgs[0]);
+    assert_eq!(
+        message_id(body).as_deref(),
+        Some("<swaks-mx-1@test.portcullis>")
+    );
+    assert!(
+        added[0].starts_with("Return-Path: <sender@example.net>"),
+        "{added:?}"
+    );
+    assert!(
+        added.iter().any(|h| h.starts_with("Received: from ")),
+        "{added:?}"
+    );
+    let text = String::from_utf8_lossy(body);
+    assert!(
+        text.contains("\r\n.leading dot\r\n"),
+        "a leading dot survives (stuffed by swaks, unstuffed once): {text}"
+    );
+}
+
+#[test]
+fn raw_message_arrives_byte_for_byte_with_only_added_headers() {
+    let (relay, _tmp) = Relay::start(LOCAL);
+    let mut c = Client::greeted(relay.mx);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<someone@example.net>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<Alice@Example.ORG>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    let mut msg = message(
+        "raw-1",
+        "someone@example.net",
+        "alice@example.org",
+        "line one",
+    );
+    // Octets a relay must not touch: 8-bit text, trailing spaces, a tab.
+    msg.extend_from_slice("trailing space \r\n\ttab and caf\u{e9}\r\n".as_bytes());
+    let mut wire = Vec::new();
+    for line in msg.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b".") {
+            wire.push(b'.');
+        }
+        wire.extend_from_slice(line);
+    }
+    wire.extend_from_slice(b".\r\n");
+    c.send_raw(&wire);
+    let r = c.reply().unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(c.cmd("QUIT").code, 221);
+    let got = relay.wait_maildir("example.org", "alice", 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1);
+    let (body, added) = strip_added_headers(&got[0]);
+    assert_eq!(body, &msg[..], "message changed in transit");
+    assert_eq!(
+        added.len(),
+        3,
+        "Return-Path, Delivered-To, Received: {added:?}"
+    );
+}
+
+/// The open-relay attempts of the issue, each with case and trailing-dot
+/// variants, from an unauthenticated client on loopback.
+#[test]
+fn every_open_relay_variant_is_refused() {
+    let (relay, _tmp) = Relay::start(LOCAL);
+    let mut c = Client::greeted(relay.mx);
+    assert_eq!(c.cmd("EHLO attacker.test").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<spammer@attacker.test>").code, 250);
+    let bases = [
+        "user@other.example",
+        "user%other.example@localhost",
+        "other.example!user@localhost",
+        "@localhost:user@other.example",
+        "@localhost,@example.org:user@other.example",
+        "\"user@other.example\"@localhost",
+        "\"user%other.example\"@example.org",
+        "\"other.example!user\"@localhost",
+    ];
+    let mut tried = 0;
+    let mut syntax = Vec::new();
+    for base in bases {
+        let variants = [
+            base.to_owned(),
+            base.to_uppercase(),
+            format!("{base}."),
+            base.replace("localhost", "LocalHost."),
+            base.replace("other.example", "other.example."),
+        ];
+        for v in variants {
+            tried += 1;
+            let r = c.cmd(&format!("RCPT TO:<{v}>"));
+            assert!(
+                r.code >= 500,
+                "<{v}> was not refused: {} {}",
+                r.code,
+                r.text()
+            );
+            if r.enhanced() != "5.7.1" {
+                // Refused before any relay decision: the path does not
+                // parse (a trailing dot is not RFC 5321 domain syntax).
+                assert_eq!(
+                    (r.code, r.enhanced().as_str()),
+                    (501, "5.1.3"),
+                    "<{v}>: {}",
+                    r.text()
+                );
+                syntax.push(v);
+            }
+        }
+    }
+    // Nothing was accepted, so DATA has no recipients.
+    let data = c.cmd("DATA");
+    assert!(data.code >= 500, "DATA after refused recipients: {data:?}");
+    println!(
+        "open-relay variants tried: {tried}, refused 5.7.1: {}, refused as syntax (501 5.1.3): {}",
+        tried - syntax.len(),
+        syntax.len()
+    );
+    assert!(tried - syntax.len() >= bases.len() * 2);
+}
+
+#[test]
+fn loopback_is_not_a_relay_network_but_a_configured_network_is() {
+    let (relay, _tmp) = Relay::start("");
+    let mut c = Client::greeted(relay.mx);
+    c.cmd("EHLO me.test");
+    c.cmd("MAIL FROM:<a@localhost>");
+    let r = c.cmd("RCPT TO:<b@elsewhere.example>");
+    assert_eq!((r.code, r.enhanced().as_str()), (554, "5.7.1"), "{r:?}");
+    drop(c);
+    drop(relay);
+
+    let (relay, _tmp) = Relay::start("[relay]\nnetworks = [\"127.0.0.0/8\"]\n");
+    let mut c = Client::greeted(relay.mx);
+    c.cmd("EHLO me.test");
+    c.cmd("MAIL FROM:<a@localhost>");
+    let r = c.cmd("RCPT TO:<b@elsewhere.example>");
+    assert_eq!(r.code, 250, "trusted network may relay: {r:?}");
+    // Still no percent hack, even for a trusted network.
+    let r = c.cmd("RCPT TO:<b%elsewhere.example@localhost>");
+    assert_eq!(r.enhanced(), "5.7.1", "{r:?}");
+}
+
+/// SMTP smuggling: a bare line ending followed by a dot must never end the
+/// message, so the text after it is never read as commands.
+#[test]
+fn smuggling_variants_neither_end_the_message_nor_inject_one() {
+    let (relay, _tmp) = Relay::start(LOCAL);
+    let variants: [(&str, &[u8]); 5] = [
+        ("<LF>.<LF>", b"\n.\n"),
+        ("<CR>.<CR>", b"\r.\r"),
+        ("<LF>.<CR><LF>", b"\n.\r\n"),
+        ("<CR><LF>.<LF>", b"\r\n.\n"),
+        ("<CR>.<LF>", b"\r.\n"),
+    ];
+    let mut results = Vec::new();
+    for (i, (name, sep)) in variants.iter().enumerate() {
+        let mut c = Client::greeted(relay.mx);
+        assert_eq!(c.cmd("EHLO smuggler.test").code, 250);
+        assert_eq!(c.cmd("MAIL FROM:<smuggler@attacker.test>").code, 250);
+        assert_eq!(c.cmd("RCPT TO:<alice@example.org>").code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        let mut wire =
+            format!("Subject: cover {i}\r\nMessage-ID: <cover-{i}@test>\r\n\r\nfirst line")
+                .into_bytes();
+        wire.extend_from_slice(sep);
+        wire.extend_from_slice(
+            format!(
+                "MAIL FROM:<evil@attacker.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n\
+                 Subject: smuggled {i}\r\n\r\nevil\r\n"
+            )
+            .as_bytes(),
+        );
+        wire.extend_from_slice(b"\r\n.\r\nQUIT\r\n");
+        c.send_raw(&wire);
+        let mut replies = Vec::new();
+        while let Some(r) = c.reply() {
+            replies.push(r);
+        }
+        // Exactly one reply for the message, then 221 for QUIT.
+        assert_eq!(replies.len(), 2, "{name}: {replies:?}");
+        assert_eq!(replies[1].code, 221, "{name}: {replies:?}");
+        let verdict = &replies[0];
+        assert!(
+            verdict.code == 250 || verdict.code == 550,
+            "{name}: {verdict:?}"
+        );
+        results.push(format!("{name} -> {} {}", verdict.code, verdict.enhanced()));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let delivered = relay.wait_maildir("example.org", "alice", 0, Duration::from_secs(5));
+    for m in &delivered {
+        let t = String::from_utf8_lossy(m);
+        assert!(
+            !t.contains("Return-Path: <evil@attacker.test>"),
+            "a smuggled message was delivered:\n{t}"
+        );
+    }
+    println!(
+        "smuggling: {}; messages delivered: {}",
+        results.join(", "),
+        delivered.len()
+    );
+    assert!(
+        delivered.len() <= variants.len(),
+        "more messages than sessions"
+    );
+}
+
+#[test]
+fn bad_commands_and_long_lines_get_the_right_codes() {
+    let (relay, _tmp) = Relay::start(LOCAL);
+    let mut c = Client::greeted(relay.mx);
+    let r = c.cmd("MAIL FROM:<a@example.net>");
+    assert_eq!(
+        (r.code, r.enhanced().as_str()),
+        (503, "5.5.1"),
+        "MAIL before EHLO: {r:?}"
+    );
+    let r = c.cmd("FROB something");
+    assert_eq!(
+        (r.code, r.enhanced().as_str()),
+        (500, "5.5.1"),
+        "unknown command: {r:?}"
+    );
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    let r = c.cmd("RCPT TO:<alice@example.org>");
+    assert_eq!(
+        (r.code, r.enhanced().as_str()),
+        (503, "5.5.1"),
+        "RCPT before MAIL: {r:?}"
+    );
+    let r = c.cmd(&format!("NOOP {}", "x".repeat(600)));
+    assert_eq!(
+        (r.code, r.enhanced().as_str()),
+        (500, "5.5.2"),
+        "over-long command: {r:?}"
+    );
+    let r = c.cmd("MAIL FROM:<not an address>");
+    assert_eq!(r.code / 100, 5, "bad path: {r:?}");
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@example.net>").code,
+        250,
+        "session still usable"
+    );
+    assert_eq!(c.cmd("RCPT TO:<nobody@example.org>").enhanced(), "5.1.1");
+    assert_eq!(c.cmd("RCPT TO:<alice@example.org>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send_raw(format!("Subject: long\r\n\r\n{}\r\n.\r\n", "y".repeat(1200)).as_bytes());
+    let r = c.reply().unwrap();
+    assert_eq!(
+        (r.code, r.enhanced().as_str()),
+        (550, "5.5.2"),
+        "over-long text line: {r:?}"
+    );
+    // STARTTLS is offered on the MX port, AUTH is not before TLS.
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(ehlo.lines.iter().any(|l| l == "STARTTLS"), "{ehlo:?}");
+    assert!(
+        !ehlo.lines.iter().any(|l| l.starts_with("AUTH")),
+        "{ehlo:?}"
+    );
+    assert_eq!(c.cmd("QUIT").code, 221);
+    assert!(relay.maildir("example.org", "alice").is_empty());
+}
+
+#[test]
+fn check_config_names_the_wrong_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[mx]\nlisten = [\"127.0.0.1:2525\"]\n[limits]\nmax_recipents = 5\n",
+    )
+    .unwrap();
+    let out = Command::new(common::BIN)
+        .args(["--check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_recipents"), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+
+    std::fs::write(&bad, "[relay]\nnetworks = [\"10.0.0.0/33\"]\n").unwrap();
+    let out = Command::new(common::BIN)
+        .args(["--check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("relay.networks[0]"), "{err}");
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/relay.toml");
+    let out = Command::new(common::BIN)
+        .args(["--check-config", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,362 @@
+//! End-to-end tests against the submission listener: swaks and Python's
+//! smtplib over STARTTLS + AUTH, relayed to a sink SMTP server; AUTH
+//! failures and AUTH before TLS; and the backup-MX role.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{
+    Client, PASSWORD, Relay, Sink, USER, have_tool, message, message_id, strip_added_headers,
+};
+
+/// Route `sink.test` to the sink; fast retries.
+fn routed(sink: &Sink) -> String {
+    format!(
+        "[delivery]\nfirst_retry_secs = 1\ntls = \"never\"\n[delivery.routes]\n\"sink.test\" = \"{}\"\n",
+        sink.addr
+    )
+}
+
+fn swaks(relay: &Relay, args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(["--server", &relay.submission.to_string()])
+        .args(["--timeout", "20"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn swaks_starttls_auth_relays_to_the_sink_byte_for_byte() {
+    if !have_tool("swaks") {
+        return;
+    }
+    let sink = Sink::start();
+    let (relay, tmp) = Relay::start(&routed(&sink));
+    let msg = "From: <alice@localhost>\nTo: <bob@sink.test>\nSubject: via swaks\nMessage-ID: <swaks-sub-1@test.portcullis>\n\nHello through submission.\n.a line with a leading dot\n\ttabbed line ";
+    let file = tmp.path().join("msg.eml");
+    std::fs::write(&file, msg).unwrap();
+    for mech in ["PLAIN", "LOGIN"] {
+        let (ok, transcript) = swaks(
+            &relay,
+            &[
+                "--tls",
+                "--auth",
+                mech,
+                "--auth-user",
+                USER,
+                "--auth-password",
+                PASSWORD,
+                "--from",
+                USER,
+                "--to",
+                "bob@sink.test",
+                "--data",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert!(ok, "swaks {mech} failed:\n{transcript}");
+        assert!(transcript.contains("235 2.7.0"), "{transcript}");
+        assert!(
+            transcript.contains("250 2.0.0 Message accepted as"),
+            "{transcript}"
+        );
+    }
+    let got = sink.wait_for(2, Duration::from_secs(30));
+    assert_eq!(got.len(), 2, "relay log:\n{}", relay.log_text());
+    // swaks ends the data with CRLF "." CRLF, so the message ends in CRLF.
+    let expected = msg.replace('\n', "\r\n") + "\r\n";
+    for m in &got {
+        assert_eq!(m.from, "<alice@localhost>");
+        assert_eq!(m.rcpts, vec!["<bob@sink.test>".to_owned()]);
+        let (body, added) = strip_added_headers(&m.data);
+        assert_eq!(
+            String::from_utf8_lossy(body),
+            expected,
+            "changed in transit besides {added:?}"
+        );
+        assert_eq!(added.len(), 1, "only our Received: {added:?}");
+        assert!(added[0].contains("with ESMTPSA"), "{}", added[0]);
+    }
+}
+
+#[test]
+fn python_smtplib_starttls_login_relays_to_the_sink() {
+    if !have_tool("python3") {
+        return;
+    }
+    let sink = Sink::start();
+    let (relay, tmp) = Relay::start(&routed(&sink));
+    let msg = message(
+        "py-1",
+        USER,
+        "carol@sink.test",
+        "Sent by smtplib.\r\n..two dots",
+    );
+    let msg_file = tmp.path().join("py.eml");
+    std::fs::write(&msg_file, &msg).unwrap();
+    let cert = relay.data.join("tls/cert.pem");
+    // The script checks that the server's certificate is the one the relay
+    // generated in its data directory (pinning a self-signed certificate).
+    let script = r#"
+import smtplib, ssl, sys, base64
+host, port, cert, user, pw, rcpt, path = sys.argv[1:]
+pem = open(cert).read()
+der = base64.b64decode("".join(l for l in pem.splitlines() if "CERTIFICATE" not in l))
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, int(port), timeout=20)
+s.ehlo("python.test")
+code, _ = s.starttls(context=ctx)
+assert code == 220, code
+assert s.sock.getpeercert(binary_form=True) == der, "certificate is not the relay's"
+s.ehlo("python.test")
+try:
+    s.login(user, "wrong " + pw)
+    raise SystemExit("wrong password accepted")
+except smtplib.SMTPAuthenticationError as e:
+    print("bad-login", e.smtp_code, e.smtp_error.decode())
+s.login(user, pw)
+refused = s.sendmail(user, [rcpt], open(path, "rb").read())
+assert not refused, refused
+s.quit()
+print("sent")
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(relay.submission.ip().to_string())
+        .arg(relay.submission.port().to_string())
+        .arg(&cert)
+        .args([USER, PASSWORD, "carol@sink.test"])
+        .arg(&msg_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("bad-login 535 5.7.8"), "{stdout}");
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "relay log:\n{}", relay.log_text());
+    let (body, _) = strip_added_headers(&got[0].data);
+    assert_eq!(body, &msg[..]);
+    assert_eq!(message_id(body).as_deref(), Some("<py-1@test.portcullis>"));
+}
+
+#[test]
+fn auth_rules_end_to_end() {
+    let (relay, _tmp) = Relay::start("");
+    let mut c = Client::greeted(relay.submission);
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(ehlo.lines.iter().any(|l| l == "STARTTLS"), "{ehlo:?}");
+    assert!(
+        !ehlo.lines.iter().any(|l| l.starts_with("AUTH")),
+        "AUTH advertised before TLS: {ehlo:?}"
+    );
+    // AUTH before TLS: refused, credentials never checked (RFC 4954 §4).
+    let r = c.cmd("AUTH PLAIN AGFsaWNlQGxvY2FsaG9zdABjb3JyZWN0IGhvcnNl");
+    assert_eq!((r.code, r.enhanced().as_str()), (538, "5.7.11"), "{r:?}");
+    let r = c.cmd("AUTH LOGIN");
+    assert_eq!(r.code, 538, "{r:?}");
+    // Submission without AUTH: no transaction at all.
+    let r = c.cmd("MAIL FROM:<alice@localhost>");
+    assert_eq!((r.code, r.enhanced().as_str()), (530, "5.7.0"), "{r:?}");
+    assert_eq!(c.cmd("QUIT").code, 221);
+
+    if !have_tool("swaks") {
+        return;
+    }
+    // Wrong password, unknown user: the same 535 5.7.8.
+    for (user, pw) in [(USER, "wrong"), ("mallory@localhost", PASSWORD)] {
+        let (ok, t) = swaks(
+            &relay,
+            &[
+                "--tls",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                user,
+                "--auth-password",
+                pw,
+                "--to",
+                "bob@sink.test",
+                "--from",
+                user,
+            ],
+        );
+        assert!(!ok, "{t}");
+        assert!(t.contains("535 5.7.8"), "{t}");
+    }
+    // Authenticated, but sending as somebody else.
+    let (ok, t) = swaks(
+        &relay,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            USER,
+            "--auth-password",
+            PASSWORD,
+            "--from",
+            "ceo@localhost",
+            "--to",
+            "bob@sink.test",
+        ],
+    );
+    assert!(!ok, "{t}");
+    assert!(t.contains("553 5.7.1"), "{t}");
+    // Without STARTTLS swaks cannot even try (AUTH not advertised).
+    let (ok, t) = swaks(
+        &relay,
+        &[
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            USER,
+            "--auth-password",
+            PASSWORD,
+            "--to",
+            "bob@sink.test",
+        ],
+    );
+    assert!(!ok, "{t}");
+}
+
+#[test]
+fn implicit_tls_listener_speaks_tls_from_the_first_byte() {
+    if !have_tool("swaks") {
+        return;
+    }
+    let sink = Sink::start();
+    let extra = format!(
+        "{}[submissions]\nlisten = [\"127.0.0.1:0\"]\n",
+        routed(&sink)
+    );
+    let (relay, _tmp) = Relay::start(&extra);
+    let port = relay
+        .submissions
+        .expect("no submissions= on the startup line");
+    let out = Command::new("swaks")
+        .args(["--server", &port.to_string(), "--tlsc", "--timeout", "20"])
+        .args([
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            USER,
+            "--auth-password",
+            PASSWORD,
+        ])
+        .args(["--from", USER, "--to", "dave@sink.test"])
+        .args(["--header", "Message-Id: <tlsc-1@test.portcullis>"])
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{t}");
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        message_id(&got[0].data).as_deref(),
+        Some("<tlsc-1@test.portcullis>")
+    );
+}
+
+/// Backup MX: mail for a backed-up domain is accepted from anyone, queued
+/// while the primary is down, kept across a restart, and forwarded when
+/// the primary answers.
+#[test]
+fn backup_mx_holds_mail_until_the_primary_answers() {
+    // A port nobody listens on: the primary is down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_addr = down.local_addr().unwrap();
+    drop(down);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = |primary: std::net::SocketAddr| {
+        format!(
+            "[backup_mx]\ndomains = [\"customer.test\"]\n[delivery]\nfirst_retry_secs = 1\ntls = \"never\"\n\
+             [delivery.routes]\n\"customer.test\" = \"{primary}\"\n"
+        )
+    };
+    let mut relay = Relay::start_in(tmp.path(), &cfg(down_addr));
+    let mut c = Client::greeted(relay.mx);
+    c.cmd("EHLO world.test");
+    assert_eq!(c.cmd("MAIL FROM:<someone@world.test>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<anyone@customer.test>").code, 250);
+    // Backing up a domain does not make the relay open for others.
+    assert_eq!(c.cmd("RCPT TO:<x@other.test>").enhanced(), "5.7.1");
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send_raw(&message(
+        "bmx-1",
+        "someone@world.test",
+        "anyone@customer.test",
+        "held",
+    ));
+    c.send_raw(b".\r\n");
+    assert_eq!(c.reply().unwrap().code, 250);
+    c.cmd("QUIT");
+    // Deferred at least once, then stopped with the message still queued.
+    let start = std::time::Instant::now();
+    while !relay.log_text().contains("result=\"deferred\"")
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        relay.log_text().contains("result=\"deferred\""),
+        "{}",
+        relay.log_text()
+    );
+    assert!(
+        relay
+            .terminate(Duration::from_secs(20))
+            .is_some_and(|s| s.success())
+    );
+
+    let sink = Sink::start();
+    let relay = Relay::start_in(tmp.path(), &cfg(sink.addr));
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "log:\n{}", relay.log_text());
+    assert_eq!(got[0].rcpts, vec!["<anyone@customer.test>".to_owned()]);
+    assert_eq!(
+        message_id(&got[0].data).as_deref(),
+        Some("<bmx-1@test.portcullis>")
+    );
+}
+
+#[test]
+fn forwarding_rule_sends_local_mail_on() {
+    let sink = Sink::start();
+    let extra = format!(
+        "{}[forward]\n\"sales@localhost\" = \"team@sink.test\"\n",
+        routed(&sink)
+    );
+    let (relay, _tmp) = Relay::start(&extra);
+    let mut c = Client::greeted(relay.mx);
+    c.cmd("EHLO world.test");
+    c.cmd("MAIL FROM:<buyer@world.test>");
+    assert_eq!(c.cmd("RCPT TO:<Sales@localhost>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send_raw(&message(
+        "fwd-1",
+        "buyer@world.test",
+        "sales@localhost",
+        "order",
+    ));
+    c.send_raw(b".\r\n");
+    assert_eq!(c.reply().unwrap().code, 250);
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "log:\n{}", relay.log_text());
+    assert_eq!(got[0].rcpts, vec!["<team@sink.test>".to_owned()]);
+}
