@@ -263,41 +263,32 @@ impl Srs {
     }
 
     fn hash(&self, mac: &HmacSha1, parts: &[&str]) -> String {
-        let mut encoded = self.full_hash(mac, parts);
-        encoded.truncate(self.config.hash_length);
-        encoded
-    }
-
-    fn full_hash(&self, mac: &HmacSha1, parts: &[&str]) -> String {
-        let mut mac = mac.clone();
-        for part in parts {
-            // libsrs2 lower-cases each argument (ASCII tolower) before hashing.
-            for chunk in part.as_bytes().chunks(64) {
-                let mut lower = [0u8; 64];
-                let lower = &mut lower[..chunk.len()];
-                lower.copy_from_slice(chunk);
-                lower.make_ascii_lowercase();
-                mac.update(lower);
-            }
-        }
-        STANDARD_NO_PAD.encode(mac.finalize().into_bytes())
+        let full = full_hash(mac, parts);
+        // Base64 output is ASCII.
+        // The config fields are public: clamp rather than trust them.
+        let n = self.config.hash_length.clamp(1, MAX_HASH_LENGTH);
+        String::from_utf8_lossy(&full[..n]).into_owned()
     }
 
     fn check_hash(&self, given: &str, parts: &[&str]) -> Result<(), SrsError> {
+        let given = given.as_bytes();
         if given.len() < self.config.hash_min {
             return Err(SrsError::HashTooShort);
         }
-        if given.len() > self.config.hash_length {
+        if given.len() > self.config.hash_length.clamp(1, MAX_HASH_LENGTH) {
             return Err(SrsError::BadHash);
         }
-        let given = given.to_ascii_lowercase();
+        let mut given_lower = [0u8; MAX_HASH_LENGTH];
+        let given_lower = &mut given_lower[..given.len()];
+        given_lower.copy_from_slice(given);
+        given_lower.make_ascii_lowercase();
         let mut matched = subtle::Choice::from(0);
         for mac in &self.secrets {
-            let mut expected = self.full_hash(mac, parts);
-            expected.truncate(given.len());
+            let mut expected = full_hash(mac, parts);
+            let expected = &mut expected[..given.len()];
+            // Case-insensitive: some MTAs smash the case of local parts (libsrs2 too).
             expected.make_ascii_lowercase();
-            // Case-insensitive: some MTAs smash the case of local parts.
-            matched |= expected.as_bytes().ct_eq(given.as_bytes());
+            matched |= expected.ct_eq(given_lower);
         }
         if bool::from(matched) {
             Ok(())
@@ -329,6 +320,28 @@ impl Srs {
             Err(SrsError::Expired)
         }
     }
+}
+
+/// Base64 (standard alphabet, unpadded: 27 characters) of
+/// HMAC-SHA1 over the ASCII-lower-cased parts.
+fn full_hash(mac: &HmacSha1, parts: &[&str]) -> [u8; MAX_HASH_LENGTH] {
+    let mut mac = mac.clone();
+    for part in parts {
+        // libsrs2 lower-cases each argument (ASCII tolower) before hashing.
+        for chunk in part.as_bytes().chunks(64) {
+            let mut lower = [0u8; 64];
+            let lower = &mut lower[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            mac.update(lower);
+        }
+    }
+    let mut out = [0u8; MAX_HASH_LENGTH];
+    // 20 bytes always encode to exactly 27 characters without padding, so
+    // this cannot fail; if it did, the NULs left in `out` match no address
+    // character and LocalPart refuses them.
+    let _ = STANDARD_NO_PAD.encode_slice(mac.finalize().into_bytes(), &mut out);
+    out
 }
 
 fn keyed(secret: &[u8]) -> Result<HmacSha1, SrsError> {
@@ -368,6 +381,18 @@ mod tests {
 
     fn at_day(day: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(day * SECONDS_PER_DAY + 43_200)
+    }
+
+    #[test]
+    fn out_of_range_public_config_fields_do_not_panic() {
+        let mut config = SrsConfig::default();
+        config.hash_length = 500;
+        let srs = Srs::new(b"s").unwrap().with_config(config);
+        let local = srs.forward_local("u", "example.org", at_day(5)).unwrap();
+        assert_eq!(local.split('=').nth(1).map(str::len), Some(27));
+        assert!(srs.reverse_local(&local, at_day(5)).is_ok());
+        let long = format!("SRS0={}=AF=example.org=u", "a".repeat(40));
+        assert_eq!(srs.reverse_local(&long, at_day(5)), Err(SrsError::BadHash));
     }
 
     #[test]
