@@ -385,8 +385,10 @@ mod tests {
 
     #[test]
     fn out_of_range_public_config_fields_do_not_panic() {
-        let mut config = SrsConfig::default();
-        config.hash_length = 500;
+        let config = SrsConfig {
+            hash_length: 500,
+            ..SrsConfig::default()
+        };
         let srs = Srs::new(b"s").unwrap().with_config(config);
         let local = srs.forward_local("u", "example.org", at_day(5)).unwrap();
         assert_eq!(local.split('=').nth(1).map(str::len), Some(27));
