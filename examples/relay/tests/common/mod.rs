@@ -111,13 +111,14 @@ impl Relay {
         if !accounts.exists() {
             write_accounts(dir);
         }
-        let base = format!(
-            "[server]\nhostname = \"relay.test\"\nlog = \"info\"\n\
+        let mut base = "[server]\nhostname = \"relay.test\"\nlog = \"info\"\n\
              [mx]\nlisten = [\"127.0.0.1:0\"]\n\
-             [submission]\nlisten = [\"127.0.0.1:0\"]\n\
-             [accounts]\nfile = \"{}\"\n",
-            accounts.display()
-        );
+             [submission]\nlisten = [\"127.0.0.1:0\"]\n"
+            .to_owned();
+        // The test account file, unless the test configures accounts itself.
+        if !extra.contains("[accounts]") {
+            base.push_str(&format!("[accounts]\nfile = \"{}\"\n", accounts.display()));
+        }
         std::fs::write(&config, format!("{base}{extra}")).unwrap();
         let data = dir.join("data");
         let log = unique_log(dir);
