@@ -84,7 +84,7 @@ pub use recipients::{
     LearningConfig, RecipientDecision, RecipientLearning, RecipientOutcome, RecipientVerifier,
 };
 #[cfg(feature = "redb")]
-pub use redb_store::RedbStore;
+pub use redb_store::{RedbStore, RedbSync};
 pub use store::{ENCODED_LEN, GreylistStore, Record, Space, StoreError};
 pub use triplet::{
     ClientFacts, InvalidNetwork, IpNetwork, Triplet, normalise_recipient, normalise_sender,

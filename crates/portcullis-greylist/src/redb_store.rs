@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableError, WriteTransaction,
 };
 
 use crate::store::{GreylistStore, Record, Space, StoreError};
@@ -26,12 +27,28 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// When a [`RedbStore`] makes its writes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RedbSync {
+    /// Every write is fsync'd before it returns: a write that returned
+    /// survives a crash. One fsync per new triplet or pass.
+    #[default]
+    EveryWrite,
+    /// Writes are committed without fsync and made durable by
+    /// [`RedbStore::flush`] (call it every second or so). A crash loses the
+    /// writes since the last flush, which for greylisting means a few
+    /// senders are greylisted again: a delay, never lost mail. Far faster on
+    /// disks with slow fsync.
+    OnFlush,
+}
+
 /// A [`GreylistStore`] in one redb file: survives restarts and crashes.
 ///
-/// Every [`put`](GreylistStore::put) and [`remove`](GreylistStore::remove)
-/// is its own write transaction committed with redb's default
-/// `Durability::Immediate` (fsync'd before it returns), so a write that
-/// returned is there after a crash. Reads are MVCC snapshots and never wait
+/// By default ([`RedbSync::EveryWrite`]) every [`put`](GreylistStore::put)
+/// and [`remove`](GreylistStore::remove) is its own write transaction
+/// committed with redb's `Durability::Immediate` (fsync'd before it
+/// returns), so a write that returned is there after a crash. Reads are MVCC snapshots and never wait
 /// for the writer. [`sweep`](GreylistStore::sweep) walks the tables with a
 /// cursor kept between calls and examines at most `budget` entries per call,
 /// so it holds the single writer only briefly.
@@ -41,6 +58,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 /// known triplets are read-only.
 pub struct RedbStore {
     db: Database,
+    sync: RedbSync,
     /// Where the next sweep resumes: the space index and the last key seen.
     sweep_cursor: Mutex<(usize, Option<String>)>,
 }
@@ -55,6 +73,11 @@ impl RedbStore {
     /// Open the database at `path`, creating it (and its tables) if needed.
     /// This is the one place the crate touches the file system.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, RedbSync::EveryWrite)
+    }
+
+    /// Open with a choice of [`RedbSync`].
+    pub fn open_with(path: impl AsRef<Path>, sync: RedbSync) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         for space in Space::ALL {
@@ -63,8 +86,25 @@ impl RedbStore {
         txn.commit().map_err(backend)?;
         Ok(RedbStore {
             db,
+            sync,
             sweep_cursor: Mutex::new((0, None)),
         })
+    }
+
+    /// A write transaction with the configured durability.
+    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        if self.sync == RedbSync::OnFlush {
+            txn.set_durability(Durability::None).map_err(backend)?;
+        }
+        Ok(txn)
+    }
+
+    /// Make every write so far durable (an fsync'd empty commit). Only
+    /// needed with [`RedbSync::OnFlush`]; harmless otherwise.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        txn.commit().map_err(backend)
     }
 
     /// Write many entries in one transaction (one fsync): for imports and
@@ -73,7 +113,7 @@ impl RedbStore {
         &self,
         entries: impl IntoIterator<Item = (Space, &'a str, Record, u64)>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(backend)?;
+        let txn = self.begin_write()?;
         {
             let mut tables = [
                 txn.open_table(TRIPLETS).map_err(backend)?,
@@ -121,7 +161,7 @@ impl GreylistStore for RedbStore {
         _now: u64,
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(backend)?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(table(space)).map_err(backend)?;
             t.insert(key, record.encode(expires_at).as_slice())
@@ -131,7 +171,7 @@ impl GreylistStore for RedbStore {
     }
 
     fn remove(&self, space: Space, key: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(backend)?;
+        let txn = self.begin_write()?;
         let removed = {
             let mut t = txn.open_table(table(space)).map_err(backend)?;
             t.remove(key).map_err(backend)?.is_some()
@@ -145,7 +185,7 @@ impl GreylistStore for RedbStore {
             return Ok(0);
         }
         let mut cursor = self.sweep_cursor.lock().unwrap_or_else(|e| e.into_inner());
-        let txn = self.db.begin_write().map_err(backend)?;
+        let txn = self.begin_write()?;
         let mut removed = 0;
         let mut examined = 0;
         // Visit at most every space once per call, resuming where the last

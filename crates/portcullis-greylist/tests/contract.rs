@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use portcullis_greylist::testing;
-use portcullis_greylist::{GreylistStore, MemoryStore, Record, RedbStore, Space};
+use portcullis_greylist::{GreylistStore, MemoryStore, Record, RedbStore, RedbSync, Space};
 
 macro_rules! contract_tests {
     ($($case:ident),* $(,)?) => {
@@ -24,6 +24,20 @@ macro_rules! contract_tests {
                 fn $case() {
                     let dir = tempfile::tempdir().unwrap();
                     let store = super::RedbStore::open(dir.path().join("greylist.redb")).unwrap();
+                    super::testing::$case(&store);
+                }
+            )*
+        }
+        mod redb_on_flush {
+            $(
+                #[test]
+                fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = super::RedbStore::open_with(
+                        dir.path().join("greylist.redb"),
+                        super::RedbSync::OnFlush,
+                    )
+                    .unwrap();
                     super::testing::$case(&store);
                 }
             )*
@@ -167,4 +181,32 @@ fn redb_put_many_writes_every_entry() {
         assert_eq!(store.get(Space::Recipient, k, NOW).unwrap(), Some(r));
     }
     assert_eq!(store.len(Space::Triplet).unwrap(), 0);
+}
+
+#[test]
+fn redb_on_flush_writes_survive_reopen_after_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flush.redb");
+    let r = Record {
+        first_seen: 1,
+        last_seen: 2,
+        count: 3,
+        flag: false,
+    };
+    {
+        let store = RedbStore::open_with(&path, RedbSync::OnFlush).unwrap();
+        for i in 0..50 {
+            store
+                .put(Space::Triplet, &format!("f{i}"), r, NOW, NOW + 100)
+                .unwrap();
+        }
+        store.flush().unwrap();
+    }
+    let store = RedbStore::open(&path).unwrap();
+    for i in 0..50 {
+        assert_eq!(
+            store.get(Space::Triplet, &format!("f{i}"), NOW).unwrap(),
+            Some(r)
+        );
+    }
 }
