@@ -40,6 +40,10 @@ use crate::error::AccountError;
 use crate::password::{Candidate, HashParams, StoredHash, decide_blocking};
 use crate::record::{DomainRecord, UserRecord};
 
+/// How long a connection attempt may take when the configuration does not
+/// say (`connect_timeout=` in the URL).
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The schema [`PgDirectory::migrate`] applies.
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 
@@ -155,11 +159,17 @@ impl PgDirectory {
         Self::connect_config(url.parse()?, dummy_params).await
     }
 
-    /// Connect with a ready `tokio_postgres::Config`.
+    /// Connect with a ready `tokio_postgres::Config`. Without a
+    /// `connect_timeout` in the configuration, connecting (and
+    /// reconnecting) gives up after [`DEFAULT_CONNECT_TIMEOUT`], so an
+    /// unreachable database fails an AUTH instead of hanging it.
     pub async fn connect_config(
-        config: Config,
+        mut config: Config,
         dummy_params: HashParams,
     ) -> Result<Self, AccountError> {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
         let client = open(&config).await?;
         Ok(PgDirectory {
             config,
@@ -187,6 +197,19 @@ impl PgDirectory {
         Ok(conn)
     }
 
+    /// Forget `conn` (if it is still the current one) so the next call
+    /// opens a fresh connection, even if the client has not noticed yet
+    /// that the server ended the session.
+    async fn discard(&self, conn: &Arc<Conn>) {
+        let mut slot = self.lookup.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, conn))
+        {
+            *slot = None;
+        }
+    }
+
     /// Run a lookup; if the connection turns out closed, reconnect and
     /// retry once.
     async fn query_opt(
@@ -208,6 +231,7 @@ impl PgDirectory {
             match result {
                 Err(AccountError::Postgres(e)) if !retried && connection_lost(&e, &conn.client) => {
                     retried = true;
+                    self.discard(&conn).await;
                 }
                 other => return other,
             }
