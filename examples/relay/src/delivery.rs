@@ -254,37 +254,52 @@ impl Deliverer {
             .collect();
         let local = d.destination.is_empty()
             || Domain::parse(&d.destination).is_ok_and(|dom| self.rules.is_local_domain(&dom));
+        let mut via = String::from("maildir");
         let outcomes = if local {
             self.deliver_local(d, info, message).await
         } else {
             match self.router.next_hop(&d.destination, self.clock.now()).await {
                 Ok(hop) => {
+                    via = hop
+                        .hosts
+                        .iter()
+                        .map(|h| format!("{}:{}", h.name, h.port))
+                        .collect::<Vec<_>>()
+                        .join(",");
                     let req = DeliveryRequest::new(&hop, &info.envelope, &rcpts, message);
                     let mut out = self.router.transport().deliver(req).await;
                     out.resize(rcpts.len(), Outcome::Deferred(Reply::temporary_failure()));
                     out
                 }
-                Err(outcome) => vec![outcome; rcpts.len()],
+                Err(outcome) => {
+                    via = "(no route)".into();
+                    vec![outcome; rcpts.len()]
+                }
             }
         };
-        for (r, o) in rcpts.iter().zip(&outcomes) {
-            let verdict = match o {
-                Outcome::Delivered(_) => "delivered",
-                Outcome::Deferred(_) => "deferred",
-                Outcome::Bounced(_) => "bounced",
-                _ => "other",
-            };
-            tracing::info!(
-                queue_id = %d.id,
-                attempt = d.attempt,
-                destination = %d.destination,
-                sender = %info.envelope.reverse_path,
-                recipient = %r.path,
-                result = verdict,
-                reply = %o.reply(),
-                "delivery attempt"
-            );
-        }
+        // One line per attempt: every recipient with its result and reply.
+        let results: Vec<String> = rcpts
+            .iter()
+            .zip(&outcomes)
+            .map(|(r, o)| {
+                let verdict = match o {
+                    Outcome::Delivered(_) => "delivered",
+                    Outcome::Deferred(_) => "deferred",
+                    Outcome::Bounced(_) => "bounced",
+                    _ => "other",
+                };
+                format!("{}={verdict} ({})", r.path, o.reply())
+            })
+            .collect();
+        tracing::info!(
+            queue_id = %d.id,
+            attempt = d.attempt,
+            destination = if d.destination.is_empty() { "(postmaster)" } else { d.destination.as_str() },
+            via = %via,
+            sender = %info.envelope.reverse_path,
+            results = %results.join("; "),
+            "delivery attempt"
+        );
         outcomes
     }
 

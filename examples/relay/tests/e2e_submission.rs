@@ -308,13 +308,11 @@ fn backup_mx_holds_mail_until_the_primary_answers() {
     c.cmd("QUIT");
     // Deferred at least once, then stopped with the message still queued.
     let start = std::time::Instant::now();
-    while !relay.log_text().contains("result=\"deferred\"")
-        && start.elapsed() < Duration::from_secs(20)
-    {
+    while !relay.log_text().contains("=deferred (") && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        relay.log_text().contains("result=\"deferred\""),
+        relay.log_text().contains("=deferred ("),
         "{}",
         relay.log_text()
     );
@@ -359,4 +357,42 @@ fn forwarding_rule_sends_local_mail_on() {
     let got = sink.wait_for(1, Duration::from_secs(30));
     assert_eq!(got.len(), 1, "log:\n{}", relay.log_text());
     assert_eq!(got[0].rcpts, vec!["<team@sink.test>".to_owned()]);
+}
+
+/// A recipient the next hop refuses (550) bounces: the sender gets a DSN
+/// (RFC 3464) in its mailbox, the other recipient is delivered.
+#[test]
+fn a_refused_recipient_bounces_to_the_sender() {
+    let sink = Sink::start();
+    // A trusted network relays without AUTH (plain text keeps this short);
+    // the sender is a local mailbox so the DSN lands in its Maildir.
+    let (relay, _tmp) = Relay::start(&format!(
+        "{}[relay]\nnetworks = [\"127.0.0.1\"]\n",
+        routed(&sink)
+    ));
+    let mut c = Client::greeted(relay.mx);
+    c.cmd("EHLO world.test");
+    assert_eq!(c.cmd("MAIL FROM:<alice@localhost>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<reject-me@sink.test>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<fine@sink.test>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send_raw(&message(
+        "bounce-1",
+        "alice@localhost",
+        "reject-me@sink.test",
+        "x",
+    ));
+    c.send_raw(b".\r\n");
+    assert_eq!(c.reply().unwrap().code, 250);
+    c.cmd("QUIT");
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got[0].rcpts, vec!["<fine@sink.test>".to_owned()]);
+    let dsn = relay.wait_maildir("localhost", "alice", 1, Duration::from_secs(30));
+    assert_eq!(dsn.len(), 1, "no DSN; log:\n{}", relay.log_text());
+    let text = String::from_utf8_lossy(&dsn[0]);
+    assert!(text.contains("Return-Path: <>"), "{text}");
+    assert!(text.contains("Action: failed"), "{text}");
+    assert!(text.contains("reject-me@sink.test"), "{text}");
+    assert!(text.contains("5.1.1"), "{text}");
+    assert!(!text.contains("fine@sink.test\r\nAction"), "{text}");
 }

@@ -269,7 +269,8 @@ pub struct SinkMessage {
     pub data: Vec<u8>,
 }
 
-/// A minimal SMTP server that accepts everything and records it
+/// A minimal SMTP server that accepts everything (but recipients whose
+/// local part starts with `reject`) and records it
 /// (dot-unstuffed, exactly the octets between DATA's 354 and the final dot).
 pub struct Sink {
     pub addr: SocketAddr,
@@ -340,8 +341,14 @@ fn sink_session(conn: TcpStream, messages: &Mutex<Vec<SinkMessage>>) -> std::io:
             rcpts.clear();
             w.write_all(b"250 2.1.0 ok\r\n")?;
         } else if upper.starts_with("RCPT TO:") {
-            rcpts.push(text[8..].split_whitespace().next().unwrap_or("").to_owned());
-            w.write_all(b"250 2.1.5 ok\r\n")?;
+            let rcpt = text[8..].split_whitespace().next().unwrap_or("").to_owned();
+            // Recipients named "reject…" do not exist here (for bounce tests).
+            if rcpt.to_ascii_lowercase().starts_with("<reject") {
+                w.write_all(b"550 5.1.1 no such user here\r\n")?;
+            } else {
+                rcpts.push(rcpt);
+                w.write_all(b"250 2.1.5 ok\r\n")?;
+            }
         } else if upper == "DATA" {
             w.write_all(b"354 go ahead\r\n")?;
             let mut data = Vec::new();
