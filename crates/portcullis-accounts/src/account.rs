@@ -110,6 +110,10 @@ impl Identity {
 
 /// Per-account limits for the policy layer to enforce. `None` means "no
 /// account-specific limit" (the relay's defaults apply), not "unlimited".
+///
+/// The names follow `portcullis-policy`'s `AccountLimits` (its `rates`
+/// hold the per-minute and per-hour ones); `invalid_recipients_per_day` has
+/// no per-account counterpart there yet (its invalid-recipient cap is global).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccountLimits {
@@ -119,9 +123,15 @@ pub struct AccountLimits {
     /// Messages accepted per hour.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages_per_hour: Option<u32>,
-    /// Distinct recipients per day.
+    /// Recipients (`RCPT TO` accepted) per minute.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub recipients_per_day: Option<u32>,
+    pub recipients_per_minute: Option<u32>,
+    /// Recipients (`RCPT TO` accepted) per hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipients_per_hour: Option<u32>,
+    /// Distinct recipient addresses per day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distinct_recipients_per_day: Option<u32>,
     /// Recipients refused as invalid per day before the account is locked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invalid_recipients_per_day: Option<u32>,

@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use portcullis_core::{Address, async_trait};
 use tokio::sync::Mutex;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use crate::account::{Account, AccountId, AccountLimits, AuthOutcome, address_key};
@@ -51,8 +52,34 @@ pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 // against itself in parallel). An arbitrary constant: "portcul" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0070_6f72_7463_756c;
 
-const LIMIT_COLUMNS: &str = "messages_per_minute, messages_per_hour, recipients_per_day, \
+/// The per-account count limits (`u32` in [`AccountLimits`]), in bind order.
+const COUNT_LIMITS: [&str; 6] = [
+    "messages_per_minute",
+    "messages_per_hour",
+    "recipients_per_minute",
+    "recipients_per_hour",
+    "distinct_recipients_per_day",
+    "invalid_recipients_per_day",
+];
+
+const LIMIT_COLUMNS: &str = "messages_per_minute, messages_per_hour, recipients_per_minute, \
+                             recipients_per_hour, distinct_recipients_per_day, \
                              invalid_recipients_per_day, max_message_size";
+
+/// `INSERT … ON CONFLICT DO UPDATE` of one account row: `$1` key, `$2`
+/// hash, `$3` enabled, `$4…$10` the limits in [`LIMIT_COLUMNS`] order.
+fn upsert_sql(table: &str, key_column: &str) -> String {
+    let mut set =
+        String::from("password_hash = EXCLUDED.password_hash, enabled = EXCLUDED.enabled");
+    for column in COUNT_LIMITS.iter().chain(["max_message_size"].iter()) {
+        set.push_str(&format!(", {column} = EXCLUDED.{column}"));
+    }
+    format!(
+        "INSERT INTO {table} ({key_column}, password_hash, enabled, {LIMIT_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT ({key_column}) DO UPDATE SET {set}, updated_at = now()"
+    )
+}
 
 fn select_user() -> String {
     format!(
@@ -262,17 +289,19 @@ impl PgDirectory {
             v.map(|v| u32::try_from(v).map_err(|_| corrupt(format!("limit {v} out of range"))))
                 .transpose()
         };
-        let size: Option<i64> = row.try_get(6)?;
+        let size: Option<i64> = row.try_get(2 + COUNT_LIMITS.len())?;
         let limits = AccountLimits {
             messages_per_minute: limit(2)?,
             messages_per_hour: limit(3)?,
-            recipients_per_day: limit(4)?,
-            invalid_recipients_per_day: limit(5)?,
+            recipients_per_minute: limit(4)?,
+            recipients_per_hour: limit(5)?,
+            distinct_recipients_per_day: limit(6)?,
+            invalid_recipients_per_day: limit(7)?,
             max_message_size: size
                 .map(|v| u64::try_from(v).map_err(|_| corrupt(format!("size {v} out of range"))))
                 .transpose()?,
         };
-        let identities: Vec<String> = row.try_get(7)?;
+        let identities: Vec<String> = row.try_get(3 + COUNT_LIMITS.len())?;
         let extra_identities = identities
             .iter()
             .map(|s| Address::parse(s).map_err(|e| corrupt(format!("identity {s:?}: {e}"))))
@@ -333,99 +362,43 @@ impl PgDirectory {
     /// The hash is checked first: a malformed one is refused, not stored.
     pub async fn put_user(&self, record: &UserRecord) -> Result<(), AccountError> {
         let (account, _) = record.validate()?;
-        let key = account.id.key();
-        let phc = record.password_hash.clone();
-        let identities: Vec<String> = account.extra_identities.iter().map(address_key).collect();
-        let limits = LimitParams::from(&account.limits);
-        self.admin_tx(move |tx| {
-            Box::pin(async move {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO portcullis_user_accounts \
-                         (address, password_hash, enabled, {LIMIT_COLUMNS}) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT (address) DO UPDATE SET \
-                         password_hash = EXCLUDED.password_hash, enabled = EXCLUDED.enabled, \
-                         messages_per_minute = EXCLUDED.messages_per_minute, \
-                         messages_per_hour = EXCLUDED.messages_per_hour, \
-                         recipients_per_day = EXCLUDED.recipients_per_day, \
-                         invalid_recipients_per_day = EXCLUDED.invalid_recipients_per_day, \
-                         max_message_size = EXCLUDED.max_message_size, updated_at = now()"
-                    ),
-                    &[
-                        &key,
-                        &phc,
-                        &account.enabled,
-                        &limits.0[0],
-                        &limits.0[1],
-                        &limits.0[2],
-                        &limits.0[3],
-                        &limits.0[4],
-                    ],
-                )
-                .await?;
-                tx.execute(
-                    "DELETE FROM portcullis_identities WHERE user_address = $1",
-                    &[&key],
-                )
-                .await?;
-                tx.execute(
-                    "INSERT INTO portcullis_identities (user_address, identity) \
-                     SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
-                    &[&key, &identities],
-                )
-                .await?;
-                Ok(())
-            })
-        })
-        .await
+        self.put_account(&account, record.password_hash.clone())
+            .await
     }
 
     /// Insert or replace a domain account, its hash, limits and identity list.
     pub async fn put_domain(&self, record: &DomainRecord) -> Result<(), AccountError> {
         let (account, _) = record.validate()?;
+        self.put_account(&account, Some(record.password_hash.clone()))
+            .await
+    }
+
+    async fn put_account(
+        &self,
+        account: &Account,
+        phc: Option<String>,
+    ) -> Result<(), AccountError> {
+        let (table, key_column, owner_column) = match account.id {
+            AccountId::User(_) => ("portcullis_user_accounts", "address", "user_address"),
+            AccountId::Domain(_) => ("portcullis_domain_accounts", "domain", "domain"),
+        };
+        let upsert = upsert_sql(table, key_column);
+        let delete = format!("DELETE FROM portcullis_identities WHERE {owner_column} = $1");
+        let insert = format!(
+            "INSERT INTO portcullis_identities ({owner_column}, identity) \
+             SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING"
+        );
         let key = account.id.key();
-        let phc = record.password_hash.clone();
+        let enabled = account.enabled;
         let identities: Vec<String> = account.extra_identities.iter().map(address_key).collect();
         let limits = LimitParams::from(&account.limits);
         self.admin_tx(move |tx| {
             Box::pin(async move {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO portcullis_domain_accounts \
-                         (domain, password_hash, enabled, {LIMIT_COLUMNS}) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT (domain) DO UPDATE SET \
-                         password_hash = EXCLUDED.password_hash, enabled = EXCLUDED.enabled, \
-                         messages_per_minute = EXCLUDED.messages_per_minute, \
-                         messages_per_hour = EXCLUDED.messages_per_hour, \
-                         recipients_per_day = EXCLUDED.recipients_per_day, \
-                         invalid_recipients_per_day = EXCLUDED.invalid_recipients_per_day, \
-                         max_message_size = EXCLUDED.max_message_size, updated_at = now()"
-                    ),
-                    &[
-                        &key,
-                        &phc,
-                        &account.enabled,
-                        &limits.0[0],
-                        &limits.0[1],
-                        &limits.0[2],
-                        &limits.0[3],
-                        &limits.0[4],
-                    ],
-                )
-                .await?;
-                tx.execute(
-                    "DELETE FROM portcullis_identities WHERE domain = $1",
-                    &[&key],
-                )
-                .await?;
-                tx.execute(
-                    "INSERT INTO portcullis_identities (domain, identity) \
-                     SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
-                    &[&key, &identities],
-                )
-                .await?;
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key, &phc, &enabled];
+                params.extend(limits.0.iter().map(|v| v as &(dyn ToSql + Sync)));
+                tx.execute(&upsert, &params).await?;
+                tx.execute(&delete, &[&key]).await?;
+                tx.execute(&insert, &[&key, &identities]).await?;
                 Ok(())
             })
         })
@@ -570,21 +543,24 @@ impl PgDirectory {
     }
 }
 
-/// Limits as bind parameters (`bigint`, NULL for none).
-struct LimitParams([Option<i64>; 5]);
+/// Limits as bind parameters (`bigint`, NULL for none), in
+/// [`LIMIT_COLUMNS`] order.
+struct LimitParams([Option<i64>; 7]);
 
 impl From<&AccountLimits> for LimitParams {
     fn from(l: &AccountLimits) -> Self {
-        let small = |v: Option<u32>| v.map(i64::from);
+        let count = |v: Option<u32>| v.map(i64::from);
         // Sizes above i64::MAX are not meaningful; store the largest value.
         let size = l
             .max_message_size
             .map(|v| i64::try_from(v).unwrap_or(i64::MAX));
         LimitParams([
-            small(l.messages_per_minute),
-            small(l.messages_per_hour),
-            small(l.recipients_per_day),
-            small(l.invalid_recipients_per_day),
+            count(l.messages_per_minute),
+            count(l.messages_per_hour),
+            count(l.recipients_per_minute),
+            count(l.recipients_per_hour),
+            count(l.distinct_recipients_per_day),
+            count(l.invalid_recipients_per_day),
             size,
         ])
     }

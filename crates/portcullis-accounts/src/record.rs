@@ -131,7 +131,7 @@ fn account(id: AccountId, enabled: bool, identities: &[Address], limits: Account
 /// password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"
 /// identities = ["alice@old-isp.example"]   # optional
 /// enabled = true                            # optional, default true
-/// limits = { messages_per_hour = 100, recipients_per_day = 500, max_message_size = 10485760 }
+/// limits = { messages_per_hour = 100, distinct_recipients_per_day = 500, max_message_size = 10485760 }
 ///
 /// [[user]]
 /// address = "postmaster@example.org"        # no password: receive only

@@ -9,7 +9,9 @@ CREATE TABLE IF NOT EXISTS portcullis_user_accounts (
     -- Per-account limits; NULL = the relay's default applies.
     messages_per_minute        bigint CHECK (messages_per_minute BETWEEN 0 AND 4294967295),
     messages_per_hour          bigint CHECK (messages_per_hour BETWEEN 0 AND 4294967295),
-    recipients_per_day         bigint CHECK (recipients_per_day BETWEEN 0 AND 4294967295),
+    recipients_per_minute      bigint CHECK (recipients_per_minute BETWEEN 0 AND 4294967295),
+    recipients_per_hour        bigint CHECK (recipients_per_hour BETWEEN 0 AND 4294967295),
+    distinct_recipients_per_day bigint CHECK (distinct_recipients_per_day BETWEEN 0 AND 4294967295),
     invalid_recipients_per_day bigint CHECK (invalid_recipients_per_day BETWEEN 0 AND 4294967295),
     max_message_size           bigint CHECK (max_message_size >= 0),
     updated_at                 timestamptz NOT NULL DEFAULT now()
@@ -22,7 +24,9 @@ CREATE TABLE IF NOT EXISTS portcullis_domain_accounts (
     enabled                    boolean NOT NULL DEFAULT true,
     messages_per_minute        bigint CHECK (messages_per_minute BETWEEN 0 AND 4294967295),
     messages_per_hour          bigint CHECK (messages_per_hour BETWEEN 0 AND 4294967295),
-    recipients_per_day         bigint CHECK (recipients_per_day BETWEEN 0 AND 4294967295),
+    recipients_per_minute      bigint CHECK (recipients_per_minute BETWEEN 0 AND 4294967295),
+    recipients_per_hour        bigint CHECK (recipients_per_hour BETWEEN 0 AND 4294967295),
+    distinct_recipients_per_day bigint CHECK (distinct_recipients_per_day BETWEEN 0 AND 4294967295),
     invalid_recipients_per_day bigint CHECK (invalid_recipients_per_day BETWEEN 0 AND 4294967295),
     max_message_size           bigint CHECK (max_message_size >= 0),
     updated_at                 timestamptz NOT NULL DEFAULT now()

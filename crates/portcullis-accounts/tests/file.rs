@@ -74,7 +74,7 @@ fn unknown_and_wrongly_typed_keys_name_the_key() {
     assert!(err.to_string().contains("messages_per_hour"), "{err}");
 
     let negative = format!(
-        "{}limits = {{ recipients_per_day = -1 }}\n",
+        "{}limits = {{ distinct_recipients_per_day = -1 }}\n",
         user_toml("a@example.org", &hash)
     );
     assert!(matches!(
@@ -179,7 +179,8 @@ fn toml_round_trip_keeps_every_field() {
     let text = format!(
         "[[user]]\naddress = \"a@example.org\"\npassword_hash = \"{hash}\"\nenabled = false\n\
          identities = [\"old@isp.example\"]\n\
-         limits = {{ messages_per_minute = 1, messages_per_hour = 2, recipients_per_day = 3, \
+         limits = {{ messages_per_minute = 1, messages_per_hour = 2, recipients_per_minute = 3, \
+         recipients_per_hour = 6, distinct_recipients_per_day = 7, \
          invalid_recipients_per_day = 4, max_message_size = 5 }}\n\
          [[domain]]\ndomain = \"example.net\"\npassword_hash = \"{hash}\"\n"
     );
@@ -187,6 +188,9 @@ fn toml_round_trip_keeps_every_field() {
     assert!(!file.users[0].enabled);
     assert_eq!(file.users[0].limits.max_message_size, Some(5));
     assert_eq!(file.users[0].limits.invalid_recipients_per_day, Some(4));
+    assert_eq!(file.users[0].limits.recipients_per_minute, Some(3));
+    assert_eq!(file.users[0].limits.recipients_per_hour, Some(6));
+    assert_eq!(file.users[0].limits.distinct_recipients_per_day, Some(7));
     assert_eq!(
         AccountFile::from_toml(&file.to_toml().unwrap()).unwrap(),
         file

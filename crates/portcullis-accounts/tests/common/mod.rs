@@ -47,7 +47,9 @@ pub fn alice_limits() -> AccountLimits {
     AccountLimits {
         messages_per_minute: Some(10),
         messages_per_hour: Some(100),
-        recipients_per_day: Some(500),
+        recipients_per_minute: Some(30),
+        recipients_per_hour: Some(300),
+        distinct_recipients_per_day: Some(500),
         invalid_recipients_per_day: Some(20),
         max_message_size: Some(10 * 1024 * 1024),
     }
