@@ -27,7 +27,9 @@ use crate::error::AccountError;
 ///   verification whatever the login — a dummy hash stands in for unknown
 ///   accounts and accounts without a password — so response time does not
 ///   reveal which accounts exist. Verification runs on tokio's blocking
-///   pool when a runtime is present.
+///   pool when a runtime is present, a bounded number at a time (argon2
+///   holds its memory cost per verification), so a flood of AUTH commands
+///   queues instead of exhausting memory.
 /// - **Names** are canonical (see [`AccountId`]): local parts compare
 ///   case-insensitively, domains by their A-label form.
 /// - **Freshness.** Answers reflect the backend at the time of the call;

@@ -10,7 +10,7 @@ use portcullis_core::{Address, async_trait};
 use crate::account::{Account, AccountId, AuthOutcome};
 use crate::directory::AccountDirectory;
 use crate::error::AccountError;
-use crate::password::{Candidate, HashParams, StoredHash, decide, decide_blocking};
+use crate::password::{Candidate, HashParams, StoredHash, VerifySlots, decide, decide_blocking};
 use crate::record::AccountFile;
 
 /// Accounts from an [`AccountFile`], held in memory.
@@ -29,6 +29,7 @@ use crate::record::AccountFile;
 #[derive(Debug)]
 pub struct FileDirectory {
     state: RwLock<Arc<Loaded>>,
+    slots: VerifySlots,
 }
 
 #[derive(Debug)]
@@ -82,7 +83,15 @@ impl FileDirectory {
     pub fn from_file(file: &AccountFile) -> Result<Self, AccountError> {
         Ok(FileDirectory {
             state: RwLock::new(Arc::new(Loaded::build(file)?)),
+            slots: VerifySlots::default(),
         })
+    }
+
+    /// Allow at most `max` password verifications at once through the
+    /// async API (default: one per CPU); further AUTHs wait their turn.
+    pub fn with_max_concurrent_verifications(mut self, max: usize) -> Self {
+        self.slots = VerifySlots::new(max);
+        self
     }
 
     /// Load from the TOML text of an account file.
@@ -179,7 +188,7 @@ impl AccountDirectory for FileDirectory {
         password: &[u8],
     ) -> Result<AuthOutcome, AccountError> {
         let (candidate, dummy) = self.candidate(login);
-        decide_blocking(candidate, &dummy, password).await
+        decide_blocking(&self.slots, candidate, &dummy, password).await
     }
 
     async fn is_local_recipient(&self, address: &Address) -> Result<bool, AccountError> {

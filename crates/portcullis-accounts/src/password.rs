@@ -166,13 +166,41 @@ pub(crate) fn decide(candidate: Candidate, dummy: &StoredHash, password: &[u8]) 
     }
 }
 
+/// Bounds how many argon2 verifications run at once. Each one holds its
+/// memory cost (19 MiB at the defaults) for its duration, so an AUTH flood
+/// must queue for a slot rather than fill tokio's blocking pool (up to 512
+/// threads) and the machine's memory.
+#[derive(Debug)]
+pub(crate) struct VerifySlots(tokio::sync::Semaphore);
+
+impl VerifySlots {
+    /// `max` concurrent verifications (at least one).
+    pub(crate) fn new(max: usize) -> Self {
+        VerifySlots(tokio::sync::Semaphore::new(max.max(1)))
+    }
+}
+
+impl Default for VerifySlots {
+    /// One slot per available CPU: more cannot make verification faster.
+    fn default() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(2, usize::from))
+    }
+}
+
 /// [`decide`] off the async worker threads when a tokio runtime is running
-/// (argon2 takes tens of milliseconds of CPU), inline otherwise.
+/// (argon2 takes tens of milliseconds of CPU), inline otherwise; at most as
+/// many at once as `slots` allows.
 pub(crate) async fn decide_blocking(
+    slots: &VerifySlots,
     candidate: Candidate,
     dummy: &StoredHash,
     password: &[u8],
 ) -> Result<AuthOutcome, AccountError> {
+    let _permit = slots
+        .0
+        .acquire()
+        .await
+        .map_err(|e| AccountError::Task(e.to_string()))?;
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
             let dummy = dummy.clone();
@@ -234,6 +262,28 @@ mod tests {
             StoredHash::parse("a@b.example", pbkdf2),
             Err(AccountError::UnsupportedHash { .. })
         ));
+    }
+
+    /// With every slot taken, a verification waits (deterministically: the
+    /// first poll is pending); once a slot frees it runs and answers.
+    #[test]
+    fn verification_waits_for_a_free_slot() {
+        use std::task::{Context, Poll, Waker};
+        let slots = VerifySlots::new(1);
+        let dummy = StoredHash::dummy(CHEAP).unwrap();
+        let held = slots.0.try_acquire().unwrap();
+        let mut fut = std::pin::pin!(decide_blocking(&slots, Candidate::Unknown, &dummy, b"pw"));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        drop(held);
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(outcome)) => {
+                assert_eq!(outcome, AuthOutcome::Denied(AuthDenied::UnknownAccount))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(slots.0.available_permits(), 1);
     }
 
     #[test]

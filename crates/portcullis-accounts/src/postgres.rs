@@ -38,7 +38,7 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 use crate::account::{Account, AccountId, AccountLimits, AuthOutcome, address_key};
 use crate::directory::AccountDirectory;
 use crate::error::AccountError;
-use crate::password::{Candidate, HashParams, StoredHash, decide_blocking};
+use crate::password::{Candidate, HashParams, StoredHash, VerifySlots, decide_blocking};
 use crate::record::{DomainRecord, UserRecord};
 
 /// How long a connection attempt may take when the configuration does not
@@ -149,6 +149,7 @@ pub struct PgDirectory {
     lookup: Mutex<Option<Arc<Conn>>>,
     admin: Mutex<Option<Client>>,
     dummy: StoredHash,
+    slots: VerifySlots,
 }
 
 impl std::fmt::Debug for PgDirectory {
@@ -206,7 +207,15 @@ impl PgDirectory {
             }))),
             admin: Mutex::new(None),
             dummy: StoredHash::dummy(dummy_params)?,
+            slots: VerifySlots::default(),
         })
+    }
+
+    /// Allow at most `max` password verifications at once (default: one
+    /// per CPU); further AUTHs wait their turn.
+    pub fn with_max_concurrent_verifications(mut self, max: usize) -> Self {
+        self.slots = VerifySlots::new(max);
+        self
     }
 
     /// The live lookup connection, reconnecting if it was closed.
@@ -584,7 +593,7 @@ impl AccountDirectory for PgDirectory {
             },
             Err(_) => Candidate::Unknown,
         };
-        decide_blocking(candidate, &self.dummy, password).await
+        decide_blocking(&self.slots, candidate, &self.dummy, password).await
     }
 
     async fn is_local_recipient(&self, address: &Address) -> Result<bool, AccountError> {

@@ -242,3 +242,42 @@ fn unknown_logins_cost_as_much_as_known_ones() {
         );
     }
 }
+
+/// With one verification slot, concurrent AUTHs queue and all complete
+/// with the right answers (no deadlock, no answer mixed up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifications_queue_for_a_bounded_number_of_slots() {
+    use std::sync::Arc;
+
+    use portcullis_accounts::AccountDirectory;
+    let hash = hash_password_with("right", CHEAP).unwrap();
+    let dir = Arc::new(
+        FileDirectory::from_toml(&user_toml("a@example.org", &hash))
+            .unwrap()
+            .with_max_concurrent_verifications(1),
+    );
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let dir = Arc::clone(&dir);
+            tokio::spawn(async move {
+                let password: &[u8] = if i % 2 == 0 { b"right" } else { b"wrong" };
+                (
+                    i,
+                    dir.authenticate("a@example.org", password).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, outcome) = task.await.unwrap();
+        if i % 2 == 0 {
+            assert!(matches!(outcome, AuthOutcome::Authenticated(_)), "{i}");
+        } else {
+            assert_eq!(
+                outcome,
+                AuthOutcome::Denied(AuthDenied::WrongPassword),
+                "{i}"
+            );
+        }
+    }
+}
