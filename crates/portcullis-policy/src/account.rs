@@ -25,6 +25,11 @@ pub struct Account {
     kind: AccountKind,
     name: String,
     key: String,
+    // Store keys of the per-account counters, built once per session
+    // rather than once per decision.
+    msg_key: String,
+    rcpt_key: String,
+    dist_key: String,
 }
 
 impl Account {
@@ -38,8 +43,12 @@ impl Account {
             AccountKind::Network => "n",
             AccountKind::Client => "c",
         };
+        let key = format!("{tag}:{name}");
         Account {
-            key: format!("{tag}:{name}"),
+            msg_key: format!("msg:{key}"),
+            rcpt_key: format!("rcpt:{key}"),
+            dist_key: format!("dist:{key}"),
+            key,
             kind,
             name,
         }
@@ -83,6 +92,21 @@ impl Account {
     /// The store key, e.g. `u:alice@example.com`.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Store key of the message-rate counter.
+    pub(crate) fn msg_key(&self) -> &str {
+        &self.msg_key
+    }
+
+    /// Store key of the recipient-rate counter.
+    pub(crate) fn rcpt_key(&self) -> &str {
+        &self.rcpt_key
+    }
+
+    /// Store key of the distinct-recipient set.
+    pub(crate) fn dist_key(&self) -> &str {
+        &self.dist_key
     }
 
     /// The domain whose limits apply when the account has none of its own:

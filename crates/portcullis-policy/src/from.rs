@@ -143,13 +143,24 @@ impl FromRules {
 
     fn owns(&self, account: &Account, sender: &Address) -> bool {
         let own = match account.kind() {
-            AccountKind::User => sender.key().eq_ignore_ascii_case(account.name()),
+            AccountKind::User => account
+                .name()
+                .rsplit_once('@')
+                .is_some_and(|(local, domain)| {
+                    local.eq_ignore_ascii_case(sender.local_part().as_str())
+                        && domain.eq_ignore_ascii_case(sender.domain().ascii())
+                }),
             AccountKind::Domain => sender.domain().ascii().eq_ignore_ascii_case(account.name()),
             AccountKind::Network | AccountKind::Client => true,
         };
         own || self.identities.get(account.name()).is_some_and(|ids| {
-            ids.iter()
-                .any(|id| id.key().eq_ignore_ascii_case(&sender.key()))
+            ids.iter().any(|id| {
+                id.domain() == sender.domain()
+                    && id
+                        .local_part()
+                        .as_str()
+                        .eq_ignore_ascii_case(sender.local_part().as_str())
+            })
         })
     }
 }

@@ -2,6 +2,7 @@
 //! relay. Nothing survives a restart; use the Redis store for that.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
@@ -48,30 +49,88 @@ impl WindowState {
     }
 }
 
+/// A key's identity in the maps: two independent keyed SipHash values of
+/// it (see [`MemoryStore`] on collisions).
+type Id = u128;
+
+/// The maps are keyed by [`Id`]s, which are random already: hash them by
+/// taking their low bits instead of hashing again.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used for u128/u64 keys; fold anything else in (FNV-1a).
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = DashMap<Id, V, BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Default)]
 struct CounterEntry {
-    windows: Vec<WindowState>,
+    /// The logical key, for reports.
+    key: Box<str>,
+    /// The first two windows (minute and hour, typically) live inline in
+    /// the map's table, one pointer hop less than a `Vec`.
+    inline: [Option<WindowState>; 2],
+    more: Vec<WindowState>,
 }
 
 impl CounterEntry {
+    fn windows_mut(&mut self) -> impl Iterator<Item = &mut WindowState> {
+        self.inline.iter_mut().flatten().chain(self.more.iter_mut())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.inline.iter().all(Option::is_none) && self.more.is_empty()
+    }
+
     fn state(&mut self, window: &Window) -> &mut WindowState {
         // Windows are keyed by geometry only: the limit is a property of
         // the request, so changing a limit keeps the history.
-        let found = self
-            .windows
+        let same = |s: &WindowState| {
+            s.window.length == window.length && s.window.buckets == window.buckets
+        };
+        let fresh = || WindowState {
+            window: *window,
+            slots: VecDeque::new(),
+        };
+        let inline_at = self
+            .inline
             .iter()
-            .position(|s| s.window.length == window.length && s.window.buckets == window.buckets);
-        let at = match found {
-            Some(at) => at,
+            .position(|s| s.as_ref().is_some_and(same))
+            .or_else(|| {
+                if self.more.iter().any(same) {
+                    None
+                } else {
+                    self.inline.iter().position(Option::is_none)
+                }
+            });
+        let state = match inline_at {
+            Some(i) => self.inline[i].get_or_insert_with(fresh),
             None => {
-                self.windows.push(WindowState {
-                    window: *window,
-                    slots: VecDeque::new(),
-                });
-                self.windows.len() - 1
+                let at = match self.more.iter().position(same) {
+                    Some(at) => at,
+                    None => {
+                        self.more.push(fresh());
+                        self.more.len() - 1
+                    }
+                };
+                &mut self.more[at]
             }
         };
-        let state = &mut self.windows[at];
         state.window.limit = window.limit;
         state
     }
@@ -79,8 +138,8 @@ impl CounterEntry {
 
 #[derive(Debug, Default)]
 struct DistinctEntry {
-    /// Member → last seen (ms).
-    members: HashMap<String, u64>,
+    /// Keyed hash of the member → last seen (ms).
+    members: HashMap<u64, u64, BuildHasherDefault<IdHasher>>,
 }
 
 /// The in-memory [`CounterStore`]: dashmap maps of counters, distinct sets,
@@ -91,11 +150,21 @@ struct DistinctEntry {
 ///
 /// Memory grows with the number of keys; call [`purge`](MemoryStore::purge)
 /// now and then to drop keys whose data no longer counts.
+///
+/// Counter, set and block keys are held as 128-bit keyed hashes (two
+/// SipHash-1-3 values under random per-store keys), and distinct members
+/// as 64-bit ones, so a lookup never chases a key string. Two keys could
+/// only share a counter with probability about `n² / 2¹²⁹` (a shared
+/// counter is stricter, never laxer); two members of one set collide with
+/// probability about `m² / 2⁶⁵`, and an attacker cannot aim for it without
+/// the store's random keys.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    counters: DashMap<String, CounterEntry>,
-    distinct: DashMap<String, DistinctEntry>,
-    blocks: DashMap<String, u64>,
+    hash_hi: RandomState,
+    hash_lo: RandomState,
+    counters: IdMap<CounterEntry>,
+    distinct: IdMap<DistinctEntry>,
+    blocks: IdMap<u64>,
     locks: DashMap<String, LockRecord>,
 }
 
@@ -112,13 +181,39 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    fn id(&self, key: &str) -> Id {
+        (u128::from(self.hash_hi.hash_one(key)) << 64) | u128::from(self.hash_lo.hash_one(key))
+    }
+
+    fn member(&self, member: &str) -> u64 {
+        self.hash_lo.hash_one(("member", member))
+    }
+
+    fn counter_entry(&self, key: &str) -> dashmap::mapref::one::RefMut<'_, Id, CounterEntry> {
+        self.counters
+            .entry(self.id(key))
+            .or_insert_with(|| CounterEntry {
+                key: key.into(),
+                inline: [None, None],
+                more: Vec::new(),
+            })
+    }
+
     /// Drop counters, distinct members and blocks that no longer count at
     /// `now` (lock records are kept: they are history).
     pub fn purge(&self, now: SystemTime) {
         let now_ms = to_ms(now);
         self.counters.retain(|_, entry| {
-            entry.windows.retain_mut(|w| w.prune_and_count(now_ms) > 0);
-            !entry.windows.is_empty()
+            for slot in &mut entry.inline {
+                if slot
+                    .as_mut()
+                    .is_some_and(|w| w.prune_and_count(now_ms) == 0)
+                {
+                    *slot = None;
+                }
+            }
+            entry.more.retain_mut(|w| w.prune_and_count(now_ms) > 0);
+            !entry.is_empty()
         });
         self.blocks.retain(|_, until| *until > now_ms);
         // A distinct set forgets a member after its window; the window is
@@ -132,7 +227,7 @@ impl MemoryStore {
     }
 
     fn apply(&self, counter: &Counter<'_>, now_ms: u64, sign_add: bool) {
-        let mut entry = self.counters.entry(counter.key.to_owned()).or_default();
+        let mut entry = self.counter_entry(counter.key);
         for w in counter.windows {
             let state = entry.state(w);
             let index = w.bucket_of(now_ms);
@@ -146,13 +241,13 @@ impl MemoryStore {
 
     /// Check every window of `counter` and add its cost when all fit.
     fn check_and_add(&self, counter: &Counter<'_>, now_ms: u64) -> Option<(usize, u64, Duration)> {
-        let mut entry = match self.counters.get_mut(counter.key) {
-            Some(e) => e,
-            None => self.counters.entry(counter.key.to_owned()).or_default(),
-        };
+        let mut entry = self.counter_entry(counter.key);
         for (wi, w) in counter.windows.iter().enumerate() {
             let state = entry.state(w);
             let count = state.prune_and_count(now_ms);
+            if count.saturating_add(counter.cost) <= w.limit {
+                continue;
+            }
             if let Some(retry) = w.retry_after(state.slots.iter().copied(), counter.cost, now_ms) {
                 return Some((wi, count, retry));
             }
@@ -165,14 +260,15 @@ impl MemoryStore {
 
     fn undo_distinct(&self, request: &Request<'_>, undo: DistinctUndo) {
         let Some(d) = request.distinct else { return };
-        if let Some(mut set) = self.distinct.get_mut(d.key) {
+        if let Some(mut set) = self.distinct.get_mut(&self.id(d.key)) {
+            let member = self.member(d.member);
             match undo {
                 DistinctUndo::None => {}
                 DistinctUndo::Inserted => {
-                    set.members.remove(d.member);
+                    set.members.remove(&member);
                 }
                 DistinctUndo::Refreshed(seen) => {
-                    set.members.insert(d.member.to_owned(), seen);
+                    set.members.insert(member, seen);
                 }
             }
         }
@@ -193,7 +289,7 @@ impl CounterStore for MemoryStore {
             }
         }
         for (index, key) in request.blocks.iter().enumerate() {
-            if let Some(until) = self.blocks.get(*key)
+            if let Some(until) = self.blocks.get(&self.id(key))
                 && *until > now_ms
             {
                 return Ok(Outcome::Blocked {
@@ -205,13 +301,11 @@ impl CounterStore for MemoryStore {
 
         let mut undo = DistinctUndo::None;
         if let Some(d) = request.distinct {
-            let mut set = match self.distinct.get_mut(d.key) {
-                Some(s) => s,
-                None => self.distinct.entry(d.key.to_owned()).or_default(),
-            };
+            let member = self.member(d.member);
+            let mut set = self.distinct.entry(self.id(d.key)).or_default();
             // A member counts while last seen within (now - window, now].
             let horizon = now_ms.saturating_sub(duration_ms(d.window));
-            if let Some(seen) = set.members.get_mut(d.member).filter(|s| **s > horizon) {
+            if let Some(seen) = set.members.get_mut(&member).filter(|s| **s > horizon) {
                 undo = DistinctUndo::Refreshed(*seen);
                 *seen = now_ms.max(*seen);
             } else {
@@ -229,7 +323,7 @@ impl CounterStore for MemoryStore {
                     }
                     return Ok(Outcome::DistinctExceeded { count });
                 }
-                set.members.insert(d.member.to_owned(), now_ms);
+                set.members.insert(member, now_ms);
                 undo = DistinctUndo::Inserted;
             }
         }
@@ -257,7 +351,7 @@ impl CounterStore for MemoryStore {
 
     fn block(&self, key: &str, until: SystemTime, _now: SystemTime) -> Result<(), StoreError> {
         let until = to_ms(until);
-        let mut entry = self.blocks.entry(key.to_owned()).or_insert(until);
+        let mut entry = self.blocks.entry(self.id(key)).or_insert(until);
         *entry = (*entry).max(until);
         Ok(())
     }
@@ -307,8 +401,9 @@ impl CounterStore for MemoryStore {
         let now_ms = to_ms(now);
         let mut out = Vec::new();
         for mut entry in self.counters.iter_mut() {
-            let key = entry.key().clone();
-            for w in &mut entry.windows {
+            let entry = entry.value_mut();
+            let key = entry.key.to_string();
+            for w in entry.windows_mut() {
                 let count = w.prune_and_count(now_ms);
                 if count > 0 {
                     out.push(CounterSnapshot {

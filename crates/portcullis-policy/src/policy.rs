@@ -2,6 +2,7 @@
 //! function of (configuration + store, input, `now`) returning a
 //! [`Verdict`]; [`PolicyFilter`](crate::PolicyFilter) calls them per stage.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use portcullis_core::{Client, ForwardPath, MailParams, Reply, ReversePath, Verdict, mask_ip};
 
 use crate::account::{Account, network_key};
-use crate::config::{AbuseLock, PolicyConfig, StoreFailure};
+use crate::config::{AbuseLock, AccountLimits, PolicyConfig, RateLimits, StoreFailure, Windows};
 use crate::connection::{GateDecision, LoadGate};
 use crate::from::{FromCheckError, FromViolation};
 use crate::lists::ListMatch;
@@ -483,57 +484,87 @@ impl Policy {
             return v;
         }
 
-        let net = self.net(client.ip());
         let lock = lock_key(account);
-        let inv_account = format!("blk:inv:{}", account.key());
-        let inv_ip = format!("blk:inv:ip:{net}");
         let locks = [lock.as_str()];
-        let blocks = [inv_account.as_str(), inv_ip.as_str()];
-
-        let account_windows = limits.rates.message_windows();
-        let ip_windows = self.config.client_limits.message_windows();
-        let domain_windows = self.config.sender_domain_limits.message_windows();
-        let account_key = format!("msg:{}", account.key());
-        let ip_key = format!("msg:ip:{net}");
-        let domain_key = sender
-            .address()
-            .map(|a| format!("msg:sd:{}", a.domain().ascii()));
-        let mut counters: Vec<(Counter<'_>, &'static str)> = Vec::with_capacity(3);
-        if listed != ListMatch::Allowed {
-            counters_for(
-                &mut counters,
-                &account_key,
-                &account_windows,
-                limits.rates.counting,
-                "messages per account",
-            );
-            if account.is_outbound() {
-                counters_for(
-                    &mut counters,
-                    &ip_key,
-                    &ip_windows,
-                    self.config.client_limits.counting,
-                    "messages per client",
-                );
-            }
-            if let Some(k) = &domain_key {
-                counters_for(
-                    &mut counters,
-                    k,
-                    &domain_windows,
-                    self.config.sender_domain_limits.counting,
-                    "messages per sender domain",
-                );
-            }
-        }
-        let plain: Vec<Counter<'_>> = counters.iter().map(|(c, _)| *c).collect();
+        let blocks = self.invalid_recipient_blocks(client, account);
+        let blocks: Vec<&str> = blocks.iter().map(String::as_str).collect();
+        let keys = if listed == ListMatch::Allowed {
+            RateKeys::default()
+        } else {
+            self.rate_keys(Unit::Messages, client, account, sender, limits)
+        };
+        let (counters, what) = keys.counters();
         let request = Request {
             locks: &locks,
             blocks: &blocks,
             distinct: None,
-            counters: &plain,
+            counters: &counters[..what.len()],
         };
-        self.apply_outcome(account, &counters, request, now)
+        self.apply_outcome(account, what, request, now)
+    }
+
+    /// Block keys for the invalid-recipient cap: only consulted when the cap
+    /// is configured (nothing else sets them).
+    fn invalid_recipient_blocks(&self, client: &Client, account: &Account) -> Vec<String> {
+        if self.config.invalid_recipients.is_none() {
+            return Vec::new();
+        }
+        vec![
+            format!("blk:inv:{}", account.key()),
+            format!("blk:inv:ip:{}", self.net(client.ip())),
+        ]
+    }
+
+    /// The rate counters of one stage; no key is built for a limit that is
+    /// not configured.
+    fn rate_keys<'a>(
+        &self,
+        unit: Unit,
+        client: &Client,
+        account: &'a Account,
+        sender: &ReversePath,
+        limits: &AccountLimits,
+    ) -> RateKeys<'a> {
+        let (tag, pick): (&str, fn(&RateLimits) -> Windows) = match unit {
+            Unit::Messages => ("msg", RateLimits::message_windows),
+            Unit::Recipients => ("rcpt", RateLimits::recipient_windows),
+        };
+        let mut keys = RateKeys::default();
+        let account_windows = pick(&limits.rates);
+        if !account_windows.as_slice().is_empty() {
+            let key = match unit {
+                Unit::Messages => account.msg_key(),
+                Unit::Recipients => account.rcpt_key(),
+            };
+            keys.push(
+                Cow::Borrowed(key),
+                account_windows,
+                limits.rates.counting,
+                unit.what(0),
+            );
+        }
+        let ip_windows = pick(&self.config.client_limits);
+        // An inbound account is its client network already.
+        if account.is_outbound() && !ip_windows.as_slice().is_empty() {
+            keys.push(
+                Cow::Owned(format!("{tag}:ip:{}", self.net(client.ip()))),
+                ip_windows,
+                self.config.client_limits.counting,
+                unit.what(1),
+            );
+        }
+        let domain_windows = pick(&self.config.sender_domain_limits);
+        if let Some(a) = sender.address()
+            && !domain_windows.as_slice().is_empty()
+        {
+            keys.push(
+                Cow::Owned(format!("{tag}:sd:{}", a.domain().ascii())),
+                domain_windows,
+                self.config.sender_domain_limits.counting,
+                unit.what(2),
+            );
+        }
+        keys
     }
 
     /// `RCPT TO`: recipient deny/allow lists, the recipient directory,
@@ -571,70 +602,45 @@ impl Policy {
             }
         }
         let limits = self.config.limits_for(account);
-        let net = self.net(client.ip());
-        let inv_account = format!("blk:inv:{}", account.key());
-        let inv_ip = format!("blk:inv:ip:{net}");
-        let blocks = [inv_account.as_str(), inv_ip.as_str()];
-
-        let distinct_key = format!("dist:{}", account.key());
-        let member = rcpt
-            .address()
-            .map_or_else(|| "postmaster".to_owned(), |a| a.key().to_lowercase());
-        let distinct = limits.distinct_recipients_per_day.map(|limit| Distinct {
-            key: &distinct_key,
-            member: &member,
-            window: Duration::from_secs(86_400),
-            limit,
-        });
-
-        let account_windows = limits.rates.recipient_windows();
-        let ip_windows = self.config.client_limits.recipient_windows();
-        let domain_windows = self.config.sender_domain_limits.recipient_windows();
-        let account_key = format!("rcpt:{}", account.key());
-        let ip_key = format!("rcpt:ip:{net}");
-        let domain_key = sender
-            .address()
-            .map(|a| format!("rcpt:sd:{}", a.domain().ascii()));
-        let mut counters: Vec<(Counter<'_>, &'static str)> = Vec::with_capacity(3);
-        counters_for(
-            &mut counters,
-            &account_key,
-            &account_windows,
-            limits.rates.counting,
-            "recipients per account",
-        );
-        if account.is_outbound() {
-            counters_for(
-                &mut counters,
-                &ip_key,
-                &ip_windows,
-                self.config.client_limits.counting,
-                "recipients per client",
-            );
-        }
-        if let Some(k) = &domain_key {
-            counters_for(
-                &mut counters,
-                k,
-                &domain_windows,
-                self.config.sender_domain_limits.counting,
-                "recipients per sender domain",
-            );
-        }
-        let plain: Vec<Counter<'_>> = counters.iter().map(|(c, _)| *c).collect();
+        let blocks = self.invalid_recipient_blocks(client, account);
+        let blocks: Vec<&str> = blocks.iter().map(String::as_str).collect();
+        let distinct_key;
+        let member;
+        let distinct = match limits.distinct_recipients_per_day {
+            Some(limit) => {
+                distinct_key = account.dist_key();
+                member = rcpt.address().map_or_else(
+                    || "postmaster".to_owned(),
+                    |a| {
+                        let mut m = a.key();
+                        m.make_ascii_lowercase();
+                        m
+                    },
+                );
+                Some(Distinct {
+                    key: distinct_key,
+                    member: &member,
+                    window: Duration::from_secs(86_400),
+                    limit,
+                })
+            }
+            None => None,
+        };
+        let keys = self.rate_keys(Unit::Recipients, client, account, sender, limits);
+        let (counters, what) = keys.counters();
         let request = Request {
             locks: &[],
             blocks: &blocks,
             distinct,
-            counters: &plain,
+            counters: &counters[..what.len()],
         };
-        self.apply_outcome(account, &counters, request, now)
+        self.apply_outcome(account, what, request, now)
     }
 
     fn apply_outcome(
         &self,
         account: &Account,
-        counters: &[(Counter<'_>, &'static str)],
+        what: &[&'static str],
         request: Request<'_>,
         now: SystemTime,
     ) -> Verdict {
@@ -662,7 +668,7 @@ impl Policy {
                 retry_after,
                 ..
             }) => {
-                let what = counters.get(counter).map_or("rate", |(_, w)| w);
+                let what = what.get(counter).copied().unwrap_or("rate");
                 let v = Verdict::Defer(Reply::rate_limited(what, secs_ceil(retry_after)));
                 self.record(account.key(), Rule::Rate, &v, now);
                 self.count_violation(account, now);
@@ -810,22 +816,63 @@ fn lock_key(account: &Account) -> String {
     format!("lock:{}", account.key())
 }
 
-fn counters_for<'a>(
-    out: &mut Vec<(Counter<'a>, &'static str)>,
-    key: &'a str,
-    windows: &'a crate::config::Windows,
-    counting: Counting,
-    what: &'static str,
-) {
-    if !windows.as_slice().is_empty() {
-        out.push((
-            Counter {
-                key,
-                cost: 1,
-                windows: windows.as_slice(),
-                counting,
-            },
-            what,
-        ));
+/// What a rate counts.
+#[derive(Clone, Copy)]
+enum Unit {
+    Messages,
+    Recipients,
+}
+
+impl Unit {
+    /// Text naming the counter `i` (account, client, sender domain).
+    fn what(self, i: usize) -> &'static str {
+        match (self, i) {
+            (Unit::Messages, 0) => "messages per account",
+            (Unit::Messages, 1) => "messages per client",
+            (Unit::Messages, _) => "messages per sender domain",
+            (Unit::Recipients, 0) => "recipients per account",
+            (Unit::Recipients, 1) => "recipients per client",
+            (Unit::Recipients, _) => "recipients per sender domain",
+        }
+    }
+}
+
+/// Up to three rate counters (account, client, sender domain) and their
+/// keys, held inline so a decision allocates only the key strings.
+#[derive(Default)]
+struct RateKeys<'a> {
+    keys: [Cow<'a, str>; 3],
+    windows: [Option<Windows>; 3],
+    counting: [Counting; 3],
+    what: [&'static str; 3],
+    len: usize,
+}
+
+impl<'a> RateKeys<'a> {
+    fn push(
+        &mut self,
+        key: Cow<'a, str>,
+        windows: Windows,
+        counting: Counting,
+        what: &'static str,
+    ) {
+        if let Some(i) = (self.len < 3).then_some(self.len) {
+            self.keys[i] = key;
+            self.windows[i] = Some(windows);
+            self.counting[i] = counting;
+            self.what[i] = what;
+            self.len += 1;
+        }
+    }
+
+    /// The counters (first `len` are meaningful) and their names.
+    fn counters(&self) -> ([Counter<'_>; 3], &[&'static str]) {
+        let counter = |i: usize| Counter {
+            key: &self.keys[i],
+            cost: 1,
+            windows: self.windows[i].as_ref().map_or(&[], Windows::as_slice),
+            counting: self.counting[i],
+        };
+        ([counter(0), counter(1), counter(2)], &self.what[..self.len])
     }
 }

@@ -102,12 +102,11 @@ impl Window {
     /// limit never fits: the hint is then one window length.
     pub fn retry_after(
         &self,
-        counted: impl IntoIterator<Item = (u64, u64)>,
+        counted: impl IntoIterator<Item = (u64, u64)> + Clone,
         cost: u64,
         now_ms: u64,
     ) -> Option<Duration> {
-        let counted: Vec<(u64, u64)> = counted.into_iter().collect();
-        let mut total: u64 = counted.iter().map(|&(_, c)| c).sum();
+        let mut total: u64 = counted.clone().into_iter().map(|(_, c)| c).sum();
         if total.saturating_add(cost) <= self.limit {
             return None;
         }
