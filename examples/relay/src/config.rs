@@ -57,6 +57,86 @@ pub(crate) struct FileConfig {
     pub(crate) backup_mx: BackupMxSection,
     pub(crate) forward: BTreeMap<String, String>,
     pub(crate) limits: LimitsSection,
+    pub(crate) policy: PolicySection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct PolicySection {
+    pub(crate) messages_per_minute: Option<u64>,
+    pub(crate) messages_per_hour: Option<u64>,
+    pub(crate) recipients_per_minute: Option<u64>,
+    pub(crate) recipients_per_hour: Option<u64>,
+    pub(crate) distinct_recipients_per_day: Option<u64>,
+    pub(crate) client_messages_per_hour: Option<u64>,
+    pub(crate) auth_failures_max: u64,
+    pub(crate) auth_failures_window_secs: u64,
+    pub(crate) auth_failures_block_secs: u64,
+    pub(crate) invalid_recipients_max: u64,
+    pub(crate) invalid_recipients_window_secs: u64,
+    pub(crate) invalid_recipients_block_secs: u64,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            messages_per_minute: None,
+            messages_per_hour: None,
+            recipients_per_minute: None,
+            recipients_per_hour: None,
+            distinct_recipients_per_day: None,
+            client_messages_per_hour: None,
+            auth_failures_max: 5,
+            auth_failures_window_secs: 600,
+            auth_failures_block_secs: 900,
+            invalid_recipients_max: 20,
+            invalid_recipients_window_secs: 600,
+            invalid_recipients_block_secs: 900,
+        }
+    }
+}
+
+impl PolicySection {
+    /// The `portcullis-policy` configuration these keys describe.
+    // `PolicyConfig` is #[non_exhaustive]: no struct literal from outside.
+    #[allow(clippy::field_reassign_with_default)]
+    pub(crate) fn to_policy(&self) -> portcullis_policy::PolicyConfig {
+        use portcullis_policy::{AccountLimits, FailureCap, PolicyConfig, RateLimits};
+        let cap = |max: u64, window: u64, block: u64| {
+            (max > 0).then(|| FailureCap {
+                max,
+                window: Duration::from_secs(window.max(1)),
+                block_for: Duration::from_secs(block),
+            })
+        };
+        let mut c = PolicyConfig::default();
+        c.account_defaults = AccountLimits {
+            rates: RateLimits {
+                messages_per_minute: self.messages_per_minute,
+                messages_per_hour: self.messages_per_hour,
+                recipients_per_minute: self.recipients_per_minute,
+                recipients_per_hour: self.recipients_per_hour,
+                ..RateLimits::default()
+            },
+            distinct_recipients_per_day: self.distinct_recipients_per_day,
+            ..AccountLimits::default()
+        };
+        c.client_limits = RateLimits {
+            messages_per_hour: self.client_messages_per_hour,
+            ..RateLimits::default()
+        };
+        c.auth_failures = cap(
+            self.auth_failures_max,
+            self.auth_failures_window_secs,
+            self.auth_failures_block_secs,
+        );
+        c.invalid_recipients = cap(
+            self.invalid_recipients_max,
+            self.invalid_recipients_window_secs,
+            self.invalid_recipients_block_secs,
+        );
+        c
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,6 +251,7 @@ pub(crate) struct LimitsSection {
     pub(crate) max_message_size: u64,
     pub(crate) max_recipients: usize,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_client: usize,
     pub(crate) idle_timeout_secs: u64,
     pub(crate) shutdown_grace_secs: u64,
 }
@@ -181,6 +262,7 @@ impl Default for LimitsSection {
             max_message_size: 25 * 1024 * 1024,
             max_recipients: 100,
             max_connections: 1000,
+            max_connections_per_client: 50,
             idle_timeout_secs: 300,
             shutdown_grace_secs: 30,
         }
@@ -330,7 +412,9 @@ pub(crate) struct Settings {
     pub(crate) max_message_size: u64,
     pub(crate) max_recipients: usize,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_client: usize,
     pub(crate) idle_timeout: Duration,
+    pub(crate) policy: portcullis_policy::PolicyConfig,
     pub(crate) shutdown_grace: Duration,
 }
 
@@ -601,6 +685,12 @@ pub(crate) fn check(
     if l.max_connections == 0 {
         return Err(invalid("limits.max_connections", "must be at least 1"));
     }
+    if l.max_connections_per_client == 0 {
+        return Err(invalid(
+            "limits.max_connections_per_client",
+            "must be at least 1",
+        ));
+    }
     if l.max_message_size < 1024 {
         return Err(invalid(
             "limits.max_message_size",
@@ -640,7 +730,9 @@ pub(crate) fn check(
         max_message_size: l.max_message_size,
         max_recipients: l.max_recipients,
         max_connections: l.max_connections,
+        max_connections_per_client: l.max_connections_per_client,
         idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+        policy: file.policy.to_policy(),
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
     })
 }

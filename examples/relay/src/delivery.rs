@@ -66,6 +66,8 @@ pub(crate) struct DeliverySettings {
     pub(crate) first_retry: Duration,
 }
 
+// `SchedulerConfig` is #[non_exhaustive]: no struct literal from outside.
+#[allow(clippy::field_reassign_with_default)]
 fn sched_config(lifetime: Duration, first_retry: Duration) -> SchedulerConfig {
     let mut c = SchedulerConfig::default();
     c.max_lifetime = lifetime;

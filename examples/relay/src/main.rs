@@ -26,7 +26,7 @@ use std::time::Duration;
 use clap::Parser;
 use portcullis_core::{Chain, Clock, SystemClock};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Settings;
 use crate::rules::{RelayFilter, RelayRules, Role};
@@ -294,7 +294,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     );
     let deliverer = delivery::Deliverer::new(
         spool,
-        clock,
+        clock.clone(),
         rules.clone(),
         mailboxes.clone(),
         settings.hostname.clone(),
@@ -317,16 +317,35 @@ async fn run(settings: Settings) -> Result<(), String> {
             role,
         })
     };
+    let policy = Arc::new(portcullis_policy::Policy::new(
+        settings.policy.clone(),
+        Arc::new(portcullis_policy::MemoryStore::new()),
+    ));
+    let policy_filter: Arc<dyn portcullis_core::Filter> = Arc::new(
+        portcullis_policy::PolicyFilter::new(policy.clone(), clock.clone()),
+    );
     let (deadline_tx, deadline_rx) = watch::channel(false);
     let shared = Arc::new(server::Shared {
         settings: settings.clone(),
         rules: rules.clone(),
-        mx_chain: Chain::new().with(relay_filter(Role::Mx)),
-        submission_chain: Chain::new().with(relay_filter(Role::Submission)),
+        // The relay's own rules first (no open relay), then the policy.
+        mx_chain: Chain::new()
+            .with(relay_filter(Role::Mx))
+            .with(policy_filter.clone()),
+        submission_chain: Chain::new()
+            .with(relay_filter(Role::Submission))
+            .with(policy_filter),
         tls,
         accounts: accounts.clone(),
         deliverer: deliverer.clone(),
-        connections: Arc::new(Semaphore::new(settings.max_connections)),
+        sessions: portcullis_policy::SessionLimiter::new(portcullis_policy::SessionLimits {
+            per_client: settings.max_connections_per_client,
+            total: settings.max_connections,
+            v4_prefix: 32,
+            v6_prefix: 64,
+        }),
+        policy,
+        clock: clock.clone(),
         deadline: deadline_rx,
     });
 

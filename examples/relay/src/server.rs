@@ -8,12 +8,13 @@ use std::time::{Duration, SystemTime};
 
 use portcullis_accounts::{AccountDirectory, AuthOutcome};
 use portcullis_core::{
-    Action, Chain, Client, Context, Envelope, Filter, Reply, ReversePath, Verdict,
+    Action, Chain, Client, Clock, Context, Envelope, Filter, Reply, ReversePath, Verdict,
 };
+use portcullis_policy::{Policy, SessionLimiter};
 use portcullis_smtp::{AuthMechanisms, Event, Session, SessionConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Settings;
@@ -33,7 +34,11 @@ pub(crate) struct Shared {
     pub(crate) tls: TlsAcceptor,
     pub(crate) accounts: Option<Arc<dyn AccountDirectory>>,
     pub(crate) deliverer: Arc<Deliverer>,
-    pub(crate) connections: Arc<Semaphore>,
+    /// Simultaneous sessions, in total and per client (policy crate).
+    pub(crate) sessions: SessionLimiter,
+    /// Failure caps (AUTH, unknown recipients) noted outside the chain.
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Turns true when the grace period after a shutdown signal is over:
     /// sessions still open get 421 and are closed.
     pub(crate) deadline: watch::Receiver<bool>,
@@ -115,16 +120,16 @@ async fn connection(
     implicit_tls: bool,
 ) {
     let _ = tcp.set_nodelay(true);
-    // Global session cap: shed load with 421 rather than fall over.
-    let Ok(_slot) = shared.connections.clone().try_acquire_owned() else {
-        let mut tcp = tcp;
-        let _ = tcp
-            .write_all(
-                &Reply::new(421, (4, 7, 0), "Too many connections, try again later").to_wire(true),
-            )
-            .await;
-        tracing::warn!(client = %peer, listener = role.as_str(), "refused: too many connections");
-        return;
+    // Session caps (total and per client): shed load with 421 rather than
+    // fall over.
+    let _permit = match shared.sessions.try_open(peer.ip()) {
+        Ok(p) => p,
+        Err(reply) => {
+            let mut tcp = tcp;
+            let _ = tcp.write_all(&reply.to_wire(true)).await;
+            tracing::warn!(client = %peer, listener = role.as_str(), reply = %reply, "refused: too many connections");
+            return;
+        }
     };
     let stream = if implicit_tls {
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, shared.tls.accept(tcp)).await {
@@ -341,7 +346,20 @@ impl Conn {
                 decision,
             } => {
                 let given = recipient.path.to_string();
-                let v = chain.rcpt_to(&mut self.cx, &mut recipient).await;
+                let mut v = chain.rcpt_to(&mut self.cx, &mut recipient).await;
+                if v == Verdict::Reject(Reply::no_such_user()) {
+                    // Directory harvesting defence: too many unknown
+                    // recipients block the client.
+                    let policy = &self.shared.policy;
+                    let note = policy.note_invalid_recipient(
+                        &self.cx.client,
+                        &policy.account(&self.cx.client),
+                        self.shared.clock.now(),
+                    );
+                    if note.is_refusal() {
+                        v = note;
+                    }
+                }
                 if v.is_refusal() {
                     self.refused("rcpt", &v);
                     tracing::debug!(recipient = %given, "recipient refused");
@@ -407,7 +425,20 @@ impl Conn {
                 }
                 v
             }
-            Ok(AuthOutcome::Denied(denied)) => Verdict::Reject(denied.reply()),
+            Ok(AuthOutcome::Denied(denied)) => {
+                // Brute-force defence: past the cap the client is blocked
+                // and disconnected (421); below it, the usual 535.
+                let note = self.shared.policy.note_auth_failure(
+                    &self.cx.client,
+                    Some(credentials.authcid()),
+                    self.shared.clock.now(),
+                );
+                if note.is_refusal() {
+                    note
+                } else {
+                    Verdict::Reject(denied.reply())
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "account directory failed");
                 Verdict::defer(e.auth_reply())

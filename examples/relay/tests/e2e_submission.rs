@@ -396,3 +396,93 @@ fn a_refused_recipient_bounces_to_the_sender() {
     assert!(text.contains("5.1.1"), "{text}");
     assert!(!text.contains("fine@sink.test\r\nAction"), "{text}");
 }
+
+/// The policy crate's limits, end to end: a per-account message rate, the
+/// failed-AUTH cap (421 and a block), and per-client session caps.
+#[test]
+fn policy_limits_end_to_end() {
+    if !have_tool("python3") {
+        return;
+    }
+    let sink = Sink::start();
+    let (relay, _tmp) = Relay::start(&format!(
+        "{}[policy]\nmessages_per_minute = 2\nauth_failures_max = 2\n",
+        routed(&sink)
+    ));
+    let script = r#"
+import smtplib, ssl, sys
+host, port, user, pw = sys.argv[1:]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def session():
+    s = smtplib.SMTP(host, int(port), timeout=20)
+    s.starttls(context=ctx)
+    return s
+s = session()
+s.login(user, pw)
+msg = b"Subject: rate\r\n\r\nx\r\n"
+for i in range(3):
+    try:
+        s.sendmail(user, ["r%d@sink.test" % i], msg)
+        print("sent", i)
+    except smtplib.SMTPSenderRefused as e:
+        print("refused", i, e.smtp_code, e.smtp_error.decode())
+s.quit()
+s = session()
+s.ehlo()
+# One mechanism, so each login() is exactly one AUTH attempt.
+s.esmtp_features["auth"] = "PLAIN"
+for i in range(3):
+    try:
+        s.login(user, "wrong")
+    except smtplib.SMTPAuthenticationError as e:
+        print("authfail", i, e.smtp_code, e.smtp_error.decode())
+    except smtplib.SMTPServerDisconnected as e:
+        print("authfail", i, "disconnected")
+        break
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(relay.submission.ip().to_string())
+        .arg(relay.submission.port().to_string())
+        .args([USER, PASSWORD])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("sent 0") && stdout.contains("sent 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("refused 2 451 4.7.1"), "{stdout}");
+    assert!(stdout.contains("authfail 0 535 5.7.8"), "{stdout}");
+    assert!(stdout.contains("authfail 1 535 5.7.8"), "{stdout}");
+    assert!(
+        stdout.contains("authfail 2 421 4.7.0") || stdout.contains("authfail 2 disconnected"),
+        "{stdout}"
+    );
+
+    // The blocked client network is refused at connect, on every listener.
+    let mut c = Client::connect(relay.mx);
+    let r = c.reply().unwrap();
+    assert_eq!((r.code, r.enhanced().as_str()), (421, "4.7.0"), "{r:?}");
+}
+
+#[test]
+fn session_cap_per_client() {
+    let (relay, _tmp) = Relay::start("[limits]\nmax_connections_per_client = 3\n");
+    // Three sessions from one address are fine, the fourth gets 421 4.7.0.
+    let open: Vec<Client> = (0..3).map(|_| Client::greeted(relay.mx)).collect();
+    let mut fourth = Client::connect(relay.submission);
+    let r = fourth.reply().unwrap();
+    assert_eq!((r.code, r.enhanced().as_str()), (421, "4.7.0"), "{r:?}");
+    drop(open);
+    std::thread::sleep(Duration::from_millis(300));
+    Client::greeted(relay.mx);
+}
