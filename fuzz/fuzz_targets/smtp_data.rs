@@ -1,8 +1,80 @@
 #![no_main]
-//! Placeholder until the crate lands; replaced by its issue.
+//! DATA and BDAT decoding. DATA: the decoder gives the same result for any
+//! split, ends only at <CRLF>.<CRLF>, and a clean message re-stuffs to the
+//! same wire octets. BDAT: the chunk comes out exactly as sent.
 
 use libfuzzer_sys::fuzz_target;
+use portcullis_core::{Client, Verdict};
+use portcullis_smtp::{
+    DataDecoder, DataError, DataStatus, Event, Session, SessionConfig, dot_stuff,
+};
 
-fuzz_target!(|data: &[u8]| {
-    let _ = data;
+fn decode(data: &[u8], chunk: usize) -> (Option<usize>, Option<DataError>, Vec<u8>) {
+    let mut d = DataDecoder::new(Some(1000), Some(1 << 20));
+    let mut out = Vec::new();
+    let mut start = 0;
+    for part in data.chunks(chunk.max(1)) {
+        if let DataStatus::Complete { consumed } = d.decode(part, &mut out) {
+            return (Some(start + consumed), d.error(), out);
+        }
+        start += part.len();
+    }
+    (None, d.error(), out)
+}
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&ctl, data)) = input.split_first() else {
+        return;
+    };
+    let chunk = usize::from(ctl) + 1;
+    let whole = decode(data, data.len().max(1));
+    let split = decode(data, chunk);
+    assert_eq!(whole.0, split.0);
+    assert_eq!(whole.1, split.1);
+    if let (Some(end), None) = (whole.0, whole.1) {
+        assert_eq!(whole.2, split.2);
+        // Only <CRLF>.<CRLF> ends the data (the DATA line's CRLF counts).
+        let mut framed = b"\r\n".to_vec();
+        framed.extend_from_slice(&data[..end]);
+        assert!(framed.ends_with(b"\r\n.\r\n"));
+        // A clean message: stuffing it again gives back the wire octets.
+        let mut again = Vec::new();
+        dot_stuff(&whole.2, &mut again);
+        again.extend_from_slice(b".\r\n");
+        assert_eq!(&again[..], &data[..end]);
+    }
+
+    // BDAT: the same octets, whatever they are, come out unchanged.
+    let mut s = Session::new(
+        SessionConfig::new("mx.example"),
+        Client::new("192.0.2.1:25".parse().unwrap()),
+    );
+    let mut wire =
+        b"EHLO c.example\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\n".to_vec();
+    wire.extend_from_slice(format!("BDAT {} LAST\r\n", data.len()).as_bytes());
+    wire.extend_from_slice(data);
+    let mut body = Vec::new();
+    let mut complete = false;
+    for part in wire.chunks(chunk) {
+        s.receive(part);
+        while let Some(e) = s.poll_event() {
+            match e {
+                Event::MessageChunk(c) => body.extend_from_slice(&c),
+                Event::MessageComplete { decision, .. } => {
+                    complete = true;
+                    s.decide(decision, Verdict::Accept).expect("pending");
+                }
+                Event::Connect { decision }
+                | Event::Helo { decision, .. }
+                | Event::MailFrom { decision, .. }
+                | Event::RcptTo { decision, .. }
+                | Event::DataStart { decision, .. } => {
+                    s.decide(decision, Verdict::Accept).expect("pending")
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(complete);
+    assert_eq!(body, data);
 });

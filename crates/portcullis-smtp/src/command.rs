@@ -8,7 +8,7 @@
 use nom::{
     IResult, Parser,
     branch::alt,
-    bytes::complete::{tag, tag_no_case, take_while1},
+    bytes::complete::{tag, take_while1},
     character::complete::{digit1, space1},
     combinator::{all_consuming, opt},
     sequence::preceded,
@@ -166,39 +166,74 @@ fn esmtp_param(p: &str) -> Result<(&str, Option<&str>), CommandError> {
 /// Parse one command line, without its line ending.
 pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
     // Control characters (NUL, bare CR, TAB aside) never belong in a command.
-    if line.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+    if has_control(line) {
         return Err(CommandError::InvalidCharacters);
     }
     let line = std::str::from_utf8(line).map_err(|_| CommandError::InvalidCharacters)?;
-    let verb_end = line.find(' ').unwrap_or(line.len());
-    let (verb, rest) = line.split_at(verb_end);
-    match verb.len() {
-        4 => {}
-        8 if verb.eq_ignore_ascii_case("STARTTLS") => {
-            return no_argument(rest, Command::StartTls);
-        }
-        _ => return Err(CommandError::Unrecognized),
+    let b = line.as_bytes();
+    // Every verb has four letters but STARTTLS; the verb ends the line or
+    // is followed by a space.
+    if b.len() < 4 {
+        return Err(CommandError::Unrecognized);
     }
-    let b = verb.as_bytes();
+    if b.len() > 4 && b[4] != b' ' {
+        if b.len() >= 8
+            && b[..8].eq_ignore_ascii_case(b"STARTTLS")
+            && (b.len() == 8 || b[8] == b' ')
+        {
+            return no_argument(&line[8..], Command::StartTls);
+        }
+        return Err(CommandError::Unrecognized);
+    }
+    // The verb is ASCII if it matches, so slicing at 4 is on a boundary.
     let key = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0xDFDF_DFDF;
+    let rest = || line.get(4..).unwrap_or("");
     match &key.to_be_bytes() {
-        b"HELO" => domain_argument(rest).map(Command::Helo),
-        b"EHLO" => domain_argument(rest).map(Command::Ehlo),
-        b"MAIL" => path_command(rest, "FROM:").map(|(path, params)| Command::Mail { path, params }),
-        b"RCPT" => path_command(rest, "TO:").map(|(path, params)| Command::Rcpt { path, params }),
-        b"DATA" => no_argument(rest, Command::Data),
-        b"BDAT" => bdat(rest),
-        b"RSET" => no_argument(rest, Command::Rset),
+        b"HELO" => domain_argument(rest()).map(Command::Helo),
+        b"EHLO" => domain_argument(rest()).map(Command::Ehlo),
+        b"MAIL" => {
+            path_command(rest(), "FROM:").map(|(path, params)| Command::Mail { path, params })
+        }
+        b"RCPT" => path_command(rest(), "TO:").map(|(path, params)| Command::Rcpt { path, params }),
+        b"DATA" => no_argument(rest(), Command::Data),
+        b"BDAT" => bdat(rest()),
+        b"RSET" => no_argument(rest(), Command::Rset),
         b"NOOP" => Ok(Command::Noop),
-        b"QUIT" => no_argument(rest, Command::Quit),
-        b"VRFY" => string_argument(rest).map(Command::Vrfy),
-        b"EXPN" => string_argument(rest).map(Command::Expn),
+        b"QUIT" => no_argument(rest(), Command::Quit),
+        b"VRFY" => string_argument(rest()).map(Command::Vrfy),
+        b"EXPN" => string_argument(rest()).map(Command::Expn),
         b"HELP" => {
-            let arg = rest.trim_matches(' ');
+            let arg = rest().trim_matches(' ');
             Ok(Command::Help((!arg.is_empty()).then_some(arg)))
         }
-        b"AUTH" => auth(rest),
+        b"AUTH" => auth(rest()),
         _ => Err(CommandError::Unrecognized),
+    }
+}
+
+/// Whether `line` holds a control character other than TAB. A fold without
+/// early exit, so it vectorises.
+fn has_control(line: &[u8]) -> bool {
+    line.iter().fold(false, |acc, &c| {
+        acc | ((c < 0x20) & (c != b'\t')) | (c == 0x7f)
+    })
+}
+
+/// A nom parser for an ASCII keyword, case-insensitively (RFC 5321 §2.4).
+/// nom's own `tag_no_case` on `&str` folds Unicode case, which is slower
+/// and not what SMTP means.
+fn tag_ci<'a>(t: &'static str) -> impl Fn(&'a str) -> IResult<&'a str, &'a str> {
+    move |i: &'a str| {
+        let n = t.len();
+        if i.len() >= n && i.as_bytes()[..n].eq_ignore_ascii_case(t.as_bytes()) {
+            // The matched octets are ASCII, so `n` is a char boundary.
+            Ok((&i[n..], &i[..n]))
+        } else {
+            Err(nom::Err::Error(nom::error::Error::new(
+                i,
+                nom::error::ErrorKind::Tag,
+            )))
+        }
     }
 }
 
@@ -238,7 +273,7 @@ fn path_command<'a>(
     prefix: &'static str,
 ) -> Result<(&'a str, EsmtpParams<'a>), CommandError> {
     let parsed: IResult<&str, &str> =
-        preceded((tag(" "), tag_no_case(prefix), opt(space1)), angle_path).parse(rest);
+        preceded((tag(" "), tag_ci(prefix), opt(space1)), angle_path).parse(rest);
     let (after, path) = parsed.map_err(|_| CommandError::Syntax)?;
     if after.is_empty() {
         return Ok((path, EsmtpParams::default()));
@@ -290,7 +325,7 @@ fn bdat(rest: &str) -> Result<Command<'static>, CommandError> {
     // More than 19 digits cannot be a u64 chunk size worth reading.
     let size: u64 = digits.parse().map_err(|_| CommandError::Syntax)?;
     let last: IResult<&str, Option<&str>> = all_consuming((
-        opt(preceded(space1, tag_no_case("LAST"))),
+        opt(preceded(space1, tag_ci("LAST"))),
         nom::character::complete::space0,
     ))
     .map(|(l, _)| l)

@@ -90,7 +90,11 @@ pub struct DataDecoder {
     max_size: Option<u64>,
     size: u64,
     wire_octets: u64,
-    error: Option<DataError>,
+    // Kept apart so the error reported does not depend on how the input
+    // was split (the checks run at different points of a call).
+    bare_newline: bool,
+    line_too_long: bool,
+    too_big: bool,
 }
 
 impl DataDecoder {
@@ -105,16 +109,27 @@ impl DataDecoder {
             max_size,
             size: 0,
             wire_octets: 0,
-            error: None,
+            bare_newline: false,
+            line_too_long: false,
+            too_big: false,
         }
     }
 
-    /// The first problem seen, if any. The decoder goes on looking for the
-    /// end of the data; after [`DataError::TooBig`] it writes no more output.
-    /// (Output after other errors is still written but not meaningful: the
-    /// message is to be refused.)
+    /// The problem with the message so far, if any; when there are several,
+    /// `TooBig`, then `BareNewline`, then `LineTooLong`. The decoder goes on
+    /// looking for the end of the data; after [`DataError::TooBig`] it
+    /// writes no more output. (Output after other errors is still written
+    /// but not meaningful: the message is to be refused.)
     pub fn error(&self) -> Option<DataError> {
-        self.error
+        if self.too_big {
+            Some(DataError::TooBig)
+        } else if self.bare_newline {
+            Some(DataError::BareNewline)
+        } else if self.line_too_long {
+            Some(DataError::LineTooLong)
+        } else {
+            None
+        }
     }
 
     /// Octets of unstuffed message produced so far (counted even after an
@@ -129,18 +144,19 @@ impl DataDecoder {
     }
 
     fn fail(&mut self, e: DataError) {
-        if self.error.is_none() {
-            self.error = Some(e);
+        match e {
+            DataError::BareNewline => self.bare_newline = true,
+            DataError::LineTooLong => self.line_too_long = true,
+            DataError::TooBig => self.too_big = true,
         }
     }
 
     #[inline]
     fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
         self.size += bytes.len() as u64;
-        if self.error != Some(DataError::TooBig) {
+        if !self.too_big {
             if self.max_size.is_some_and(|m| self.size > m) {
-                // Memory matters more than reporting the first error.
-                self.error = Some(DataError::TooBig);
+                self.too_big = true;
                 return;
             }
             out.extend_from_slice(bytes);
@@ -268,7 +284,7 @@ impl DataDecoder {
         }
         // Every CR followed by LF, every LF preceded by CR, over what was read.
         // (The stuffed dot and the terminator are neither, so they do not disturb it.)
-        if self.error.is_none() && !crlf_paired(prev_cr, &input[..end]) {
+        if !self.bare_newline && !crlf_paired(prev_cr, &input[..end]) {
             self.fail(DataError::BareNewline);
         }
         if complete {

@@ -52,7 +52,8 @@ pub enum Event {
         /// Answer with [`Session::decide`].
         decision: Decision,
     },
-    /// HELO or EHLO. Any transaction in progress was reset (RFC 5321 §4.1.4).
+    /// HELO or EHLO. A transaction in progress was reset (RFC 5321 §4.1.4),
+    /// announced by an [`Event::Reset`] just before.
     Helo {
         /// The argument as sent (a domain or address literal, unchecked).
         name: String,
@@ -120,7 +121,8 @@ pub enum Event {
         /// What the client was told.
         reply: Reply,
     },
-    /// RSET: forget the transaction.
+    /// RSET, or a HELO/EHLO during a transaction: forget the transaction,
+    /// including message chunks of an unfinished BDAT message.
     Reset,
     /// QUIT was answered with `221`; write the output and close.
     Quit,
@@ -810,6 +812,10 @@ impl Session {
         match cmd {
             Command::Helo(name) | Command::Ehlo(name) => {
                 let esmtp = matches!(cmd, Command::Ehlo(_));
+                if self.tx.mail {
+                    // Tell the caller to drop the transaction (and any BDAT chunks).
+                    self.events.push_back(Event::Reset);
+                }
                 self.reset_transaction();
                 let decision = self.pause(
                     PendingKind::Helo {

@@ -239,7 +239,7 @@ impl Runner {
                     self.body.extend_from_slice(&c);
                     None
                 }
-                Event::MessageAborted { .. } => {
+                Event::MessageAborted { .. } | Event::Reset => {
                     self.body.clear();
                     None
                 }
