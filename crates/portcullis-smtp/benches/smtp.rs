@@ -36,7 +36,7 @@ fn stuffed_message() -> Vec<u8> {
     m.extend_from_slice(b"From: a@example.org\r\nTo: b@example.net\r\nSubject: benchmark\r\n\r\n");
     let mut i = 0usize;
     while m.len() < 100 * 1024 {
-        if i % 17 == 0 {
+        if i.is_multiple_of(17) {
             m.extend_from_slice(b"..");
         }
         let text = b"abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ.,0123456789";
