@@ -58,6 +58,50 @@ pub(crate) struct FileConfig {
     pub(crate) forward: BTreeMap<String, String>,
     pub(crate) limits: LimitsSection,
     pub(crate) policy: PolicySection,
+    pub(crate) greylist: GreylistSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct GreylistSection {
+    pub(crate) enabled: bool,
+    pub(crate) delay_secs: u64,
+    pub(crate) retry_window_secs: u64,
+    pub(crate) max_age_secs: u64,
+    pub(crate) auto_whitelist_after: u32,
+    pub(crate) add_header: bool,
+}
+
+impl Default for GreylistSection {
+    fn default() -> Self {
+        // postgrey's defaults.
+        GreylistSection {
+            enabled: false,
+            delay_secs: 300,
+            retry_window_secs: 2 * 86_400,
+            max_age_secs: 35 * 86_400,
+            auto_whitelist_after: 5,
+            add_header: true,
+        }
+    }
+}
+
+impl GreylistSection {
+    /// The `portcullis-greylist` configuration, or `None` when disabled.
+    pub(crate) fn to_greylist(&self) -> Option<portcullis_greylist::GreylistConfig> {
+        if !self.enabled {
+            return None;
+        }
+        Some(portcullis_greylist::GreylistConfig {
+            delay: Duration::from_secs(self.delay_secs),
+            retry_window: Duration::from_secs(self.retry_window_secs.max(self.delay_secs)),
+            max_age: Duration::from_secs(self.max_age_secs.max(1)),
+            auto_whitelist_after: (self.auto_whitelist_after > 0)
+                .then_some(self.auto_whitelist_after),
+            add_header: self.add_header,
+            ..portcullis_greylist::GreylistConfig::default()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -415,6 +459,7 @@ pub(crate) struct Settings {
     pub(crate) max_connections_per_client: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) policy: portcullis_policy::PolicyConfig,
+    pub(crate) greylist: Option<portcullis_greylist::GreylistConfig>,
     pub(crate) shutdown_grace: Duration,
 }
 
@@ -733,6 +778,7 @@ pub(crate) fn check(
         max_connections_per_client: l.max_connections_per_client,
         idle_timeout: Duration::from_secs(l.idle_timeout_secs),
         policy: file.policy.to_policy(),
+        greylist: file.greylist.to_greylist(),
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
     })
 }

@@ -324,14 +324,26 @@ async fn run(settings: Settings) -> Result<(), String> {
     let policy_filter: Arc<dyn portcullis_core::Filter> = Arc::new(
         portcullis_policy::PolicyFilter::new(policy.clone(), clock.clone()),
     );
+    let mut mx_chain = Chain::new()
+        .with(relay_filter(Role::Mx))
+        .with(policy_filter.clone());
+    if let Some(config) = settings.greylist.clone() {
+        let path = data_dir.join("greylist.redb");
+        let store = portcullis_greylist::RedbStore::open(&path)
+            .map_err(|e| format!("greylist store {}: {e}", path.display()))?;
+        let greylist = Arc::new(portcullis_greylist::Greylist::new(Arc::new(store), config));
+        mx_chain.push(Arc::new(portcullis_greylist::GreylistFilter::new(
+            greylist,
+            clock.clone(),
+        )));
+    }
     let (deadline_tx, deadline_rx) = watch::channel(false);
     let shared = Arc::new(server::Shared {
         settings: settings.clone(),
         rules: rules.clone(),
-        // The relay's own rules first (no open relay), then the policy.
-        mx_chain: Chain::new()
-            .with(relay_filter(Role::Mx))
-            .with(policy_filter.clone()),
+        // The relay's own rules first (no open relay), then the policy,
+        // then (MX only) greylisting.
+        mx_chain,
         submission_chain: Chain::new()
             .with(relay_filter(Role::Submission))
             .with(policy_filter),

@@ -351,3 +351,44 @@ fn check_config_names_the_wrong_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn greylisting_defers_a_new_triplet_then_accepts_the_retry() {
+    let (relay, _tmp) = Relay::start(&format!(
+        "{LOCAL}[greylist]\nenabled = true\ndelay_secs = 2\n"
+    ));
+    let attempt = |rcpt: &str| {
+        let mut c = Client::greeted(relay.mx);
+        c.cmd("EHLO retrying.test");
+        c.cmd("MAIL FROM:<patient@world.test>");
+        c.cmd(&format!("RCPT TO:<{rcpt}>"))
+    };
+    let first = attempt("alice@example.org");
+    assert_eq!(
+        (first.code, first.enhanced().as_str()),
+        (451, "4.7.1"),
+        "{first:?}"
+    );
+    // Relay refusal comes before greylisting: never a 4xx for a relay attempt.
+    assert_eq!(attempt("x@other.example").enhanced(), "5.7.1");
+    assert_eq!(attempt("alice@example.org").code, 451, "retried too early");
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut c = Client::greeted(relay.mx);
+    c.cmd("EHLO retrying.test");
+    c.cmd("MAIL FROM:<patient@world.test>");
+    assert_eq!(c.cmd("RCPT TO:<alice@example.org>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send_raw(&message(
+        "grey-1",
+        "patient@world.test",
+        "alice@example.org",
+        "x",
+    ));
+    c.send_raw(b".\r\n");
+    assert_eq!(c.reply().unwrap().code, 250);
+    let got = relay.wait_maildir("example.org", "alice", 1, Duration::from_secs(20));
+    let (_, added) = strip_added_headers(&got[0]);
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(text.contains("X-Greylist:"), "{text}");
+    assert_eq!(added.len(), 3, "{added:?}");
+}
