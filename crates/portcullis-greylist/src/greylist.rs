@@ -135,12 +135,13 @@ impl Decision {
     }
 
     /// The `X-Greylist` header value for a pass worth noting (a delay, a
-    /// whitelist, a failed store); `None` for deferrals and for
-    /// authenticated or relay-network clients, whose mail is not inbound.
+    /// whitelist, a known triplet); `None` for deferrals, for authenticated
+    /// or relay-network clients (whose mail is not inbound), and for a failed
+    /// store (its error text is for the operator's log, not for recipients).
     pub fn header(&self) -> Option<String> {
         match self {
             Decision::Pass {
-                rule: Rule::Authenticated | Rule::RelayNetwork,
+                rule: Rule::Authenticated | Rule::RelayNetwork | Rule::StoreUnavailable { .. },
             }
             | Decision::Defer { .. } => None,
             Decision::Pass { rule } => Some(format!("{rule} by portcullis-greylist")),

@@ -565,6 +565,7 @@ fn store_failure_fails_open_by_default() {
         matches!(d.rule(), Rule::StoreUnavailable { error } if error.contains("connection refused"))
     );
     assert_eq!(d.verdict(), Verdict::Continue);
+    assert_eq!(d.header(), None, "no store error text in mail headers");
 }
 
 #[test]
