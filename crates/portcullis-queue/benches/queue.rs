@@ -31,8 +31,9 @@ fn envelope() -> Envelope {
         ReversePath::parse("<alice@example.org>").unwrap(),
         MailParams::default(),
     );
-    env.recipients
-        .push(Recipient::new(ForwardPath::parse("<bob@example.net>").unwrap()));
+    env.recipients.push(Recipient::new(
+        ForwardPath::parse("<bob@example.net>").unwrap(),
+    ));
     env
 }
 

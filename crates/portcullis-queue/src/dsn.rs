@@ -39,7 +39,8 @@ impl DsnKind {
         }
     }
 
-    fn wanted(self, notify: Notify) -> bool {
+    /// Whether a recipient with these `NOTIFY` flags asked for this kind.
+    pub fn requested_by(self, notify: Notify) -> bool {
         match self {
             DsnKind::Failure => notify.failure,
             DsnKind::Delay => notify.delay,
@@ -123,7 +124,7 @@ pub fn build_dsn(
     let reported: Vec<(&Recipient, &DsnRecipient)> = recipients
         .iter()
         .filter_map(|r| info.envelope.recipients.get(r.index).map(|rc| (rc, r)))
-        .filter(|(rc, _)| kind.wanted(rc.effective_notify()))
+        .filter(|(rc, _)| kind.requested_by(rc.effective_notify()))
         .collect();
     if reported.is_empty() {
         return None;

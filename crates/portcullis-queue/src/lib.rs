@@ -46,6 +46,7 @@
 pub mod dsn;
 pub mod id;
 pub mod routing;
+pub mod runner;
 pub mod scheduler;
 pub mod smtp_transport;
 pub mod spool;
@@ -55,6 +56,7 @@ pub mod transport;
 pub use dsn::{Dsn, DsnConfig, DsnKind, DsnRecipient, build_dsn};
 pub use id::{ParseQueueIdError, QueueId};
 pub use routing::{MxConfig, MxRouter, RouteError, Router, StaticRouter};
+pub use runner::{DeliveryReport, QueueRunner};
 pub use scheduler::{
     Delivery, DestinationLimits, QueueEvent, Scheduler, SchedulerConfig, destination_of,
 };

@@ -525,8 +525,19 @@ impl Scheduler {
             .get(&id)
             .is_some_and(|m| m.rcpts.iter().all(|r| r.status.is_final()));
         if done {
-            self.msgs.remove(&id);
+            if let Some(m) = self.msgs.remove(&id) {
+                self.drop_timers(id, m.arrival);
+            }
             self.events.push_back(QueueEvent::Completed { id });
+        }
+    }
+
+    /// Forget a finished message's timers so `next_wakeup` stays honest.
+    fn drop_timers(&mut self, id: QueueId, arrival: SystemTime) {
+        self.timers
+            .remove(&(arrival + self.config.max_lifetime, id, Timer::Expiry));
+        if let Some(d) = self.config.delay_warning {
+            self.timers.remove(&(arrival + d, id, Timer::DelayWarning));
         }
     }
 
@@ -821,6 +832,7 @@ impl Scheduler {
         let Some(m) = self.msgs.remove(&id) else {
             return;
         };
+        self.drop_timers(id, m.arrival);
         for g in m.groups {
             if !g.in_flight {
                 self.unwait(&g.dest, g.due, id);
