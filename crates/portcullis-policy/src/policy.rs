@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime};
 use portcullis_core::{Client, ForwardPath, MailParams, Reply, ReversePath, Verdict, mask_ip};
 
 use crate::account::{Account, network_key};
-use crate::config::{AbuseLock, AccountLimits, PolicyConfig, RateLimits, StoreFailure, Windows};
+use crate::config::{
+    AbuseLock, AccountLimits, FailureCap, PolicyConfig, RateLimits, StoreFailure, Windows,
+};
 use crate::connection::{GateDecision, LoadGate};
 use crate::from::{FromCheckError, FromViolation};
 use crate::lists::ListMatch;
@@ -365,40 +367,17 @@ impl Policy {
             return Verdict::Continue;
         };
         let net = self.net(client.ip());
-        let ip_key = format!("authf:ip:{net}");
-        let user_key = user.map(|u| format!("authf:user:{}", u.to_ascii_lowercase()));
-        let window = [Window::new(cap.window, cap.max)];
-        let mut counters = vec![Counter {
-            key: &ip_key,
-            cost: 1,
-            windows: &window,
-            counting: Counting::Strict,
-        }];
-        if let Some(k) = &user_key {
-            counters.push(Counter {
-                key: k,
-                cost: 1,
-                windows: &window,
-                counting: Counting::Strict,
-            });
+        let mut subjects = vec![(format!("authf:ip:{net}"), format!("blk:auth:ip:{net}"))];
+        if let Some(user) = user {
+            let user = user.to_ascii_lowercase();
+            subjects.push((
+                format!("authf:user:{user}"),
+                format!("blk:auth:user:{user}"),
+            ));
         }
-        let request = Request {
-            counters: &counters,
-            ..Request::default()
-        };
-        match self.store.decide(&request, now) {
-            Ok(Outcome::Limited { counter, .. }) => {
-                let block = if counter == 0 {
-                    format!("blk:auth:ip:{net}")
-                } else {
-                    format!(
-                        "blk:auth:user:{}",
-                        user.unwrap_or_default().to_ascii_lowercase()
-                    )
-                };
-                if let Err(e) = self.store.block(&block, now + cap.block_for, now) {
-                    return self.store_failed(&e);
-                }
+        match self.count_failure(&cap, &subjects, now) {
+            Ok(false) => Verdict::Continue,
+            Ok(true) => {
                 let v = Verdict::Disconnect(Reply::new(
                     421,
                     (4, 7, 0),
@@ -410,9 +389,39 @@ impl Policy {
                 self.record(&net, Rule::AuthFailures, &v, now);
                 v
             }
-            Ok(_) => Verdict::Continue,
             Err(e) => self.store_failed(&e),
         }
+    }
+
+    /// Count one failure against each `(counter key, block key)` subject
+    /// (strictly); block every subject past the cap. Whether any was blocked.
+    fn count_failure(
+        &self,
+        cap: &FailureCap,
+        subjects: &[(String, String)],
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let window = [Window::new(cap.window, cap.max)];
+        let mut blocked = false;
+        // One request per subject, so each is blocked on its own count
+        // (a shared request would report only the first over its cap).
+        for (counter_key, block_key) in subjects {
+            let counters = [Counter {
+                key: counter_key,
+                cost: 1,
+                windows: &window,
+                counting: Counting::Strict,
+            }];
+            let request = Request {
+                counters: &counters,
+                ..Request::default()
+            };
+            if let Outcome::Limited { .. } = self.store.decide(&request, now)? {
+                self.store.block(block_key, now + cap.block_for, now)?;
+                blocked = true;
+            }
+        }
+        Ok(blocked)
     }
 
     fn locked_verdict(record: &LockRecord, now: SystemTime) -> Verdict {
@@ -690,44 +699,22 @@ impl Policy {
         let Some(cap) = self.config.invalid_recipients else {
             return Verdict::Continue;
         };
-        let net = self.net(client.ip());
-        let account_key = format!("inv:{}", account.key());
-        let ip_key = format!("inv:ip:{net}");
-        let window = [Window::new(cap.window, cap.max)];
-        let mut counters = vec![Counter {
-            key: &account_key,
-            cost: 1,
-            windows: &window,
-            counting: Counting::Strict,
-        }];
+        let mut subjects = vec![(
+            format!("inv:{}", account.key()),
+            format!("blk:inv:{}", account.key()),
+        )];
+        // An inbound account is its client network already.
         if account.is_outbound() {
-            counters.push(Counter {
-                key: &ip_key,
-                cost: 1,
-                windows: &window,
-                counting: Counting::Strict,
-            });
+            let net = self.net(client.ip());
+            subjects.push((format!("inv:ip:{net}"), format!("blk:inv:ip:{net}")));
         }
-        let request = Request {
-            counters: &counters,
-            ..Request::default()
-        };
-        match self.store.decide(&request, now) {
-            Ok(Outcome::Limited { counter, .. }) => {
-                let until = now + cap.block_for;
-                let block = if counter == 0 {
-                    format!("blk:inv:{}", account.key())
-                } else {
-                    format!("blk:inv:ip:{net}")
-                };
-                if let Err(e) = self.store.block(&block, until, now) {
-                    return self.store_failed(&e);
-                }
-                let v = Self::blocked_verdict(until, now);
+        match self.count_failure(&cap, &subjects, now) {
+            Ok(false) => Verdict::Continue,
+            Ok(true) => {
+                let v = Self::blocked_verdict(now + cap.block_for, now);
                 self.record(account.key(), Rule::InvalidRecipients, &v, now);
                 v
             }
-            Ok(_) => Verdict::Continue,
             Err(e) => self.store_failed(&e),
         }
     }

@@ -1,4 +1,5 @@
 //! The `CounterStore` contract and window invariants, against `MemoryStore`.
+#![allow(clippy::unwrap_used)] // test helpers
 
 use std::sync::Arc;
 use std::time::Duration;
