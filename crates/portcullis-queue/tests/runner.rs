@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use portcullis_core::{
-    Clock, Envelope, ForwardPath, MailParams, ManualClock, Recipient, Reply, ReversePath,
+    Envelope, ForwardPath, MailParams, ManualClock, Recipient, Reply, ReversePath,
 };
 use portcullis_queue::{
     DeliveryReport, DeliveryRequest, DsnConfig, FakeTransport, HopHost, NextHop, Outcome,
