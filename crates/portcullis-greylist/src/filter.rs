@@ -53,6 +53,13 @@ impl Filter for GreylistFilter {
             return Verdict::Continue;
         }
         let decision = self.decide(cx, rcpt);
+        tracing::debug!(
+            client = %cx.client.ip(),
+            recipient = %rcpt.path,
+            rule = %decision.rule(),
+            pass = decision.is_pass(),
+            "greylist decision"
+        );
         if self.greylist.config().add_header
             && let Some(value) = decision.header()
         {
