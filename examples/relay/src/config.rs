@@ -59,6 +59,24 @@ pub(crate) struct FileConfig {
     pub(crate) limits: LimitsSection,
     pub(crate) policy: PolicySection,
     pub(crate) greylist: GreylistSection,
+    pub(crate) batv: BatvSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct BatvSection {
+    pub(crate) domains: Vec<String>,
+    pub(crate) key_number: u8,
+    pub(crate) secret: Option<String>,
+    pub(crate) secret_file: Option<PathBuf>,
+}
+
+/// BATV settings the relay runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct Batv {
+    pub(crate) domains: Vec<Domain>,
+    pub(crate) key_number: u8,
+    pub(crate) secret: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -460,6 +478,7 @@ pub(crate) struct Settings {
     pub(crate) idle_timeout: Duration,
     pub(crate) policy: portcullis_policy::PolicyConfig,
     pub(crate) greylist: Option<portcullis_greylist::GreylistConfig>,
+    pub(crate) batv: Option<Batv>,
     pub(crate) shutdown_grace: Duration,
 }
 
@@ -723,6 +742,42 @@ pub(crate) fn check(
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
 
+    let batv = if file.batv.domains.is_empty() {
+        None
+    } else {
+        let domains = file
+            .batv
+            .domains
+            .iter()
+            .enumerate()
+            .map(|(i, d)| domain(format!("batv.domains[{i}]"), d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let secret = match (&file.batv.secret, &file.batv.secret_file) {
+            (Some(s), None) => s.clone().into_bytes(),
+            (None, Some(p)) => std::fs::read(p)
+                .map_err(|e| invalid("batv.secret_file", format!("{}: {e}", p.display())))?
+                .trim_ascii()
+                .to_vec(),
+            _ => {
+                return Err(invalid(
+                    "batv.secret",
+                    "give batv.secret or batv.secret_file (one of them) with batv.domains",
+                ));
+            }
+        };
+        if secret.len() < 16 {
+            return Err(invalid("batv.secret", "use at least 16 random characters"));
+        }
+        if file.batv.key_number > 9 {
+            return Err(invalid("batv.key_number", "must be 0 to 9"));
+        }
+        Some(Batv {
+            domains,
+            key_number: file.batv.key_number,
+            secret,
+        })
+    };
+
     let l = &file.limits;
     if l.max_recipients == 0 {
         return Err(invalid("limits.max_recipients", "must be at least 1"));
@@ -779,6 +834,7 @@ pub(crate) fn check(
         idle_timeout: Duration::from_secs(l.idle_timeout_secs),
         policy: file.policy.to_policy(),
         greylist: file.greylist.to_greylist(),
+        batv,
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
     })
 }

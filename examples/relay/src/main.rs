@@ -324,9 +324,29 @@ async fn run(settings: Settings) -> Result<(), String> {
     let policy_filter: Arc<dyn portcullis_core::Filter> = Arc::new(
         portcullis_policy::PolicyFilter::new(policy.clone(), clock.clone()),
     );
-    let mut mx_chain = Chain::new()
-        .with(relay_filter(Role::Mx))
-        .with(policy_filter.clone());
+    let mut mx_chain = Chain::new();
+    let mut submission_chain = Chain::new();
+    if let Some(batv) = &settings.batv {
+        let ring = portcullis_batv::KeyRing::new(batv.key_number, &batv.secret)
+            .map_err(|e| format!("batv: {e}"))?;
+        let prvs = Arc::new(portcullis_batv::Prvs::new(ring));
+        let mut validate = portcullis_batv::BounceValidation::new(prvs.clone(), clock.clone());
+        let mut sign = portcullis_batv::PrvsSigning::new(prvs, clock.clone());
+        for d in &batv.domains {
+            validate = validate.protect_domain(d);
+            sign = sign.enable_domain(d);
+        }
+        // Before the relay rules: a valid tag is stripped from the
+        // recipient, so the rules judge the real address.
+        mx_chain.push(Arc::new(validate));
+        submission_chain.push(Arc::new(sign));
+    }
+    mx_chain.push(relay_filter(Role::Mx));
+    mx_chain.push(policy_filter.clone());
+    // Submission: the rules (AUTH required) first; signing is a MAIL FROM
+    // rewrite and refuses nothing, so it may run before them.
+    submission_chain.push(relay_filter(Role::Submission));
+    submission_chain.push(policy_filter);
     if let Some(config) = settings.greylist.clone() {
         let path = data_dir.join("greylist.redb");
         let store = portcullis_greylist::RedbStore::open(&path)
@@ -344,9 +364,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         // The relay's own rules first (no open relay), then the policy,
         // then (MX only) greylisting.
         mx_chain,
-        submission_chain: Chain::new()
-            .with(relay_filter(Role::Submission))
-            .with(policy_filter),
+        submission_chain,
         tls,
         accounts: accounts.clone(),
         deliverer: deliverer.clone(),

@@ -326,11 +326,13 @@ impl Conn {
             } => {
                 self.cx.client = session.client().clone();
                 self.cx.reset_transaction();
-                let mut v = chain
-                    .mail_from(&mut self.cx, &mut reverse_path, &params)
-                    .await;
-                if v.is_continue() || v == Verdict::Accept {
-                    v = self.check_sender(&reverse_path).await;
+                // The sender identity is checked as the client gave it,
+                // before filters rewrite it (BATV tags it).
+                let mut v = self.check_sender(&reverse_path).await;
+                if v.is_continue() {
+                    v = chain
+                        .mail_from(&mut self.cx, &mut reverse_path, &params)
+                        .await;
                 }
                 if v.is_refusal() {
                     self.cx.envelope = Some(Envelope::new(reverse_path, params));

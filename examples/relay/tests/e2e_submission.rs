@@ -486,3 +486,75 @@ fn session_cap_per_client() {
     std::thread::sleep(Duration::from_millis(300));
     Client::greeted(relay.mx);
 }
+
+/// BATV: submitted mail leaves with a prvs-tagged sender; a bounce to the
+/// plain address is refused, a bounce to the tagged one reaches the mailbox.
+#[test]
+fn batv_tags_outbound_senders_and_checks_bounces() {
+    if !have_tool("swaks") {
+        return;
+    }
+    let sink = Sink::start();
+    let (relay, _tmp) = Relay::start(&format!(
+        "{}[batv]\ndomains = [\"localhost\"]\nsecret = \"test secret, long enough\"\n",
+        routed(&sink)
+    ));
+    let (ok, t) = swaks(
+        &relay,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            USER,
+            "--auth-password",
+            PASSWORD,
+            "--from",
+            USER,
+            "--to",
+            "bob@sink.test",
+        ],
+    );
+    assert!(ok, "{t}");
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "log:\n{}", relay.log_text());
+    let tagged = got[0].from.trim_matches(['<', '>']).to_owned();
+    assert!(
+        tagged.starts_with("prvs=") && tagged.ends_with("=alice@localhost"),
+        "{tagged}"
+    );
+
+    let bounce = |rcpt: &str| {
+        let mut c = Client::greeted(relay.mx);
+        c.cmd("EHLO bouncer.test");
+        assert_eq!(c.cmd("MAIL FROM:<>").code, 250);
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+        if r.code == 250 {
+            assert_eq!(c.cmd("DATA").code, 354);
+            c.send_raw(&message(
+                "bounce-batv",
+                "mailer-daemon@sink.test",
+                rcpt,
+                "bounce",
+            ));
+            c.send_raw(b".\r\n");
+            assert_eq!(c.reply().unwrap().code, 250);
+        }
+        r
+    };
+    let forged = bounce(USER);
+    assert_eq!(
+        (forged.code, forged.enhanced().as_str()),
+        (550, "5.7.1"),
+        "{forged:?}"
+    );
+    let genuine = bounce(&tagged);
+    assert_eq!(genuine.code, 250, "{genuine:?}");
+    let got = relay.wait_maildir("localhost", "alice", 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(
+        text.contains("Delivered-To: alice@localhost"),
+        "tag stripped: {text}"
+    );
+}
