@@ -286,6 +286,21 @@ impl Greylist {
                 });
             }
             if cfg.auto_whitelist_after.is_some_and(|n| c.count >= n) {
+                // Keep an active whitelisted client from expiring (postgrey
+                // refreshes it hourly too): its triplets are no longer checked.
+                if now.saturating_sub(c.last_seen) >= cfg.touch_interval.as_secs() {
+                    let refreshed = Record {
+                        last_seen: now,
+                        ..c
+                    };
+                    self.store.put(
+                        Space::Client,
+                        &client_key,
+                        refreshed,
+                        now,
+                        now.saturating_add(cfg.max_age.as_secs()),
+                    )?;
+                }
                 return Ok(Decision::Pass {
                     rule: Rule::AutoWhitelistedClient { passes: c.count },
                 });

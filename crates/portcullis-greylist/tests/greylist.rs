@@ -12,6 +12,7 @@ use portcullis_greylist::{
     AddressPattern, ClientFacts, Decision, FailureMode, Greylist, GreylistConfig, GreylistStore,
     MemoryStore, Record, RedbStore, Rule, Space, StoreError, Triplet,
 };
+use proptest::prelude::*;
 
 const MIN: u64 = 60;
 const DAY: u64 = 86_400;
@@ -283,6 +284,27 @@ fn client_auto_whitelisted_after_five_passes() {
     // Another network is not.
     let elsewhere = triplet("203.0.113.7", "<other@example.com>", "<dave@example.net>");
     assert!(!g.check(&elsewhere, clock.now()).is_pass());
+}
+
+#[test]
+fn an_active_auto_whitelisted_client_does_not_expire() {
+    let (g, clock) = setup(GreylistConfig::default());
+    for n in 0..5 {
+        pass_one_triplet(&g, &clock, n);
+        clock.advance(secs(3600));
+    }
+    let other = triplet("198.51.100.7", "<other@example.com>", "<dave@example.net>");
+    // Used every 30 days for 120 days: whitelisted throughout.
+    for _ in 0..4 {
+        clock.advance(secs(30 * DAY));
+        assert_eq!(
+            g.check(&other, clock.now()),
+            pass(Rule::AutoWhitelistedClient { passes: 5 })
+        );
+    }
+    // Unused for 35 days: forgotten.
+    clock.advance(secs(35 * DAY));
+    assert_eq!(g.check(&other, clock.now()), defer(Rule::NewTriplet, 300));
 }
 
 #[test]
@@ -614,4 +636,48 @@ fn works_the_same_over_redb() {
         2,
         "the triplet and its client"
     );
+}
+
+#[test]
+fn a_clock_stepping_back_neither_panics_nor_passes() {
+    let (g, clock) = setup(GreylistConfig::default());
+    let _ = g.check(&alice(), clock.now());
+    clock.set(clock.now() - secs(3600));
+    assert_eq!(g.check(&alice(), clock.now()), defer(Rule::TooEarly, 300));
+}
+
+proptest! {
+    /// Over any schedule of retries of one triplet: the first attempt is
+    /// deferred; a first pass comes between `delay` and `retry_window` after
+    /// the attempt it counts from; a deferral asks for 1..=delay seconds;
+    /// once passed, retries keep passing while the triplet is in use.
+    #[test]
+    fn retry_schedules_obey_the_rules(gaps in prop::collection::vec(0u64..(3 * DAY), 1..40)) {
+        let (g, clock) = setup(GreylistConfig::default());
+        let first = g.check(&alice(), clock.now());
+        prop_assert_eq!(first, defer(Rule::NewTriplet, 300));
+        let mut passed = false;
+        for gap in gaps {
+            clock.advance(secs(gap));
+            let d = g.check(&alice(), clock.now());
+            match &d {
+                Decision::Pass { rule: Rule::Delayed { delayed_secs } } => {
+                    prop_assert!(!passed, "a second first pass: {:?}", d);
+                    prop_assert!((300..=2 * DAY).contains(delayed_secs), "{:?}", d);
+                    passed = true;
+                }
+                // Hourly passes of this triplet also count toward its
+                // client's auto-whitelist (as in postgrey).
+                Decision::Pass { rule: Rule::KnownTriplet | Rule::AutoWhitelistedClient { .. } } => {
+                    prop_assert!(passed)
+                }
+                Decision::Defer { retry_in_secs, .. } => {
+                    prop_assert!((1..=300).contains(retry_in_secs), "{:?}", d);
+                    // Gaps are under 35 days, so a passed triplet is never forgotten.
+                    prop_assert!(!passed, "deferred after passing: {:?}", d);
+                }
+                other => prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+    }
 }

@@ -37,6 +37,11 @@ impl RedisGreylistStore {
         Ok(Self::new(Arc::new(RedisPool::new(url, prefix)?)))
     }
 
+    /// The connection pool (and its key prefix).
+    pub fn pool(&self) -> &RedisPool {
+        &self.pool
+    }
+
     fn key(&self, space: Space, key: &str) -> String {
         self.pool.key(&format!("greylist:{}:{}", space.tag(), key))
     }
