@@ -1,16 +1,31 @@
 //! Durable mail spool, sans-IO retry scheduler, DSNs and MX routing.
 //!
-//! * [`Spool`] — the durable store: [`Spool::store`] returns only once the
-//!   message and its envelope are `fdatasync`ed, concurrent stores share
-//!   syncs (group commit), and [`Spool::open`] recovers after a crash.
-//!   **This module does file I/O** in the spool directory (the documented
-//!   exception to "no I/O in libraries": writing that directory is this
-//!   crate's job). See [`spool`] for the layout and the reasons for it.
-//! * [`Scheduler`] — sans-IO: no timer, no socket, time passed in. Per
-//!   destination queues, exponential backoff with jitter, 8-day lifetime,
-//!   delay warnings, per-destination concurrency and rate limits, and
-//!   [`QueueEvent`]s for everything that happens.
-//! * [`Transport`] — the seam to the network, with [`FakeTransport`] for tests.
+//! A `250` after DATA is a promise: once [`Spool::store`] returns, the
+//! message survives a crash or power cut and is delivered, bounced with a
+//! DSN, or expired with a DSN — never silently lost.
+//!
+//! * [`Spool`] ([`spool`]) — the durable store: `store` returns only once
+//!   the message and its envelope are `fdatasync`ed; concurrent stores share
+//!   syncs (group commit on a segment log); [`Spool::open`] recovers after a
+//!   crash (torn writes discarded, corrupt records set aside in `corrupt/`);
+//!   per-message state, hold, quarantine, archive. **File I/O**: the spool
+//!   directory is this crate's job (the documented exception to "no I/O in
+//!   libraries"); no other module touches files.
+//! * [`Scheduler`] ([`scheduler`]) — **sans-IO**: no timer, no socket, time
+//!   passed in. Per-destination queues, exponential backoff with jitter
+//!   (5 min doubling to ~67 min), 8-day lifetime, 4 h delay warnings,
+//!   per-destination concurrency and rate limits, [`QueueEvent`]s.
+//! * [`build_dsn`] ([`dsn`]) — RFC 3464 reports (failure, delay, success),
+//!   never for a null reverse path, sent from `<>`. No I/O.
+//! * [`Transport`] ([`transport`]) — the seam to the network, with
+//!   [`FakeTransport`] for tests. No I/O.
+//! * [`MxRouter`] / [`StaticRouter`] ([`routing`]) and [`SmtpTransport`]
+//!   ([`smtp_transport`]) — **network I/O** (DNS via `hickory-resolver`,
+//!   SMTP via `mail-send`), confined to these two modules.
+//! * [`QueueRunner`] ([`runner`]) — glue: due deliveries → route →
+//!   transport → outcomes persisted → DSNs spooled → [`DeliveryReport`]s.
+//! * [`SpoolHealthFilter`] — a [`Filter`](portcullis_core::Filter) deferring
+//!   `MAIL` with 452 while the spool refuses writes.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -44,6 +59,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dsn;
+pub mod filter;
 pub mod id;
 pub mod routing;
 pub mod runner;
@@ -54,6 +70,7 @@ pub mod state;
 pub mod transport;
 
 pub use dsn::{Dsn, DsnConfig, DsnKind, DsnRecipient, build_dsn};
+pub use filter::SpoolHealthFilter;
 pub use id::{ParseQueueIdError, QueueId};
 pub use routing::{MxConfig, MxRouter, RouteError, Router, StaticRouter};
 pub use runner::{DeliveryReport, QueueRunner};

@@ -26,6 +26,10 @@ use crate::spool::{MessageInfo, Spool, SpoolError};
 use crate::state::Hold;
 use crate::transport::{DeliveryRequest, Outcome, Transport};
 
+/// Deliveries started by one [`QueueRunner::run_due`] call; more due work
+/// shows as a `next_wakeup` in the past, so the caller simply loops.
+const MAX_BATCH: usize = 512;
+
 /// What happened to one recipient, for consumers of delivery results.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -179,7 +183,9 @@ impl QueueRunner {
         let now = self.clock.now();
         let due: Vec<Delivery> = {
             let mut s = self.sched();
-            std::iter::from_fn(|| s.next_due(now)).collect()
+            std::iter::from_fn(|| s.next_due(now))
+                .take(MAX_BATCH)
+                .collect()
         };
         // Timers (expiry, delay warnings) fired inside next_due.
         let mut reports = self.handle_events().await?;

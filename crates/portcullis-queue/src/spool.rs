@@ -125,6 +125,9 @@ pub enum SpoolError {
         /// What was wrong.
         detail: String,
     },
+    /// The message is larger than a spool record may be (1 GiB).
+    #[error("message of {0} octets is too large for the spool")]
+    TooLarge(u64),
     /// The state given does not fit the message (wrong recipient count).
     #[error("invalid state for {id}: {detail}")]
     InvalidState {
@@ -143,6 +146,7 @@ impl SpoolError {
             SpoolError::Io { source, .. } if source.raw_os_error() == Some(28) => {
                 Reply::insufficient_storage()
             }
+            SpoolError::TooLarge(_) => Reply::message_too_big(),
             _ => Reply::temporary_failure(),
         }
     }
@@ -581,6 +585,11 @@ impl Spool {
             id: info.id,
             detail: e.to_string(),
         })?;
+        let total = 4 + meta_json.len() as u64 + message.len() as u64;
+        if total > u64::from(MAX_RECORD) {
+            // Recovery would take a larger record for corruption.
+            return Err(SpoolError::TooLarge(message.len() as u64));
+        }
         let meta_len = (meta_json.len() as u32).to_le_bytes();
         self.append(|buf| {
             let rel = buf.len();
@@ -693,6 +702,12 @@ impl Spool {
 
     fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
         self.inner.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the spool still accepts writes (false after a write or
+    /// sync failure; reopen to recover).
+    pub fn is_healthy(&self) -> bool {
+        lock(&self.inner.log).poisoned.is_none()
     }
 
     /// Number of live messages (including held and quarantined ones).

@@ -320,3 +320,12 @@ fn archive_keeps_reclaimed_segments_until_retention() {
     spool.maintain(later).unwrap();
     assert!(spool.archived(first).unwrap().is_none());
 }
+
+#[test]
+fn health_filter_continues_while_the_spool_accepts_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = open(tmp.path(), SpoolConfig::default());
+    assert!(spool.is_healthy());
+    let f = portcullis_queue::SpoolHealthFilter::new(spool);
+    assert_eq!(f.check(), portcullis_core::Verdict::Continue);
+}
