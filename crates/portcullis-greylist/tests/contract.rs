@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use portcullis_greylist::testing;
-use portcullis_greylist::{GreylistStore, MemoryStore, Record, RedbStore, RedbSync, Space};
+use portcullis_greylist::{GreylistStore, MemoryStore, Record, Space};
+#[cfg(feature = "redb")]
+use portcullis_greylist::{RedbStore, RedbSync};
 
 macro_rules! contract_tests {
     ($($case:ident),* $(,)?) => {
@@ -19,6 +21,7 @@ macro_rules! contract_tests {
                 }
             )*
         }
+        #[cfg(feature = "redb")]
         mod redb {
             $(
                 #[test]
@@ -29,6 +32,7 @@ macro_rules! contract_tests {
                 }
             )*
         }
+        #[cfg(feature = "redb")]
         mod redb_on_flush {
             $(
                 #[test]
@@ -69,8 +73,11 @@ fn every_case_is_listed_above() {
 #[test]
 fn run_all_passes_on_one_shared_store() {
     testing::run_all(&MemoryStore::new());
-    let dir = tempfile::tempdir().unwrap();
-    testing::run_all(&RedbStore::open(dir.path().join("all.redb")).unwrap());
+    #[cfg(feature = "redb")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        testing::run_all(&RedbStore::open(dir.path().join("all.redb")).unwrap());
+    }
 }
 
 const NOW: u64 = 1_767_225_600;
@@ -111,6 +118,7 @@ fn memory_sweep_reclaims_in_budgeted_steps() {
     assert_eq!(store.len(Space::Client), 20);
 }
 
+#[cfg(feature = "redb")]
 #[test]
 fn redb_sweep_reclaims_in_budgeted_steps() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,6 +145,7 @@ fn redb_sweep_reclaims_in_budgeted_steps() {
     }
 }
 
+#[cfg(feature = "redb")]
 #[test]
 fn redb_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,6 +171,7 @@ fn redb_survives_reopen() {
     assert_eq!(store.get(Space::Triplet, "removed", NOW).unwrap(), None);
 }
 
+#[cfg(feature = "redb")]
 #[test]
 fn redb_put_many_writes_every_entry() {
     let dir = tempfile::tempdir().unwrap();
@@ -185,6 +195,7 @@ fn redb_put_many_writes_every_entry() {
     assert_eq!(store.len(Space::Triplet).unwrap(), 0);
 }
 
+#[cfg(feature = "redb")]
 #[test]
 fn redb_on_flush_writes_survive_reopen_after_flush() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use portcullis_core::{Clock, ManualClock, Reply, Verdict};
 use portcullis_greylist::{
     AddressPattern, ClientFacts, Decision, FailureMode, Greylist, GreylistConfig, GreylistStore,
-    MemoryStore, Record, RedbStore, Rule, Space, StoreError, Triplet,
+    MemoryStore, Record, Rule, Space, StoreError, Triplet,
 };
 use proptest::prelude::*;
 
@@ -610,8 +610,10 @@ fn store_failure_can_fail_closed() {
     );
 }
 
+#[cfg(feature = "redb")]
 #[test]
 fn works_the_same_over_redb() {
+    use portcullis_greylist::RedbStore;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.redb");
     let clock = ManualClock::default();

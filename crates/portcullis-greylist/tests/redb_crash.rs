@@ -3,6 +3,7 @@
 //! kills it with SIGKILL mid-stream, reopens the file, and finds every
 //! reported entry.
 
+#![cfg(feature = "redb")]
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
