@@ -60,6 +60,27 @@ pub(crate) struct FileConfig {
     pub(crate) policy: PolicySection,
     pub(crate) greylist: GreylistSection,
     pub(crate) batv: BatvSection,
+    pub(crate) bulk: BulkSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct BulkSection {
+    pub(crate) enabled: bool,
+    pub(crate) threshold: u64,
+    pub(crate) window_secs: u64,
+    pub(crate) action: String,
+}
+
+impl Default for BulkSection {
+    fn default() -> Self {
+        BulkSection {
+            enabled: false,
+            threshold: 50,
+            window_secs: 86_400,
+            action: "tag".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -479,6 +500,7 @@ pub(crate) struct Settings {
     pub(crate) policy: portcullis_policy::PolicyConfig,
     pub(crate) greylist: Option<portcullis_greylist::GreylistConfig>,
     pub(crate) batv: Option<Batv>,
+    pub(crate) bulk: Option<portcullis_fingerprint::BulkConfig>,
     pub(crate) shutdown_grace: Duration,
 }
 
@@ -778,6 +800,30 @@ pub(crate) fn check(
         })
     };
 
+    let bulk = if file.bulk.enabled {
+        let action = match file.bulk.action.as_str() {
+            "tag" => portcullis_fingerprint::BulkAction::Tag,
+            "quarantine" => portcullis_fingerprint::BulkAction::Quarantine,
+            "reject" => portcullis_fingerprint::BulkAction::Reject,
+            other => {
+                return Err(invalid(
+                    "bulk.action",
+                    format!("{other:?} is not one of \"tag\", \"quarantine\", \"reject\""),
+                ));
+            }
+        };
+        if file.bulk.threshold < 2 {
+            return Err(invalid("bulk.threshold", "must be at least 2"));
+        }
+        let mut c = portcullis_fingerprint::BulkConfig::default();
+        c.bulk_threshold = file.bulk.threshold;
+        c.window = Duration::from_secs(file.bulk.window_secs.max(60));
+        c.bulk_action = action;
+        Some(c)
+    } else {
+        None
+    };
+
     let l = &file.limits;
     if l.max_recipients == 0 {
         return Err(invalid("limits.max_recipients", "must be at least 1"));
@@ -835,6 +881,7 @@ pub(crate) fn check(
         policy: file.policy.to_policy(),
         greylist: file.greylist.to_greylist(),
         batv,
+        bulk,
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
     })
 }

@@ -357,6 +357,18 @@ async fn run(settings: Settings) -> Result<(), String> {
             clock.clone(),
         )));
     }
+    if let Some(config) = settings.bulk.clone() {
+        let window = config.window;
+        let checker = portcullis_fingerprint::BulkChecker::new(
+            Arc::new(portcullis_fingerprint::MemoryChecksumStore::new(window)),
+            config,
+        );
+        mx_chain.push(Arc::new(portcullis_fingerprint::FingerprintFilter::new(
+            Arc::new(portcullis_fingerprint::Fingerprinter::default()),
+            checker,
+            clock.clone(),
+        )));
+    }
     let (deadline_tx, deadline_rx) = watch::channel(false);
     let shared = Arc::new(server::Shared {
         settings: settings.clone(),

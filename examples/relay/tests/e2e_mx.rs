@@ -392,3 +392,42 @@ fn greylisting_defers_a_new_triplet_then_accepts_the_retry() {
     assert!(text.contains("X-Greylist:"), "{text}");
     assert_eq!(added.len(), 3, "{added:?}");
 }
+
+#[test]
+fn bulk_detection_refuses_the_copy_that_reaches_the_threshold() {
+    let (relay, _tmp) = Relay::start(
+        "[local]\ndomains = [\"example.org\"]\ncatch_all = true\n\
+         [bulk]\nenabled = true\nthreshold = 3\naction = \"reject\"\n",
+    );
+    let body = "Dear customer, our prices fell again this week and we would like you\r\n\
+                to have a look at the new catalogue before the offer ends on Friday.\r\n\
+                Visit the shop, compare the prices and order today for free delivery.";
+    let send = |id: &str, rcpts: &[&str], body: &str| {
+        let mut c = Client::greeted(relay.mx);
+        c.cmd("EHLO bulk.test");
+        c.cmd("MAIL FROM:<deals@shop.test>");
+        for r in rcpts {
+            assert_eq!(c.cmd(&format!("RCPT TO:<{r}>")).code, 250);
+        }
+        assert_eq!(c.cmd("DATA").code, 354);
+        c.send_raw(&message(id, "deals@shop.test", rcpts[0], body));
+        c.send_raw(b".\r\n");
+        c.reply().unwrap()
+    };
+    let first = send("bulk-1", &["a@example.org", "b@example.org"], body);
+    assert_eq!(first.code, 250, "{first:?}");
+    // Another copy (another Message-ID) to a third recipient: bulk.
+    let third = send("bulk-2", &["c@example.org"], body);
+    assert_eq!(
+        (third.code, third.enhanced().as_str()),
+        (554, "5.7.1"),
+        "{third:?}"
+    );
+    let other = send(
+        "bulk-3",
+        &["d@example.org"],
+        "A personal note about Tuesday's meeting: the room changed to the\r\n\
+         second floor, and Maria will bring the printed minutes for everyone.",
+    );
+    assert_eq!(other.code, 250, "{other:?}");
+}
