@@ -351,22 +351,34 @@ impl QueueRunner {
                 tracing::info!(%id, %dsn_id, ?kind, "DSN queued");
             }
         }
+        // Persist concurrently so the writes share group commits.
+        // `None`: completed, remove; `Some`: the state to store.
+        let mut changes: Vec<(QueueId, Option<crate::state::DeliveryState>)> = Vec::new();
         for id in touched {
             if completed.contains(&id) {
-                let spool = self.spool.clone();
-                match blocking(move || spool.remove(id)).await {
-                    Ok(()) | Err(SpoolError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
+                changes.push((id, None));
             } else {
                 // Bind first: the scheduler lock must not live across an await.
                 let state = self.sched().delivery_state(id);
-                let Some(state) = state else { continue };
-                let spool = self.spool.clone();
-                match blocking(move || spool.set_state(id, &state)).await {
-                    Ok(()) | Err(SpoolError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
+                if let Some(state) = state {
+                    changes.push((id, Some(state)));
                 }
+            }
+        }
+        let writes: Vec<_> = changes
+            .into_iter()
+            .map(|(id, state)| {
+                let spool = self.spool.clone();
+                blocking(move || match state {
+                    None => spool.remove(id),
+                    Some(state) => spool.set_state(id, &state),
+                })
+            })
+            .collect();
+        for result in join_all(writes).await {
+            match result {
+                Ok(()) | Err(SpoolError::NotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(reports)

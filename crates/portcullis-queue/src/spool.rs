@@ -358,9 +358,10 @@ struct Inner {
     writer: Mutex<Active>,
     active_seq: AtomicU64,
     index: RwLock<Index>,
-    /// Serialises state changes against compaction so a copied record never
-    /// carries stale state or resurrects a removed message.
-    mutate: Mutex<()>,
+    /// State changes (shared) against compaction (exclusive), so a copied
+    /// record never carries stale state or resurrects a removed message,
+    /// while state changes still share group commits with each other.
+    mutate: RwLock<()>,
     next_id: AtomicU64,
     recovery: RecoveryReport,
 }
@@ -506,7 +507,7 @@ impl Spool {
                 writer: Mutex::new(active),
                 active_seq: AtomicU64::new(seq),
                 index: RwLock::new(index),
-                mutate: Mutex::new(()),
+                mutate: RwLock::new(()),
                 next_id: AtomicU64::new(next_id),
                 recovery: report,
             }),
@@ -795,7 +796,7 @@ impl Spool {
     /// Persist a message's delivery state (after the scheduler changed it).
     /// Durable on return.
     pub fn set_state(&self, id: QueueId, state: &DeliveryState) -> Result<(), SpoolError> {
-        let _m = lock(&self.inner.mutate);
+        let _m = self.inner.mutate.read().unwrap_or_else(|e| e.into_inner());
         {
             let idx = self.read_index();
             let e = idx.messages.get(&id).ok_or(SpoolError::NotFound(id))?;
@@ -859,7 +860,7 @@ impl Spool {
     /// Remove a message (delivered, bounced, expired or deleted by an
     /// admin). Durable on return.
     pub fn remove(&self, id: QueueId) -> Result<(), SpoolError> {
-        let _m = lock(&self.inner.mutate);
+        let _m = self.inner.mutate.read().unwrap_or_else(|e| e.into_inner());
         if !self.read_index().messages.contains_key(&id) {
             return Err(SpoolError::NotFound(id));
         }
@@ -903,7 +904,7 @@ impl Spool {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            let _m = lock(&self.inner.mutate);
+            let _m = self.inner.mutate.write().unwrap_or_else(|e| e.into_inner());
             let info = match self.inspect(id) {
                 Ok(i) => i,
                 Err(SpoolError::NotFound(_)) => continue,
@@ -954,9 +955,8 @@ impl Spool {
         let entries = fs::read_dir(&dir).map_err(|e| SpoolError::io("list", &dir, e))?;
         for entry in entries.flatten() {
             let path = entry.path();
-            // The archive time is when the segment was reclaimed (rename
-            // keeps mtime, so use the later of mtime and ctime-ish: mtime of
-            // last append is a safe lower bound).
+            // Age is counted from the segment's last write (its mtime; a
+            // rename keeps it), which is at or before the reclaim time.
             let modified = entry
                 .metadata()
                 .and_then(|m| m.modified())
