@@ -17,8 +17,11 @@
 //! continue for known ones, and defer (4xx, never 5xx) unknown ones.
 //!
 //! State lives behind the [`GreylistStore`] trait: [`MemoryStore`]
-//! (`dashmap`), [`RedbStore`] (embedded, survives restart; cargo feature
-//! `redb`, on by default), and a Redis store in `portcullis-redis`. The
+//! (`dashmap`), [`RedbStore`] (embedded, survives restart and crashes —
+//! fsync per write by default, or periodic flushes with [`RedbSync::OnFlush`];
+//! cargo feature `redb`, on by default), and a Redis store in
+//! `portcullis-redis`. Expired entries read as misses at once; space is
+//! reclaimed by [`Greylist::sweep`] in bounded steps (or Redis TTLs). The
 //! decision logic performs no I/O and never reads the clock: time is passed
 //! in (`now`) or read from a [`portcullis_core::Clock`] by the filters. Only
 //! [`RedbStore`] touches the file system, in the file it is given.
