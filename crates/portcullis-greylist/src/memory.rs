@@ -17,8 +17,8 @@ struct Stored {
 /// [`sweep`](GreylistStore::sweep) reads one shard at a time and removes
 /// expired entries one by one, so it never stops the other callers. Each
 /// sweep scans from the start of the maps until it has found `budget`
-/// expired entries (at worst the whole store, about 20–50 ms per million
-/// entries), so call it every minute or so, not per check.
+/// expired entries (at worst the whole store), so call it every minute or
+/// so, not per check.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     triplets: DashMap<Box<str>, Stored>,
