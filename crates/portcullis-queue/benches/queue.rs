@@ -114,7 +114,33 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// Memory of the spool's in-memory index per stored message (printed, not
+/// timed): RSS growth while storing `N` small messages.
+fn spool_index_memory() {
+    const N: u64 = 64 * 400;
+    let dir = tempfile::tempdir().unwrap();
+    let before = rss_bytes();
+    let spool = Spool::open(
+        dir.path(),
+        SpoolConfig::default(),
+        Arc::new(ManualClock::default()),
+    )
+    .unwrap();
+    let env = envelope();
+    concurrent(64, N / 64, |_, _| {
+        spool.store(&env, b"Subject: x\r\n\r\nx\r\n").unwrap();
+    });
+    let after = rss_bytes();
+    let n = spool.len() as u64;
+    eprintln!(
+        "spool index: {n} messages stored, RSS grew {} bytes per message \
+         (envelope with 1 recipient, state, location)",
+        after.saturating_sub(before) / n.max(1)
+    );
+}
+
 fn scheduler_benches(c: &mut Criterion) {
+    spool_index_memory();
     const QUEUED: u64 = 1_000_000;
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
     let domains: Vec<String> = (0..1000).map(|d| format!("d{d}.example")).collect();

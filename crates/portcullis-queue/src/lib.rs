@@ -77,7 +77,7 @@ pub use runner::{DeliveryReport, QueueRunner};
 pub use scheduler::{
     Delivery, DestinationLimits, QueueEvent, Scheduler, SchedulerConfig, destination_of,
 };
-pub use smtp_transport::{SmtpTransport, SmtpTransportConfig, TlsPolicy};
+pub use smtp_transport::{SmtpTransport, SmtpTransportConfig, SmtpTransportError, TlsPolicy};
 pub use spool::{MessageInfo, RecoveryReport, Spool, SpoolConfig, SpoolError};
 pub use state::{DeliveryState, Hold, RecipientState, RecipientStatus};
 pub use transport::{

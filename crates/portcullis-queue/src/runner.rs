@@ -156,9 +156,13 @@ impl QueueRunner {
         if state.is_complete() {
             return Ok(());
         }
-        // A quarantined message was never scheduled: enqueue it now.
-        s.enqueue(&info, now);
-        s.release(id, now);
+        if s.contains(id) {
+            s.release(id, now);
+        } else {
+            // A quarantined message was never scheduled: enqueue it now.
+            // (Re-enqueueing a known one could duplicate an in-flight delivery.)
+            s.enqueue(&info, now);
+        }
         s.deliver_now(id, now);
         Ok(())
     }

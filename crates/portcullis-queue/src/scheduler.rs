@@ -286,6 +286,11 @@ impl Scheduler {
         self.msgs.len()
     }
 
+    /// Whether `id` is known (pending, held or in flight).
+    pub fn contains(&self, id: QueueId) -> bool {
+        self.msgs.contains_key(&id)
+    }
+
     /// Whether no message is queued.
     pub fn is_empty(&self) -> bool {
         self.msgs.is_empty()
@@ -294,7 +299,8 @@ impl Scheduler {
     /// Queue a stored message (new, or recovered after a restart: its
     /// persisted attempts, retry times and recipient statuses are honoured,
     /// so delivered recipients are never sent again). Re-enqueueing an id
-    /// replaces it.
+    /// replaces it; do not re-enqueue one with a delivery in flight (see
+    /// [`Scheduler::contains`]), or it could be handed out twice.
     pub fn enqueue(&mut self, info: &MessageInfo, now: SystemTime) {
         let dests: Vec<String> = info
             .envelope

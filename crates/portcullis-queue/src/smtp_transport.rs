@@ -89,6 +89,15 @@ impl SmtpTransportConfig {
     }
 }
 
+/// The transport could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SmtpTransportError {
+    /// Building the TLS client configuration failed.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
 /// A plain or TLS connection.
 enum Stream {
     Plain(TcpStream),
@@ -185,9 +194,9 @@ fn error_reply(e: &SendError) -> Reply {
 
 impl SmtpTransport {
     /// A transport with `config`.
-    pub fn new(config: SmtpTransportConfig) -> Result<Self, String> {
-        let verify = build_tls_connector(false)?;
-        let opportunistic = build_tls_connector(true)?;
+    pub fn new(config: SmtpTransportConfig) -> Result<Self, SmtpTransportError> {
+        let verify = build_tls_connector(false).map_err(SmtpTransportError::Tls)?;
+        let opportunistic = build_tls_connector(true).map_err(SmtpTransportError::Tls)?;
         Ok(SmtpTransport {
             config,
             verify: Some(verify),
