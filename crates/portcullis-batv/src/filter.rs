@@ -253,3 +253,78 @@ impl Filter for BounceValidation {
         }
     }
 }
+
+/// Inbound: a bounce to an SRS address at one of our forwarder domains is
+/// rewritten back to the address it stands for (after the hash and age check);
+/// an SRS address that fails the check is refused with `550 5.1.1`, since it
+/// leads nowhere. Other recipients are left alone.
+///
+/// Forward rewriting belongs where the relay knows the message is forwarded
+/// (alias expansion, at delivery), so it has no filter: call
+/// [`Srs::forward`](crate::Srs::forward) there.
+#[derive(Debug, Clone)]
+pub struct SrsReverse {
+    srs: Arc<crate::Srs>,
+    clock: Arc<dyn Clock>,
+    forwarder_domains: HashSet<String>,
+}
+
+impl SrsReverse {
+    /// Reverse SRS addresses in `forwarder` (add more with [`also_domain`](Self::also_domain)).
+    pub fn new(srs: Arc<crate::Srs>, clock: Arc<dyn Clock>, forwarder: &Domain) -> Self {
+        SrsReverse {
+            srs,
+            clock,
+            forwarder_domains: HashSet::from([forwarder.ascii().to_owned()]),
+        }
+    }
+
+    /// Also reverse SRS addresses in `domain`.
+    pub fn also_domain(mut self, domain: &Domain) -> Self {
+        self.forwarder_domains.insert(domain.ascii().to_owned());
+        self
+    }
+
+    /// The rewritten recipient, `Ok(None)` when `to` is not an SRS address of
+    /// ours, or why it cannot be reversed.
+    pub fn reversed(
+        &self,
+        to: &ForwardPath,
+        now: SystemTime,
+    ) -> Result<Option<Address>, crate::SrsError> {
+        let Some(address) = to.address() else {
+            return Ok(None);
+        };
+        if !self.forwarder_domains.contains(address.domain().ascii()) {
+            return Ok(None);
+        }
+        match self.srs.reverse(address, now) {
+            Ok(original) => Ok(Some(original)),
+            Err(crate::SrsError::NotSrs) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Filter for SrsReverse {
+    fn name(&self) -> &'static str {
+        "srs-reverse"
+    }
+
+    async fn rcpt_to(&self, _cx: &mut Context, rcpt: &mut Recipient) -> Verdict {
+        match self.reversed(&rcpt.path, self.clock.now()) {
+            Ok(Some(original)) => {
+                rcpt.path = ForwardPath::Mailbox(original);
+                Verdict::Continue
+            }
+            Ok(None) => Verdict::Continue,
+            // RFC 3463 §3.2: X.1.1 bad destination mailbox address.
+            Err(e) => Verdict::Reject(Reply::new(
+                550,
+                (5, 1, 1),
+                format!("Invalid SRS address: {e}"),
+            )),
+        }
+    }
+}

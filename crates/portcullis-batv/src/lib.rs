@@ -7,7 +7,8 @@
 //! - [`PrvsSigning`] is the outbound [`Filter`](portcullis_core::Filter) that
 //!   tags envelope senders; [`BounceValidation`] is the inbound one that
 //!   refuses bounces without a valid tag and strips valid tags.
-//! - [`Srs`] rewrites senders for forwarding (`SRS0`/`SRS1`) and back.
+//! - [`Srs`] rewrites senders for forwarding (`SRS0`/`SRS1`) and back;
+//!   [`SrsReverse`] is the inbound filter that routes bounces to SRS addresses back.
 //!
 //! This crate performs no I/O: time comes in as a `now` argument or through
 //! [`Clock`](portcullis_core::Clock), keys come from the caller's configuration.
@@ -46,6 +47,6 @@ pub mod prvs;
 pub mod srs;
 
 pub use error::{BatvError, SrsError};
-pub use filter::{BounceDecision, BounceValidation, PrvsSigning};
+pub use filter::{BounceDecision, BounceValidation, PrvsSigning, SrsReverse};
 pub use prvs::{KeyRing, Prvs, PrvsConfig, PrvsTag, TagOrder, TagStatus, Verification};
 pub use srs::{Srs, SrsConfig};

@@ -201,3 +201,39 @@ fn filters_without_enabled_domains_do_nothing() {
     assert!(one.tagged_sender(&from, s.clock.now()).is_some());
     assert_eq!(one.name(), "batv-sign");
 }
+
+#[tokio::test]
+async fn srs_bounces_are_routed_back_and_forgeries_refused() {
+    // postsrsd 1.10 and Mail::SRS made this address at 2026-01-01 12:00 UTC
+    // (tests/vectors/srs.tsv).
+    let clock = Arc::new(ManualClock::at_unix(1_767_268_800));
+    let srs = Arc::new(portcullis_batv::Srs::new(b"tops3cret").unwrap());
+    let filter = portcullis_batv::SrsReverse::new(srs, clock.clone(), &domain("fwd.example"));
+    let chain = Chain::new().with(Arc::new(filter));
+    let mut cx = cx_with_sender(ReversePath::Null);
+
+    let mut r = rcpt("<SRS0=PuPZ=7G=Example.COM=User@fwd.example>");
+    assert!(chain.rcpt_to(&mut cx, &mut r).await.is_continue());
+    assert_eq!(r.path.to_string(), "<User@Example.COM>");
+
+    let mut forged = rcpt("<SRS0=AuPZ=7G=Example.COM=User@fwd.example>");
+    let v = chain.rcpt_to(&mut cx, &mut forged).await;
+    assert_eq!(v.reply().map(|r| r.code()), Some(550), "{v:?}");
+    assert_eq!(v.reply().unwrap().enhanced().unwrap().to_string(), "5.1.1");
+
+    // Ordinary recipients and other domains' SRS addresses are not ours.
+    for to in [
+        "<user@fwd.example>",
+        "<SRS0=PuPZ=7G=Example.COM=User@elsewhere.example>",
+    ] {
+        let mut r = rcpt(to);
+        assert!(chain.rcpt_to(&mut cx, &mut r).await.is_continue());
+        assert_eq!(r.path.to_string(), to);
+    }
+
+    // 22 days later the address has expired (postsrsd agrees, srs.tsv).
+    clock.advance(22 * DAY);
+    let mut r = rcpt("<SRS0=PuPZ=7G=Example.COM=User@fwd.example>");
+    let v = chain.rcpt_to(&mut cx, &mut r).await;
+    assert!(v.reply().unwrap().text().contains("expired"), "{v:?}");
+}
