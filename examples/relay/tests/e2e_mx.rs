@@ -431,3 +431,52 @@ fn bulk_detection_refuses_the_copy_that_reaches_the_threshold() {
     );
     assert_eq!(other.code, 250, "{other:?}");
 }
+
+#[test]
+fn python_smtplib_plain_to_the_mx_port() {
+    if !have_tool("python3") {
+        return;
+    }
+    let (relay, tmp) = Relay::start("");
+    let msg = message(
+        "py-mx-1",
+        "sender@example.net",
+        "postmaster@localhost",
+        "Plain MX.",
+    );
+    let path = tmp.path().join("mx.eml");
+    std::fs::write(&path, &msg).unwrap();
+    let script = r#"
+import smtplib, sys
+host, port, path = sys.argv[1:]
+s = smtplib.SMTP(host, int(port), timeout=20)
+s.ehlo("python.test")
+try:
+    s.sendmail("sender@example.net", ["someone@elsewhere.example"], b"x\r\n")
+    raise SystemExit("relayed to a foreign domain")
+except smtplib.SMTPRecipientsRefused as e:
+    code, text = e.recipients["someone@elsewhere.example"]
+    print("relay", code, text.decode())
+s.sendmail("sender@example.net", ["postmaster@localhost"], open(path, "rb").read())
+s.quit()
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(relay.mx.ip().to_string())
+        .arg(relay.mx.port().to_string())
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("relay 554 5.7.1"), "{stdout}");
+    let got = relay.wait_maildir("localhost", "postmaster", 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1);
+    let (body, _) = strip_added_headers(&got[0]);
+    assert_eq!(body, &msg[..]);
+}
