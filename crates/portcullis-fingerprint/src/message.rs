@@ -53,15 +53,20 @@ pub struct FingerprintOptions {
     pub fuzzy: bool,
     /// Header-derived checksums.
     pub headers: HeaderChecksums,
+    /// Also checksum the raw body of messages that parse (it is always
+    /// computed for those that do not). Off by default: it costs a pass over
+    /// every byte and changes with any re-encoding.
+    pub raw_body: bool,
 }
 
 impl Default for FingerprintOptions {
-    /// Default normalisation, fuzzy on, header checksums off.
+    /// Default normalisation, fuzzy on, header and parsed raw-body checksums off.
     fn default() -> Self {
         FingerprintOptions {
             normalization: Normalization::default(),
             fuzzy: true,
             headers: HeaderChecksums::default(),
+            raw_body: false,
         }
     }
 }
@@ -110,11 +115,13 @@ pub struct Fingerprints {
     /// as text) and [`fuzzy`](Self::fuzzy) are set.
     pub parsed: bool,
     /// blake3 of the bytes after the header block (the whole input when there
-    /// is no blank line), exactly as received.
-    pub raw_body: Checksum,
-    /// blake3 over the sequence of normalised text parts and attachment
-    /// checksums, in MIME order: the whole-body checksum that survives
-    /// re-encoding and per-recipient noise.
+    /// is no blank line), exactly as received. Always set when the message
+    /// could not be parsed; for parsed messages only with
+    /// [`FingerprintOptions::raw_body`].
+    pub raw_body: Option<Checksum>,
+    /// The whole-body checksum that survives re-encoding and per-recipient
+    /// noise: blake3 over the sequence of part checksums (normalised text
+    /// parts and decoded attachments), each tagged with its kind, in MIME order.
     pub body: Checksum,
     /// One checksum per text part and attachment, in MIME order.
     pub parts: Vec<PartChecksum>,
@@ -133,8 +140,8 @@ pub struct Fingerprints {
 impl Fingerprints {
     /// Every exact checksum: body, raw body, parts and headers.
     pub fn exact(&self) -> impl Iterator<Item = Checksum> + '_ {
-        [self.body, self.raw_body]
-            .into_iter()
+        std::iter::once(self.body)
+            .chain(self.raw_body)
             .chain(self.parts.iter().map(|p| p.checksum))
             .chain(self.headers.iter().map(|h| h.1))
     }
@@ -201,7 +208,6 @@ impl Fingerprinter {
     /// Fingerprint a whole message (headers and body). Never panics; a
     /// message `mail-parser` cannot parse gets raw-body checksums.
     pub fn fingerprint(&self, message: &[u8]) -> Fingerprints {
-        let raw_body = Checksum::of(raw_body(message));
         let mut walk = Walk {
             options: &self.options,
             body: blake3::Hasher::new(),
@@ -216,7 +222,10 @@ impl Fingerprinter {
                 let headers = self.header_checksums(&parsed);
                 Fingerprints {
                     parsed: true,
-                    raw_body,
+                    raw_body: self
+                        .options
+                        .raw_body
+                        .then(|| Checksum::of(raw_body_bytes(message))),
                     body: Checksum(*walk.body.finalize().as_bytes()),
                     parts: walk.parts,
                     headers,
@@ -234,7 +243,7 @@ impl Fingerprinter {
                 walk.text_part(PartKind::Text, &text);
                 Fingerprints {
                     parsed: false,
-                    raw_body,
+                    raw_body: Some(Checksum::of(raw_body_bytes(message))),
                     body: Checksum(*walk.body.finalize().as_bytes()),
                     parts: Vec::new(),
                     headers: Vec::new(),
@@ -350,9 +359,8 @@ impl Walk<'_> {
         self.text.clear();
         self.words += n.normalize_into(source, &mut self.text);
         let checksum = Checksum::of(self.text.as_bytes());
-        // 0xFF never occurs in UTF-8, so part boundaries cannot be forged.
         self.body.update(&[0xFF]);
-        self.body.update(self.text.as_bytes());
+        self.body.update(checksum.as_bytes());
         if let Some(fuzzy) = &mut self.fuzzy {
             fuzzy.add_text(&self.text);
         }
@@ -389,10 +397,6 @@ fn raw_body_bytes(message: &[u8]) -> &[u8] {
         i = nl + 1;
     }
     message
-}
-
-fn raw_body(message: &[u8]) -> &[u8] {
-    raw_body_bytes(message)
 }
 
 fn list_id(m: &Message<'_>) -> Option<String> {

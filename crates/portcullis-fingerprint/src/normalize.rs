@@ -87,57 +87,119 @@ impl Normalization {
     ///
     /// Runs steps 4–8 of the [module docs](self); the caller has done 1–3.
     pub fn normalize_into(&self, input: &str, out: &mut String) -> usize {
-        let bytes = input.as_bytes();
+        // Text that needs no change is copied in spans (`input[copied..i]`);
+        // ASCII case is folded in one pass over the output at the end.
+        let b = input.as_bytes();
         let start_len = out.len();
         let mut words = 0;
-        let mut pending_space = false;
+        let mut copied = 0;
         let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            // White space.
-            if b.is_ascii_whitespace() || (b >= 0x80 && starts_with_unicode_space(&input[i..])) {
-                let w = char_len(input, i);
-                if self.fold_whitespace {
-                    pending_space = out.len() > start_len;
-                } else {
-                    out.push_str(&input[i..i + w]);
+        while i < b.len() {
+            let c = b[i];
+            let (kind, width) = if c < 0x80 {
+                (CLASS[usize::from(c)], 1)
+            } else {
+                match input[i..].chars().next() {
+                    Some(ch) if ch.is_whitespace() => (WS, ch.len_utf8()),
+                    Some(ch) if ch.is_alphanumeric() => (ALNUM, ch.len_utf8()),
+                    Some(ch) => (0, ch.len_utf8()),
+                    None => (0, 1),
                 }
-                i += w;
+            };
+            if kind == WS {
+                if !self.fold_whitespace {
+                    i += width;
+                    continue;
+                }
+                let mut j = i + width;
+                while j < b.len() {
+                    match ws_width(input, j) {
+                        Some(w) => j += w,
+                        None => break,
+                    }
+                }
+                let emitted = out.len() > start_len || copied < i;
+                if c == b' ' && j == i + 1 && j < b.len() && emitted {
+                    // One space between text: already normal.
+                    i = j;
+                    continue;
+                }
+                out.push_str(&input[copied..i]);
+                // Something always follows a run that does not end the text.
+                if j < b.len() && out.len() > start_len {
+                    out.push(' ');
+                }
+                copied = j;
+                i = j;
                 continue;
             }
-            if pending_space {
-                out.push(' ');
-                pending_space = false;
+            if kind & ALNUM == 0 {
+                i += width;
+                continue;
             }
             // URLs: keep scheme, host and path; drop what tracks the recipient.
             if self.strip_url_queries
-                && (b == b'h' || b == b'H')
-                && let Some(scheme_len) = url_scheme_len(&bytes[i..])
+                && (c == b'h' || c == b'H')
+                && let Some(scheme_len) = url_scheme_len(&b[i..])
             {
-                {
-                    let end = i + url_len(&bytes[i..]);
-                    let url = &input[i..end];
-                    let keep = url
-                        .find(['?', '#'])
-                        .map_or(url, |cut| &url[..cut.max(scheme_len)]);
-                    self.push_cased(keep, out);
-                    words += 1;
-                    i = end;
-                    continue;
+                let end = i + url_len(&b[i..]);
+                if let Some(cut) = input[i + scheme_len..end].find(['?', '#']) {
+                    out.push_str(&input[copied..i + scheme_len + cut]);
+                    copied = end;
                 }
-            }
-            // Words (letters and digits).
-            if b.is_ascii_alphanumeric() || (b >= 0x80 && starts_with_alphanumeric(&input[i..])) {
-                let end = i + word_len(&input[i..]);
-                self.push_word(&input[i..end], out);
                 words += 1;
                 i = end;
                 continue;
             }
-            // Anything else: punctuation, symbols.
-            let w = char_len(input, i);
-            out.push_str(&input[i..i + w]);
-            i += w;
+            // A word: letters and digits.
+            let s = i;
+            // The classes seen, OR-ed: one table load per byte.
+            let mut seen = 0u8;
+            loop {
+                while let Some(&d) = b.get(i) {
+                    let k = if d < 0x80 { CLASS[usize::from(d)] } else { 0 };
+                    if k & ALNUM == 0 {
+                        break;
+                    }
+                    seen |= k;
+                    i += 1;
+                }
+                // Non-ASCII continues the word only through a letter or digit.
+                if b.get(i).is_none_or(|&d| d < 0x80) {
+                    break;
+                }
+                match input.get(i..).and_then(|r| r.chars().next()) {
+                    Some(ch) if ch.is_alphanumeric() => {
+                        seen |= OTHER_LETTER | NON_ASCII;
+                        i += ch.len_utf8();
+                    }
+                    _ => break,
+                }
+            }
+            let (digit, hex_letter) = (seen & DIGIT != 0, seen & HEX_LETTER != 0);
+            let (non_hex, non_ascii) = (seen & OTHER_LETTER != 0, seen & NON_ASCII != 0);
+            words += 1;
+            let word = &input[s..i];
+            let hex = self.hex_token_min > 0
+                && word.len() >= self.hex_token_min
+                && digit
+                && hex_letter
+                && !non_hex;
+            let masked_digits =
+                digit && self.digit_run_min > 0 && has_run(word.as_bytes(), self.digit_run_min);
+            if hex || masked_digits || (non_ascii && self.fold_case) {
+                out.push_str(&input[copied..s]);
+                if hex {
+                    out.push('#');
+                } else {
+                    self.push_word(word, out);
+                }
+                copied = i;
+            }
+        }
+        out.push_str(&input[copied..]);
+        if self.fold_case {
+            out[start_len..].make_ascii_lowercase();
         }
         words
     }
@@ -149,23 +211,17 @@ impl Normalization {
         out
     }
 
+    /// Push `s`, Unicode-lower-cased when folding (ASCII is folded later, in bulk).
     fn push_cased(&self, s: &str, out: &mut String) {
-        if !self.fold_case {
-            out.push_str(s);
-        } else if s.is_ascii() {
-            // Fast path: most mail text is ASCII.
-            out.extend(s.bytes().map(|b| b.to_ascii_lowercase() as char));
-        } else {
+        if self.fold_case && !s.is_ascii() {
             out.extend(s.chars().flat_map(char::to_lowercase));
+        } else {
+            out.push_str(s);
         }
     }
 
     fn push_word(&self, word: &str, out: &mut String) {
         let w = word.as_bytes();
-        if self.hex_token_min > 0 && w.len() >= self.hex_token_min && is_hex_token(w) {
-            out.push('#');
-            return;
-        }
         if self.digit_run_min == 0 || !w.iter().any(u8::is_ascii_digit) {
             self.push_cased(word, out);
             return;
@@ -190,48 +246,64 @@ impl Normalization {
     }
 }
 
-fn is_hex_token(w: &[u8]) -> bool {
-    let mut digit = false;
-    let mut letter = false;
-    for &c in w {
-        match c {
-            b'0'..=b'9' => digit = true,
-            b'a'..=b'f' | b'A'..=b'F' => letter = true,
-            _ => return false,
-        }
+const WS: u8 = 1;
+const ALNUM: u8 = 2;
+const DIGIT: u8 = 4;
+const HEX_LETTER: u8 = 8;
+/// A letter that is not a hex digit (ASCII g–z, or any non-ASCII letter).
+const OTHER_LETTER: u8 = 16;
+/// Seen in a word: a non-ASCII letter or digit.
+const NON_ASCII: u8 = 32;
+
+/// Character classes of ASCII bytes.
+const CLASS: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_whitespace() || b == 0x0b {
+            WS
+        } else if b.is_ascii_digit() {
+            ALNUM | DIGIT
+        } else if matches!(b, b'a'..=b'f' | b'A'..=b'F') {
+            ALNUM | HEX_LETTER
+        } else if b.is_ascii_alphabetic() {
+            ALNUM | OTHER_LETTER
+        } else {
+            0
+        };
+        c += 1;
     }
-    digit && letter
+    t
+};
+
+/// Width of the white-space character at `i`, if it is one.
+fn ws_width(s: &str, i: usize) -> Option<usize> {
+    let c = *s.as_bytes().get(i)?;
+    if c < 0x80 {
+        return (CLASS[usize::from(c)] == WS).then_some(1);
+    }
+    s[i..]
+        .chars()
+        .next()
+        .filter(|ch| ch.is_whitespace())
+        .map(char::len_utf8)
 }
 
-fn char_len(s: &str, i: usize) -> usize {
-    s[i..].chars().next().map_or(1, char::len_utf8)
-}
-
-fn starts_with_unicode_space(s: &str) -> bool {
-    s.chars().next().is_some_and(char::is_whitespace)
-}
-
-fn starts_with_alphanumeric(s: &str) -> bool {
-    s.chars().next().is_some_and(char::is_alphanumeric)
-}
-
-/// Byte length of the word (letters and digits) at the start of `s`.
-fn word_len(s: &str) -> usize {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_alphanumeric() {
-            i += 1;
-        } else if b[i] >= 0x80 {
-            match s[i..].chars().next() {
-                Some(c) if c.is_alphanumeric() => i += c.len_utf8(),
-                _ => break,
+/// Whether `w` has a run of at least `min` ASCII digits.
+fn has_run(w: &[u8], min: usize) -> bool {
+    let mut run = 0;
+    for &c in w {
+        if c.is_ascii_digit() {
+            run += 1;
+            if run >= min {
+                return true;
             }
         } else {
-            break;
+            run = 0;
         }
     }
-    i
+    false
 }
 
 /// `http://` or `https://` (any case) at the start: its length.
@@ -333,10 +405,7 @@ pub fn html_to_text(html: &str) -> String {
 }
 
 fn memchr_lt(b: &[u8], from: usize) -> usize {
-    b[from..]
-        .iter()
-        .position(|&c| c == b'<')
-        .map_or(b.len(), |p| from + p)
+    memchr::memchr(b'<', &b[from..]).map_or(b.len(), |p| from + p)
 }
 
 fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {

@@ -19,6 +19,12 @@ fn sim(a: &Fingerprints, b: &Fingerprints) -> f64 {
 
 const DATE: &str = "30 April 2026";
 
+fn with_raw_body() -> Fingerprinter {
+    let mut opts = FingerprintOptions::default();
+    opts.raw_body = true;
+    Fingerprinter::new(opts)
+}
+
 #[test]
 fn tracking_token_and_header_date_do_not_change_the_exact_checksum() {
     let a = fingerprint(&plain("Ann", "a81f29c3d0e4", DATE));
@@ -27,8 +33,15 @@ fn tracking_token_and_header_date_do_not_change_the_exact_checksum() {
     assert_eq!(a.body, b.body);
     assert_eq!(a.parts, b.parts);
     assert_eq!(a.fuzzy, b.fuzzy);
-    // The raw body is exact bytes: it does see the token.
-    assert_ne!(a.raw_body, b.raw_body);
+    // The raw body is exact bytes: it does see the token (when asked for).
+    assert_eq!(a.raw_body, None, "off by default for parsed messages");
+    let raw = with_raw_body();
+    assert_ne!(
+        raw.fingerprint(&plain("Ann", "a81f29c3d0e4", DATE))
+            .raw_body,
+        raw.fingerprint(&plain("Ann", "77d1e2f3a4b5", DATE))
+            .raw_body
+    );
 }
 
 #[test]
@@ -70,7 +83,13 @@ fn re_encoding_keeps_the_exact_checksum() {
         seven.body,
         fingerprint(&plain("Ann", "a81f29c3d0e4", DATE)).body
     );
-    assert_ne!(seven.raw_body, b64.raw_body);
+    let raw = with_raw_body();
+    assert_ne!(
+        raw.fingerprint(&encoded("Ann", "a81f29c3d0e4", DATE, "7bit"))
+            .raw_body,
+        raw.fingerprint(&encoded("Ann", "a81f29c3d0e4", DATE, "base64"))
+            .raw_body
+    );
 
     // With transfer decoding off, the encodings differ.
     let mut opts = FingerprintOptions::default();
@@ -192,20 +211,19 @@ fn malformed_mime_never_panics_and_unparseable_gets_raw_checksum() {
     // Empty input cannot be parsed: it still gets a raw-body checksum.
     let empty = fingerprint(b"");
     assert!(!empty.parsed);
-    assert_eq!(empty.raw_body, Checksum::of(b""));
+    assert_eq!(empty.raw_body, Some(Checksum::of(b"")));
     assert_eq!(empty.fuzzy, None);
     // No blank line: the whole input is the body.
-    let no_headers = fingerprint(b"no headers at all, just text");
+    let raw = with_raw_body();
+    let no_headers = raw.fingerprint(b"no headers at all, just text");
     assert_eq!(
         no_headers.raw_body,
-        Checksum::of(b"no headers at all, just text")
+        Some(Checksum::of(b"no headers at all, just text"))
     );
     // Body after the first blank line, bare LF or CRLF.
-    assert_eq!(fingerprint(b"A: b\n\nbody").raw_body, Checksum::of(b"body"));
-    assert_eq!(
-        fingerprint(b"A: b\r\n\r\nbody").raw_body,
-        Checksum::of(b"body")
-    );
+    let body = Some(Checksum::of(b"body"));
+    assert_eq!(raw.fingerprint(b"A: b\n\nbody").raw_body, body);
+    assert_eq!(raw.fingerprint(b"A: b\r\n\r\nbody").raw_body, body);
 }
 
 #[test]
