@@ -576,42 +576,19 @@ impl Spool {
     }
 
     fn append_message(&self, info: MessageInfo, message: &[u8]) -> Result<(), SpoolError> {
-        let meta = MessageMeta {
-            id: info.id,
-            arrival: info.arrival,
-            envelope: info.envelope.clone(),
-            state: info.state.clone(),
-        };
-        let meta_json = serde_json::to_vec(&meta).map_err(|e| SpoolError::InvalidState {
-            id: info.id,
-            detail: e.to_string(),
-        })?;
-        let total = 4 + meta_json.len() as u64 + message.len() as u64;
-        if total > u64::from(MAX_RECORD) {
-            // Recovery would take a larger record for corruption.
-            return Err(SpoolError::TooLarge(message.len() as u64));
-        }
-        let meta_len = (meta_json.len() as u32).to_le_bytes();
-        self.append(|buf| {
-            let rel = buf.len();
-            let record_len = encode_record(KIND_MESSAGE, &[&meta_len, &meta_json, message], buf);
-            Op::Insert {
-                info: Box::new(info),
-                rel,
-                record_len,
-            }
-        })
+        let meta_json = message_meta(&info, message.len())?;
+        self.append(|buf, ops| push_message(buf, ops, info, &meta_json, message))
     }
 
-    /// Append one record through group commit and wait until it is durable.
-    fn append(&self, encode: impl FnOnce(&mut Vec<u8>) -> Op) -> Result<(), SpoolError> {
+    /// Append records through group commit and wait until they are durable.
+    fn append(&self, encode: impl FnOnce(&mut Vec<u8>, &mut Vec<Op>)) -> Result<(), SpoolError> {
         let inner = &*self.inner;
         let mut log = lock(&inner.log);
         if let Some(p) = &log.poisoned {
             return Err(SpoolError::Poisoned(p.clone()));
         }
-        let op = encode(&mut log.buf);
-        log.ops.push(op);
+        let Log { buf, ops, .. } = &mut *log;
+        encode(buf, ops);
         let ticket = log.next_ticket;
         log.next_ticket += 1;
         loop {
@@ -820,9 +797,9 @@ impl Spool {
             detail: e.to_string(),
         })?;
         let state = state.clone();
-        self.append(|buf| {
+        self.append(|buf, ops| {
             encode_record(KIND_STATE, &[&json], buf);
-            Op::State { id, state }
+            ops.push(Op::State { id, state });
         })
     }
 
@@ -864,9 +841,9 @@ impl Spool {
         if !self.read_index().messages.contains_key(&id) {
             return Err(SpoolError::NotFound(id));
         }
-        self.append(|buf| {
+        self.append(|buf, ops| {
             encode_record(KIND_REMOVE, &[&id.0.to_le_bytes()], buf);
-            Op::Remove { id }
+            ops.push(Op::Remove { id });
         })
     }
 
@@ -896,6 +873,10 @@ impl Spool {
     }
 
     fn compact_segment(&self, seq: u64) -> Result<(), SpoolError> {
+        // Copy in batches of ~8 MiB, one group commit each; state changes
+        // wait meanwhile so no copy carries stale state.
+        const BATCH_BYTES: usize = 8 << 20;
+        let _m = self.inner.mutate.write().unwrap_or_else(|e| e.into_inner());
         let ids: Vec<QueueId> = self
             .read_index()
             .messages
@@ -903,15 +884,30 @@ impl Spool {
             .filter(|(_, e)| e.segments.contains(&seq))
             .map(|(id, _)| *id)
             .collect();
-        for id in ids {
-            let _m = self.inner.mutate.write().unwrap_or_else(|e| e.into_inner());
-            let info = match self.inspect(id) {
-                Ok(i) => i,
-                Err(SpoolError::NotFound(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            let data = self.read(id)?;
-            self.append_message(info, &data)?;
+        let mut batch: Vec<(MessageInfo, Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut bytes = 0;
+        for (n, id) in ids.iter().enumerate() {
+            match (self.inspect(*id), self.read(*id)) {
+                (Ok(info), Ok(data)) => {
+                    let meta = message_meta(&info, data.len())?;
+                    bytes += meta.len() + data.len();
+                    batch.push((info, meta, data));
+                }
+                (Err(SpoolError::NotFound(_)), _) | (_, Err(SpoolError::NotFound(_))) => {}
+                (Err(e), _) | (_, Err(e)) => return Err(e),
+            }
+            if bytes >= BATCH_BYTES || n + 1 == ids.len() {
+                let items = std::mem::take(&mut batch);
+                bytes = 0;
+                if items.is_empty() {
+                    continue;
+                }
+                self.append(|buf, ops| {
+                    for (info, meta, data) in items {
+                        push_message(buf, ops, info, &meta, &data);
+                    }
+                })?;
+            }
         }
         Ok(())
     }
@@ -1003,6 +999,42 @@ impl Spool {
         }
         Ok(found)
     }
+}
+
+/// The metadata JSON of a message record, checking the record size.
+fn message_meta(info: &MessageInfo, message_len: usize) -> Result<Vec<u8>, SpoolError> {
+    let meta = MessageMeta {
+        id: info.id,
+        arrival: info.arrival,
+        envelope: info.envelope.clone(),
+        state: info.state.clone(),
+    };
+    let meta_json = serde_json::to_vec(&meta).map_err(|e| SpoolError::InvalidState {
+        id: info.id,
+        detail: e.to_string(),
+    })?;
+    if 4 + meta_json.len() as u64 + message_len as u64 > u64::from(MAX_RECORD) {
+        // Recovery would take a larger record for corruption.
+        return Err(SpoolError::TooLarge(message_len as u64));
+    }
+    Ok(meta_json)
+}
+
+fn push_message(
+    buf: &mut Vec<u8>,
+    ops: &mut Vec<Op>,
+    info: MessageInfo,
+    meta_json: &[u8],
+    message: &[u8],
+) {
+    let rel = buf.len();
+    let meta_len = (meta_json.len() as u32).to_le_bytes();
+    let record_len = encode_record(KIND_MESSAGE, &[&meta_len, meta_json, message], buf);
+    ops.push(Op::Insert {
+        info: Box::new(info),
+        rel,
+        record_len,
+    });
 }
 
 fn create_segment(dir: &Path, seq: u64) -> Result<Active, SpoolError> {
