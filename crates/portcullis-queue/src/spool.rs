@@ -415,6 +415,17 @@ fn encode_record(kind: u8, payload_parts: &[&[u8]], out: &mut Vec<u8>) -> u32 {
     (HEADER_LEN + len) as u32
 }
 
+/// Whether `buf` starts with a record header whose whole record is present
+/// but fails its checksum: corruption, not a torn write (set it aside).
+fn whole_but_bad(buf: &[u8]) -> bool {
+    buf.len() >= HEADER_LEN
+        && buf[..4] == MAGIC
+        && u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]])
+            .checked_add(HEADER_LEN as u32)
+            .is_some_and(|total| total <= MAX_RECORD && total as usize <= buf.len())
+        && parse_record(buf).is_none()
+}
+
 /// A record parsed from a buffer: kind, payload and its total length.
 fn parse_record(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
     if buf.len() < HEADER_LEN || buf[..4] != MAGIC {
@@ -1101,7 +1112,7 @@ fn recover(dir: &Path) -> Result<(Index, RecoveryReport, Option<u64>), SpoolErro
             let next = (pos + 1..buf.len())
                 .find(|&p| buf[p..].starts_with(&MAGIC) && parse_record(&buf[p..]).is_some());
             match next {
-                None if Some(seq) == last => {
+                None if Some(seq) == last && !whole_but_bad(&buf[pos..]) => {
                     // A torn final write: the store never returned.
                     let cut = (buf.len() - pos) as u64;
                     tracing::warn!(segment = %path.display(), offset = pos, bytes = cut, "discarding partial write at end of spool");

@@ -329,3 +329,30 @@ fn health_filter_continues_while_the_spool_accepts_writes() {
     let f = portcullis_queue::SpoolHealthFilter::new(spool);
     assert_eq!(f.check(), portcullis_core::Verdict::Continue);
 }
+
+#[test]
+fn corrupt_final_record_is_set_aside_not_truncated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let spool = open(tmp.path(), SpoolConfig::default());
+        let a = spool.store(&envelope(&["<b@x.example>"]), b"kept").unwrap();
+        let b = spool
+            .store(&envelope(&["<b@x.example>"]), b"flipped")
+            .unwrap();
+        (a, b)
+    };
+    // One segment: the damaged record is the last one of the newest segment,
+    // where a torn write would be, but it is whole, so it is corruption.
+    let segs = segments(tmp.path());
+    assert_eq!(segs.len(), 1);
+    let seg = segs[0].clone();
+    let mut bytes = fs::read(&seg).unwrap();
+    let at = bytes.windows(7).position(|w| w == b"flipped").unwrap();
+    bytes[at] ^= 1;
+    fs::write(&seg, &bytes).unwrap();
+    let spool = open(tmp.path(), SpoolConfig::default());
+    assert_eq!(spool.read(a).unwrap(), b"kept");
+    assert!(spool.inspect(b).is_err());
+    assert_eq!(spool.recovery_report().truncated_bytes, 0);
+    assert_eq!(spool.recovery_report().corrupt_files.len(), 1);
+}
