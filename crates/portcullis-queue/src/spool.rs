@@ -679,7 +679,11 @@ impl Spool {
             inner.committed.notify_all();
             drop(log);
             if rotated {
-                self.reclaim()?;
+                // The records are durable already: a reclaim failure must not
+                // turn this store into an error (the client would resend).
+                if let Err(e) = self.reclaim() {
+                    tracing::warn!(error = %e, "spool segment reclamation failed");
+                }
             }
             log = lock(&inner.log);
         }
