@@ -13,7 +13,8 @@
 //! read to its real end so that nothing after a smuggled terminator is ever
 //! taken as a command.
 
-use memchr::memchr;
+use memchr::memmem::Finder;
+use memchr::memrchr;
 
 /// Why a message has to be refused once its end is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +89,8 @@ pub struct DataDecoder {
     line_len: usize,
     max_line: Option<usize>,
     max_size: Option<u64>,
+    /// Finds `CRLF.`: the only place a line can start with a dot.
+    stuffed: Finder<'static>,
     size: u64,
     wire_octets: u64,
     // Kept apart so the error reported does not depend on how the input
@@ -107,6 +110,7 @@ impl DataDecoder {
             line_len: 0,
             max_line,
             max_size,
+            stuffed: Finder::new(b"\r\n."),
             size: 0,
             wire_octets: 0,
             bare_newline: false,
@@ -180,112 +184,95 @@ impl DataDecoder {
             return DataStatus::NeedMore;
         }
         // Whether the octet before input[0] was a CR, for the pairing check.
-        let mut prev_cr = false;
-        let mut i = 0;
-        match self.state {
-            State::LineStart | State::Mid => {}
-            State::Cr => prev_cr = true,
-            State::Dot => {
-                if input[0] == b'\r' {
-                    if len == 1 {
-                        self.state = State::DotCr;
-                        return DataStatus::NeedMore;
-                    }
-                    if input[1] == b'\n' {
-                        return DataStatus::Complete { consumed: 2 };
-                    }
-                }
-                // A stuffed dot: dropped (RFC 5321 §4.5.2). It counts on the wire.
-                self.line_len = 1;
-                self.state = State::Mid;
-            }
-            State::DotCr => {
-                if input[0] == b'\n' {
-                    return DataStatus::Complete { consumed: 1 };
-                }
-                // `<CRLF>.<CR>` + something else: the dot was stuffing, the CR is bare.
-                self.line_len = 2;
-                self.emit(out, b"\r");
-                self.fail(DataError::BareNewline);
-                self.state = State::Mid;
-            }
-        }
-
+        let prev_cr = matches!(self.state, State::Cr | State::DotCr);
+        let mut i = 0; // next octet to look at
         let mut seg = 0; // start of the octets not yet written out
         let mut end = len; // how far this call consumes
         let mut complete = false;
-        loop {
-            if self.state == State::LineStart {
+        'outer: loop {
+            // Line-start states, one octet at a time (a few octets at most).
+            while self.state != State::Mid {
                 if i >= len {
-                    break;
+                    break 'outer;
                 }
-                if input[i] == b'.' {
-                    // Lookahead for `.CRLF`; may run off the end of the input.
-                    if i + 1 >= len {
+                let b = input[i];
+                match self.state {
+                    State::LineStart if b == b'.' => {
                         self.emit(out, &input[seg..i]);
-                        seg = len;
+                        i += 1;
+                        seg = i; // the dot is dropped unless it starts `.CRLF`
                         self.state = State::Dot;
-                        break;
                     }
-                    if input[i + 1] == b'\r' {
-                        if i + 2 >= len {
-                            self.emit(out, &input[seg..i]);
-                            seg = len;
-                            self.state = State::DotCr;
-                            break;
-                        }
-                        if input[i + 2] == b'\n' {
-                            self.emit(out, &input[seg..i]);
-                            seg = i + 3;
-                            end = i + 3;
-                            complete = true;
-                            break;
-                        }
+                    State::Cr if b == b'\n' => {
+                        i += 1;
+                        self.state = State::LineStart;
                     }
-                    self.emit(out, &input[seg..i]);
-                    seg = i + 1;
-                    self.line_len = 1;
-                    i += 1;
+                    State::Dot if b == b'\r' => {
+                        seg = i; // the CR is written unless LF follows
+                        i += 1;
+                        self.state = State::DotCr;
+                    }
+                    State::DotCr if b == b'\n' => {
+                        end = i + 1;
+                        complete = true;
+                        break 'outer;
+                    }
+                    State::DotCr => {
+                        if seg == i {
+                            // The CR came in an earlier input: write it now.
+                            self.emit(out, b"\r");
+                        }
+                        self.state = State::Mid;
+                    }
+                    // A stuffed dot (RFC 5321 §4.5.2) or an ordinary line.
+                    _ => self.state = State::Mid,
                 }
-                self.state = State::Mid;
             }
-            // Inside a line: the next LF ends it.
-            match memchr(b'\n', &input[i..]) {
+            // Inside a line: jump to the next `CRLF.`; everything before it
+            // is message text. (A bare LF never starts a line, so `LF.` is
+            // text too; the pairing check below refuses it.)
+            match self.stuffed.find(&input[i..]) {
                 None => {
-                    self.line_len += len - i;
                     self.state = if input[len - 1] == b'\r' {
                         State::Cr
+                    } else if len >= 2 && input[len - 2..] == *b"\r\n" {
+                        State::LineStart
                     } else {
                         State::Mid
                     };
-                    self.check_line_len(self.line_len);
-                    break;
+                    break 'outer;
                 }
                 Some(off) => {
-                    let p = i + off;
-                    let crlf = if p > 0 {
-                        input[p - 1] == b'\r'
+                    let c = i + off; // CR at c, LF at c+1, dot at c+2
+                    self.emit(out, &input[seg..c + 2]);
+                    if c + 4 < len {
+                        if input[c + 3] == b'\r' && input[c + 4] == b'\n' {
+                            end = c + 5;
+                            seg = end;
+                            complete = true;
+                            break 'outer;
+                        }
+                        seg = c + 3;
+                        i = c + 3;
                     } else {
-                        prev_cr
-                    };
-                    self.check_line_len(self.line_len + off + 1);
-                    self.line_len = 0;
-                    i = p + 1;
-                    // A bare LF ends no line: what follows cannot be a terminator.
-                    self.state = if crlf { State::LineStart } else { State::Mid };
-                    if !crlf {
-                        self.fail(DataError::BareNewline);
+                        // Too near the end to decide: octet by octet.
+                        seg = c + 2;
+                        i = c + 2;
+                        self.state = State::LineStart;
                     }
                 }
             }
         }
-        if seg < end {
-            self.emit(out, &input[seg..end]);
+        if !complete && seg < len && !matches!(self.state, State::Dot | State::DotCr) {
+            self.emit(out, &input[seg..len]);
         }
-        // Every CR followed by LF, every LF preceded by CR, over what was read.
-        // (The stuffed dot and the terminator are neither, so they do not disturb it.)
-        if !self.bare_newline && !crlf_paired(prev_cr, &input[..end]) {
+        let region = &input[..end];
+        // Every CR followed by LF, every LF preceded by CR (RFC 5321 §2.3.8).
+        if !self.bare_newline && !crlf_paired(prev_cr, region) {
             self.fail(DataError::BareNewline);
+        }
+        if let Some(max) = self.max_line {
+            self.check_lines(region, max);
         }
         if complete {
             DataStatus::Complete { consumed: end }
@@ -294,10 +281,34 @@ impl DataDecoder {
         }
     }
 
-    #[inline]
-    fn check_line_len(&mut self, line_len: usize) {
-        if self.max_line.is_some_and(|m| line_len > m) {
-            self.fail(DataError::LineTooLong);
+    /// RFC 5321 §4.5.3.1.6: no line (wire octets, CRLF included) over
+    /// `max`. Looks at windows of `max` octets for their last LF rather
+    /// than at every line: one search per window.
+    fn check_lines(&mut self, region: &[u8], max: usize) {
+        let mut p = 0;
+        while p < region.len() {
+            if self.line_len >= max {
+                self.fail(DataError::LineTooLong);
+                return;
+            }
+            // The current line began `line_len` octets before `p`; it may
+            // have at most `budget` more octets including its LF.
+            let budget = max - self.line_len;
+            let window = &region[p..region.len().min(p + budget)];
+            match memrchr(b'\n', window) {
+                Some(q) => {
+                    p += q + 1;
+                    self.line_len = 0;
+                }
+                None if window.len() == budget => {
+                    self.fail(DataError::LineTooLong);
+                    return;
+                }
+                None => {
+                    self.line_len += window.len();
+                    return;
+                }
+            }
         }
     }
 }

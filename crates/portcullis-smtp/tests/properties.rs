@@ -5,7 +5,7 @@
 
 use portcullis_core::{Client, Reply, Verdict};
 use portcullis_smtp::{
-    AuthMechanisms, DataDecoder, DataStatus, Event, Session, SessionConfig, dot_stuff,
+    AuthMechanisms, DataDecoder, DataError, DataStatus, Event, Session, SessionConfig, dot_stuff,
 };
 use proptest::prelude::*;
 
@@ -242,5 +242,90 @@ proptest! {
             (end, d.error(), out, d.size())
         };
         prop_assert_eq!(run(&[]), run(&cuts));
+    }
+}
+
+/// The DATA rules written the slow, obvious way, one octet at a time: the
+/// oracle for the optimised decoder.
+fn reference_decode(input: &[u8], max_line: usize) -> (Option<usize>, Option<DataError>, Vec<u8>) {
+    let mut out = Vec::new();
+    let (mut bare, mut long) = (false, false);
+    let mut line_start = true; // after a real CRLF (the DATA line's counts)
+    let mut line_len = 0usize; // wire octets of the current line so far
+    let verdict = |bare: bool, long: bool| {
+        if bare {
+            Some(DataError::BareNewline)
+        } else if long {
+            Some(DataError::LineTooLong)
+        } else {
+            None
+        }
+    };
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if line_start && b == b'.' {
+            if input.get(i + 1) == Some(&b'\r') && input.get(i + 2) == Some(&b'\n') {
+                return (Some(i + 3), verdict(bare, long), out);
+            }
+            line_start = false;
+            line_len += 1; // the stuffed dot is on the wire, not in the message
+            i += 1;
+            continue;
+        }
+        line_start = false;
+        line_len += 1;
+        if b == b'\n' {
+            let crlf = i > 0 && input[i - 1] == b'\r';
+            bare |= !crlf;
+            long |= line_len > max_line;
+            line_len = 0;
+            line_start = crlf;
+        } else if b == b'\r' && i + 1 < input.len() && input[i + 1] != b'\n' {
+            bare = true;
+        }
+        out.push(b);
+        i += 1;
+    }
+    (None, verdict(bare, long), out)
+}
+
+fn nasty_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        stream(),
+        prop::collection::vec(prop::sample::select(&b"\r\n.a"[..]), 0..200),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn decoder_matches_reference(
+        bytes in nasty_bytes(),
+        max_line in 3usize..40,
+        mut cuts in prop::collection::vec(0usize..2000, 0..10),
+    ) {
+        cuts.sort_unstable();
+        let (want_end, want_err, want_out) = reference_decode(&bytes, max_line);
+        let mut d = DataDecoder::new(Some(max_line), None);
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut end = None;
+        for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
+            let c = c.clamp(start, bytes.len());
+            if let DataStatus::Complete { consumed } = d.decode(&bytes[start..c], &mut out) {
+                end = Some(start + consumed);
+                break;
+            }
+            start = c;
+        }
+        prop_assert_eq!(end, want_end);
+        if end.is_some() {
+            prop_assert_eq!(d.error(), want_err);
+            if want_err.is_none() {
+                prop_assert_eq!(out, want_out);
+            }
+        }
     }
 }
