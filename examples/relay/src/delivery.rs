@@ -446,15 +446,6 @@ impl Deliverer {
                     Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot queue DSN"),
                 }
             }
-            for (id, state) in writes {
-                let r = match state {
-                    None => spool.remove(id),
-                    Some(st) => spool.set_state(id, &st),
-                };
-                if let Err(e) = r {
-                    tracing::error!(queue_id = %id, error = %e, "cannot persist delivery state");
-                }
-            }
             new_ids
         })
         .await;
@@ -464,7 +455,25 @@ impl Deliverer {
                     self.submit(id);
                 }
             }
-            Err(e) => tracing::error!(error = %e, "persist task failed"),
+            Err(e) => tracing::error!(error = %e, "DSN task failed"),
         }
+        // One write per message in this batch, all at once: concurrent
+        // writers share the spool's fsyncs (group commit). Batches stay in
+        // order (the `persist` lock), so a newer state is never overwritten
+        // by an older one.
+        let mut batch = JoinSet::new();
+        for (id, state) in writes {
+            let spool = self.spool.clone();
+            batch.spawn_blocking(move || {
+                let r = match state {
+                    None => spool.remove(id),
+                    Some(st) => spool.set_state(id, &st),
+                };
+                if let Err(e) = r {
+                    tracing::error!(queue_id = %id, error = %e, "cannot persist delivery state");
+                }
+            });
+        }
+        while batch.join_next().await.is_some() {}
     }
 }
