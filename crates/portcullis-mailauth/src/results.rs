@@ -173,6 +173,12 @@ impl DkimOutcome {
             reason: None,
         }
     }
+
+    /// With a reason.
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
 }
 
 /// The DMARC evaluation of the header From domain.
@@ -223,6 +229,20 @@ pub struct AuthResults {
 }
 
 impl AuthResults {
+    /// Results for a message from `client_ip` that nothing was checked for
+    /// yet: every result `none`. Fill the public fields in.
+    pub fn new(client_ip: IpAddr, helo: impl Into<String>, mail_from: impl Into<String>) -> Self {
+        AuthResults {
+            client_ip,
+            helo: helo.into(),
+            mail_from: mail_from.into(),
+            spf_helo: SpfOutcome::new(SpfResult::None, ""),
+            spf_mail_from: SpfOutcome::new(SpfResult::None, ""),
+            dkim: Vec::new(),
+            dmarc: DmarcOutcome::new(DmarcResult::None, "", DmarcPolicy::None),
+        }
+    }
+
     /// Whether any check ended in a transient DNS error.
     pub fn has_temp_error(&self) -> bool {
         self.spf_helo.result == SpfResult::TempError
@@ -309,9 +329,26 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?=".contains(c)
 }
 
-/// RFC 5322 atext plus the dots of a dot-atom.
-fn is_dot_atom_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+/// RFC 5322 §3.2.3 dot-atom-text: atext runs separated by single dots.
+fn is_dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|run| {
+            !run.is_empty()
+                && run
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+        })
+}
+
+/// A domain name as RFC 5321 §4.1.2 spells one: dot-separated labels.
+fn is_domain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// A `value` (RFC 8601 §2.2): a token if possible, else a quoted-string.
@@ -326,13 +363,7 @@ fn push_value(out: &mut String, value: &str) {
 /// A `pvalue`: a token, `local@domain` in dot-atom form, or a quoted-string.
 fn push_pvalue(out: &mut String, value: &str) {
     let plain = match value.rsplit_once('@') {
-        Some((local, domain)) => {
-            local.chars().all(is_dot_atom_char)
-                && !domain.is_empty()
-                && domain
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
-        }
+        Some((local, domain)) => is_dot_atom(local) && is_domain_name(domain),
         None => !value.is_empty() && value.chars().all(is_token_char),
     };
     if plain {

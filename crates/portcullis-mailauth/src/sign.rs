@@ -321,19 +321,25 @@ pub struct DkimSignature {
 /// signing unauthenticated mail would lend your key to forgeries. See
 /// [`DkimSigner::sign_unauthenticated`].
 ///
-/// **Header order.** The filter pushes `Action::AddHeader {
-/// name: "DKIM-Signature", .. }`; the signature covers the message as the
-/// filter saw it. A DKIM-Signature must be *prepended*: it has to sit above
-/// every header it signs (verifiers read signed fields bottom-up, RFC 6376
-/// §5.4.2) and above earlier signatures (§5.6). Headers added by other
-/// filters are not in the signed bytes; that is harmless as long as they
-/// are prepended too and none is a second instance of a signed field (a
-/// new `Subject` or `From` above the original would be picked up by
-/// some verifiers and break the signature). So: run `DkimSigner` as the
-/// last message-stage filter that changes the message, and apply
-/// `AddHeader` actions by prepending. The reference relay writes its
-/// `Received` line and then the action headers, in order, above the
-/// message: every added field lands above the signed ones, as required.
+/// **Header order.** The filter pushes one `Action::AddHeader { name:
+/// "DKIM-Signature", .. }`, computed over the message as the filter received
+/// it. The rules that keep it valid:
+/// 1. It must be *prepended*: above every field it signs (verifiers take
+///    signed fields from the bottom up, RFC 6376 §5.4.2) and above older
+///    signatures (§5.6). `Action::AddHeader` means prepend; the reference
+///    relay writes its `Received` line, then the action headers in order,
+///    above the original message, so every added field lands above the
+///    signed ones, as required.
+/// 2. Nothing may change the signed part afterwards: the body, and the
+///    fields listed in `h=` — the [`DEFAULT_SIGNED_HEADERS`] present in the
+///    message *and* those absent (mail-auth lists them too, which signs
+///    their absence, RFC 6376 §5.4). So fix-ups such as adding a missing
+///    `Date` or `Message-ID` (RFC 6409 §8) must run before the signer, and
+///    no later filter may add a `Subject`, `To`, `Cc`, … or rewrite the body
+///    (footers, 8bit→7bit conversion).
+/// 3. Hence: make `DkimSigner` the last message-stage filter that changes
+///    the message. Unsigned fields added above it later (`Received`,
+///    `X-…`) are harmless.
 #[derive(Debug, Default)]
 pub struct DkimSigner {
     by_domain: HashMap<String, Arc<SigningIdentity>>,

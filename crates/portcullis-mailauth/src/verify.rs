@@ -213,6 +213,10 @@ impl AuthVerifier {
             .map(|(_, d)| d.trim_end_matches('.'))
             .filter(|d| !d.is_empty());
         let spf_mail_from = match (mail_from_domain, helo_domain) {
+            // RFC 7208 §4.3: no valid domain name to check.
+            (Some(d), _) if d.starts_with('[') || !d.contains('.') => {
+                SpfOutcome::new(SpfResult::None, d)
+            }
             (Some(d), _) => {
                 let out = auth
                     .verify_spf(SpfParameters::verify_mail_from(
@@ -384,7 +388,8 @@ impl Filter for AuthVerifier {
             .envelope
             .as_ref()
             .and_then(|e| e.reverse_path.address())
-            .map(|a| a.to_string())
+            // A-label domain: SPF queries DNS with it (RFC 7208 §4.3).
+            .map(|a| format!("{}@{}", a.local_part(), a.domain().ascii()))
             .unwrap_or_default();
         let (_, decision) = self.check(cx.client.ip(), &helo, &mail_from, message).await;
         cx.actions.push(Action::AddHeader {

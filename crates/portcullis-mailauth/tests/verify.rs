@@ -160,6 +160,21 @@ async fn tampered_body_or_signed_header_fails_dkim() {
         assert_eq!(header(&r).get("dkim")[0].result, "fail");
     }
 
+    // A field added above the signature after signing: harmless when it is
+    // not signed (the Received line sign_as adds), fatal when it is a field
+    // whose absence was signed (Cc is in the default list).
+    for (added, want) in [
+        ("X-Scanned: yes\r\n", DkimResult::Pass),
+        ("Cc: late@added.test\r\n", DkimResult::Fail),
+    ] {
+        let mut m = added.as_bytes().to_vec();
+        m.extend_from_slice(&signed);
+        let r = v
+            .verify(ip(BAD_IP), "mx.hard.test", "user@signed.test", &m)
+            .await;
+        assert_eq!(r.dkim[0].result, want, "{added:?}: {r:?}");
+    }
+
     // Unsigned mail says dkim=none.
     let r = v
         .verify(
