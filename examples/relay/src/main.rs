@@ -86,6 +86,19 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
+        // The files the configuration points at must load too.
+        if let Some(path) = &settings.accounts_file
+            && let Err(e) = read_accounts_file(path)
+        {
+            eprintln!("portcullis-relay: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+        if let Some((cert, key)) = &settings.tls_cert
+            && let Err(e) = tls::server_config(cert, key)
+        {
+            eprintln!("portcullis-relay: configuration error: tls: {e}");
+            return ExitCode::from(2);
+        }
         println!("configuration OK: {}", settings.source);
         println!(
             "  mx {:?}, submission {:?}, submissions (implicit TLS) {:?}",
@@ -168,16 +181,22 @@ fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned())
 }
 
+/// Read and parse the accounts file (argon2 hashes checked).
+fn read_accounts_file(path: &Path) -> Result<portcullis_accounts::FileDirectory, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("accounts.file {}: {e}", path.display()))?;
+    portcullis_accounts::FileDirectory::from_toml(&text)
+        .map_err(|e| format!("accounts.file {}: {e}", path.display()))
+}
+
 /// Accounts from the configured backend, if any.
 async fn open_accounts(
     settings: &Settings,
 ) -> Result<Option<Arc<dyn portcullis_accounts::AccountDirectory>>, String> {
     if let Some(path) = &settings.accounts_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("accounts.file {}: {e}", path.display()))?;
-        let dir = portcullis_accounts::FileDirectory::from_toml(&text)
-            .map_err(|e| format!("accounts.file {}: {e}", path.display()))?;
-        return Ok(Some(Arc::new(dir)));
+        let dir = Arc::new(read_accounts_file(path)?);
+        spawn_accounts_reload(path.clone(), dir.clone());
+        return Ok(Some(dir));
     }
     if let Some(url) = &settings.accounts_postgres {
         let dir = portcullis_accounts::PgDirectory::connect(url)
@@ -189,6 +208,33 @@ async fn open_accounts(
         return Ok(Some(Arc::new(dir)));
     }
     Ok(None)
+}
+
+/// SIGHUP re-reads the accounts file; a file that does not load is
+/// reported and the accounts in use are kept.
+fn spawn_accounts_reload(path: PathBuf, dir: Arc<portcullis_accounts::FileDirectory>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let result = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| dir.reload_toml(&text).map_err(|e| e.to_string()));
+            match result {
+                Ok(()) => {
+                    tracing::info!(file = %path.display(), accounts = dir.len(), "accounts reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "accounts not reloaded; keeping the old ones")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (path, dir);
 }
 
 /// Local mailboxes from the account directory.

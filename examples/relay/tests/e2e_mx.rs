@@ -480,3 +480,50 @@ s.quit()
     let (body, _) = strip_added_headers(&got[0]);
     assert_eq!(body, &msg[..]);
 }
+
+#[test]
+fn sighup_reloads_the_accounts_file_and_check_config_reads_it() {
+    let (relay, tmp) = Relay::start("");
+    let accounts = tmp.path().join("accounts.toml");
+    let ask = |rcpt: &str| {
+        let mut c = Client::greeted(relay.mx);
+        c.cmd("EHLO world.test");
+        c.cmd("MAIL FROM:<a@world.test>");
+        c.cmd(&format!("RCPT TO:<{rcpt}>")).code
+    };
+    assert_eq!(ask("newbie@localhost"), 550);
+    let mut text = std::fs::read_to_string(&accounts).unwrap();
+    text.push_str("\n[[user]]\naddress = \"newbie@localhost\"\n");
+    std::fs::write(&accounts, &text).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &relay.pid().to_string()])
+        .status()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while ask("newbie@localhost") != 250 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ask("newbie@localhost"), 250, "{}", relay.log_text());
+
+    // A broken file is refused by --check-config, and a SIGHUP keeps the
+    // accounts in use.
+    std::fs::write(
+        &accounts,
+        "[[user]]\naddress = \"x@localhost\"\npassword_hash = \"md5:nope\"\n",
+    )
+    .unwrap();
+    let out = Command::new(common::BIN)
+        .args(["--check-config", "--config"])
+        .arg(&relay.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("accounts.file"));
+    Command::new("kill")
+        .args(["-HUP", &relay.pid().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ask("newbie@localhost"), 250, "old accounts kept");
+    assert!(relay.log_text().contains("accounts not reloaded"));
+}
