@@ -23,6 +23,19 @@
 //! (`string_sprintf("%s%s%s", key_num, daystamp, address)`), and the vectors
 //! in `tests/vectors/` were produced by Exim 4.96.
 //!
+//! # Where we differ from Exim on purpose
+//!
+//! Exim's `${prvscheck}` accepts a tag when `expiry >= today` on the
+//! three-digit day numbers, correcting only for expiry days 000–006. A tag
+//! expiring on day 993–999 therefore stays valid to Exim for up to ~990 days
+//! after the counter wraps. We accept a tag only while its expiry day lies
+//! 0..=`validity_days` days ahead, modulo 1000. The interop test predicts
+//! exactly the vectors where this makes Exim and us disagree.
+//!
+//! Exim matches `prvs=` case-insensitively but compares the hex signature
+//! case-sensitively, so `prvs=3461447CC3=…` fails there; we accept hex in
+//! either case, for MTAs that change the case of local parts.
+//!
 //! Because the hash covers the address as written, a relay that changes the
 //! case of the local part or domain of a bounce address invalidates the tag;
 //! Exim behaves the same. What is case-insensitive is the tag syntax:
@@ -186,7 +199,8 @@ fn slot(number: u8) -> Result<usize, BatvError> {
 pub enum TagOrder {
     /// `prvs=KDDDSSSSSS=local` (draft-levine-smtp-batv-01, Exim).
     Standard,
-    /// `local=prvs=KDDDSSSSSS`, the order of early drafts and some old signers.
+    /// `local=prvs=KDDDSSSSSS`, the order of early drafts and some old
+    /// signers; the signature covers the same bytes as in the standard order.
     Legacy,
 }
 

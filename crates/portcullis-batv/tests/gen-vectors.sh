@@ -87,6 +87,10 @@ grep -v '^#' "$sign" | while IFS=$'\t' read -r t day k secret addr tag; do
   # Change the expiry day by one.
   dd=${tag:6:3}; nd=$(printf '%03d' $(( (10#$dd + 1) % 1000 )))
   exim_check "$t" "$secret" "${tag:0:6}$nd${tag:9}" "tampered day"
+  # Case: an MTA upper-cased the tag syntax (Exim matches "prvs=" caselessly
+  # but compares the hex case-sensitively).
+  exim_check "$t" "$secret" "PRVS=${tag:5}" "upper-case prefix"
+  exim_check "$t" "$secret" "${tag:0:9}$(printf '%s' "${tag:9:6}" | tr a-f A-F)${tag:15}" "upper-case hex"
   # Change the original local part.
   exim_check "$t" "$secret" "${tag%%@*}x@${tag#*@}" "tampered local part"
 done
@@ -105,6 +109,17 @@ srsf="$out/srs.tsv"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 port_file="$tmp/port"; echo 27001 > "$port_file"
 postsrsd_query() { # time secret forwarder direction(forward|reverse) address
+  # A loaded machine sometimes closes the first connection before postsrsd
+  # answers: retry with a fresh daemon until there is an answer.
+  local answer
+  for _ in 1 2 3 4 5; do
+    answer=$(postsrsd_query_once "$@")
+    [ "$answer" != "ERROR " ] && break
+    sleep 0.5
+  done
+  echo "$answer"
+}
+postsrsd_query_once() {
   # Runs in a command substitution (a subshell), so the next free port
   # pair is kept in a file, not a variable.
   local fport rport pid line p
