@@ -16,6 +16,10 @@
 #   EXIM=/tmp/eximx/usr/sbin/exim4 EXIM_CONF=/tmp/eximx.conf crates/portcullis-batv/tests/gen-vectors.sh
 # (`exim -be` only expands strings; no mail is sent and no daemon runs.)
 #
+# The last file, ours-checked.tsv, has the tools judge this crate's own
+# output: the script builds examples/make-vectors.rs with cargo, or uses the
+# binary named by MAKER=/path/to/make-vectors.
+#
 # Usage: crates/portcullis-batv/tests/gen-vectors.sh   (from anywhere)
 # CI does not run this script; the tests read the committed files.
 set -euo pipefail
