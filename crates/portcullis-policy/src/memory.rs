@@ -1,30 +1,36 @@
 //! [`MemoryStore`]: the in-process [`CounterStore`] (dashmap), for a single
 //! relay. Nothing survives a restart; use the Redis store for that.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
+use smallvec::SmallVec;
 
 use crate::store::{
     Counter, CounterSnapshot, CounterStore, Counting, LockRecord, LockState, Outcome, Request,
     StoreError, Window, duration_ms, from_ms, to_ms,
 };
 
+/// Live buckets of a window. A few stay inline (a typical counter has
+/// traffic in few buckets at once), saving a pointer hop per lookup.
+type Slots = SmallVec<[(u64, u64); 4]>;
+
 /// One window of one counter: non-empty buckets `(index, count)`, by index.
 #[derive(Debug)]
 struct WindowState {
     window: Window,
-    slots: VecDeque<(u64, u64)>,
+    slots: Slots,
 }
 
 impl WindowState {
     /// Drop buckets that no longer count and return the window's count.
     fn prune_and_count(&mut self, now_ms: u64) -> u64 {
         let oldest = self.window.oldest_counted(now_ms);
-        while self.slots.front().is_some_and(|&(i, _)| i < oldest) {
-            self.slots.pop_front();
+        let stale = self.slots.iter().take_while(|&&(i, _)| i < oldest).count();
+        if stale > 0 {
+            self.slots.drain(..stale);
         }
         self.slots.iter().map(|&(_, c)| c).sum()
     }
@@ -37,7 +43,7 @@ impl WindowState {
                 self.slots[p].1 = self.slots[p].1.saturating_add(cost);
             }
             Some(p) => self.slots.insert(p + 1, (index, cost)),
-            None => self.slots.push_front((index, cost)),
+            None => self.slots.insert(0, (index, cost)),
         }
     }
 
@@ -45,7 +51,7 @@ impl WindowState {
         if let Some(slot) = self.slots.iter_mut().find(|(i, _)| *i == index) {
             slot.1 = slot.1.saturating_sub(cost);
         }
-        self.slots.retain(|&(_, c)| c > 0);
+        self.slots.retain(|slot| slot.1 > 0);
     }
 }
 
@@ -105,7 +111,7 @@ impl CounterEntry {
         };
         let fresh = || WindowState {
             window: *window,
-            slots: VecDeque::new(),
+            slots: Slots::new(),
         };
         let inline_at = self
             .inline

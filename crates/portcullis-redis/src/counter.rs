@@ -56,10 +56,15 @@ if nd == 1 then
   dkey = KEYS[ki]; ki = ki + 1
   dmember = ARGV[ai]; dwin = tonumber(ARGV[ai + 1]); local dlimit = tonumber(ARGV[ai + 2]); ai = ai + 3
   -- a member counts while last seen within (now - window, now]
-  redis.call('ZREMRANGEBYSCORE', dkey, '-inf', now - dwin)
-  if not redis.call('ZSCORE', dkey, dmember) then
+  local seen = tonumber(redis.call('ZSCORE', dkey, dmember) or '0') or 0
+  if seen <= now - dwin then
     local card = redis.call('ZCARD', dkey)
-    if card >= dlimit then refused = {3, card} end
+    -- prune only when the cap could bind, as the memory store does
+    if card >= dlimit then
+      redis.call('ZREMRANGEBYSCORE', dkey, '-inf', now - dwin)
+      card = redis.call('ZCARD', dkey)
+      if card >= dlimit then refused = {3, card} end
+    end
   end
 end
 local nc = tonumber(ARGV[ai]); ai = ai + 1
@@ -74,11 +79,12 @@ for c = 1, nc do
     if refused == nil then
       local lo = b - k
       local flat = redis.call('HGETALL', key)
-      local total, live = 0, {}
+      local total, live, stale = 0, {}, {}
       for i = 1, #flat, 2 do
         local idx, cnt = tonumber(flat[i]), tonumber(flat[i + 1])
-        if idx < lo then redis.call('HDEL', key, flat[i]) else total = total + cnt; live[#live + 1] = {idx, cnt} end
+        if idx < lo then stale[#stale + 1] = flat[i] else total = total + cnt; live[#live + 1] = {idx, cnt} end
       end
+      if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
       if total + cost > limit then
         -- bucket j stops counting at (j + k + 1) * g
         local retry = len
@@ -97,8 +103,10 @@ for c = 1, nc do
 end
 for _, p in ipairs(plan) do
   if refused == nil or p[4] then
-    redis.call('HINCRBY', p[1], string.format('%.0f', p[2]), p[3])
-    redis.call('PEXPIRE', p[1], string.format('%.0f', p[5]))
+    -- a new bucket is the newest data: only then must the TTL move
+    if redis.call('HINCRBY', p[1], string.format('%.0f', p[2]), p[3]) == p[3] then
+      redis.call('PEXPIRE', p[1], string.format('%.0f', p[5]))
+    end
   end
 end
 if refused ~= nil then return refused end
