@@ -145,7 +145,79 @@ impl CounterEntry {
 #[derive(Debug, Default)]
 struct DistinctEntry {
     /// Keyed hash of the member → last seen (ms).
-    members: HashMap<u64, u64, BuildHasherDefault<IdHasher>>,
+    members: Members,
+}
+
+/// Members of a distinct set: a few inline (scanned; no pointer hop for the
+/// typical small set), a hash map once the set grows.
+#[derive(Debug)]
+enum Members {
+    Small(SmallVec<[(u64, u64); 6]>),
+    Large(HashMap<u64, u64, BuildHasherDefault<IdHasher>>),
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Members::Small(SmallVec::new())
+    }
+}
+
+/// Above this many members a set switches to a hash map.
+const SMALL_SET: usize = 24;
+
+impl Members {
+    fn get_mut(&mut self, member: u64) -> Option<&mut u64> {
+        match self {
+            Members::Small(v) => v.iter_mut().find(|(m, _)| *m == member).map(|(_, s)| s),
+            Members::Large(h) => h.get_mut(&member),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Members::Small(v) => v.len(),
+            Members::Large(h) => h.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
+        match self {
+            Members::Small(v) => v.retain(|slot| keep(slot.1)),
+            Members::Large(h) => h.retain(|_, seen| keep(*seen)),
+        }
+    }
+
+    /// Insert or replace.
+    fn insert(&mut self, member: u64, seen: u64) {
+        if let Some(s) = self.get_mut(member) {
+            *s = seen;
+            return;
+        }
+        match self {
+            Members::Small(v) if v.len() < SMALL_SET => v.push((member, seen)),
+            Members::Small(v) => {
+                let mut h: HashMap<u64, u64, BuildHasherDefault<IdHasher>> = v.drain(..).collect();
+                h.insert(member, seen);
+                *self = Members::Large(h);
+            }
+            Members::Large(h) => {
+                h.insert(member, seen);
+            }
+        }
+    }
+
+    fn remove(&mut self, member: u64) {
+        match self {
+            Members::Small(v) => v.retain(|slot| slot.0 != member),
+            Members::Large(h) => {
+                h.remove(&member);
+            }
+        }
+    }
 }
 
 /// The in-memory [`CounterStore`]: dashmap maps of counters, distinct sets,
@@ -226,8 +298,7 @@ impl MemoryStore {
         // per request, so keep sets seen within a day (the longest sane one).
         let day = 86_400_000;
         self.distinct.retain(|_, d| {
-            d.members
-                .retain(|_, seen| seen.saturating_add(day) > now_ms);
+            d.members.retain(|seen| seen.saturating_add(day) > now_ms);
             !d.members.is_empty()
         });
     }
@@ -271,7 +342,7 @@ impl MemoryStore {
             match undo {
                 DistinctUndo::None => {}
                 DistinctUndo::Inserted => {
-                    set.members.remove(&member);
+                    set.members.remove(member);
                 }
                 DistinctUndo::Refreshed(seen) => {
                     set.members.insert(member, seen);
@@ -311,13 +382,13 @@ impl CounterStore for MemoryStore {
             let mut set = self.distinct.entry(self.id(d.key)).or_default();
             // A member counts while last seen within (now - window, now].
             let horizon = now_ms.saturating_sub(duration_ms(d.window));
-            if let Some(seen) = set.members.get_mut(&member).filter(|s| **s > horizon) {
+            if let Some(seen) = set.members.get_mut(member).filter(|s| **s > horizon) {
                 undo = DistinctUndo::Refreshed(*seen);
                 *seen = now_ms.max(*seen);
             } else {
                 // Only prune when the cap could bind, so a typical hit is O(1).
                 if set.members.len() as u64 >= d.limit {
-                    set.members.retain(|_, seen| *seen > horizon);
+                    set.members.retain(|seen| seen > horizon);
                 }
                 let count = set.members.len() as u64;
                 if count >= d.limit {
@@ -421,5 +492,52 @@ impl CounterStore for MemoryStore {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Distinct;
+
+    #[test]
+    fn members_spill_to_a_map_and_keep_answers() {
+        let mut m = Members::default();
+        for i in 0..(SMALL_SET as u64 + 10) {
+            m.insert(i, 100 + i);
+        }
+        assert!(matches!(m, Members::Large(_)));
+        assert_eq!(m.len(), SMALL_SET + 10);
+        assert_eq!(m.get_mut(3).copied(), Some(103));
+        m.insert(3, 7);
+        assert_eq!((m.get_mut(3).copied(), m.len()), (Some(7), SMALL_SET + 10));
+        m.remove(4);
+        assert_eq!(m.get_mut(4), None);
+        m.retain(|seen| seen >= 120);
+        assert_eq!(m.len(), SMALL_SET + 10 - 20);
+    }
+
+    #[test]
+    fn a_large_distinct_set_caps_exactly() {
+        let store = MemoryStore::new();
+        let now = from_ms(1_767_225_600_000);
+        let names: Vec<String> = (0..60).map(|i| format!("r{i}@example.org")).collect();
+        let decide = |member: &str| {
+            let req = Request {
+                distinct: Some(Distinct {
+                    key: "big",
+                    member,
+                    window: Duration::from_secs(86_400),
+                    limit: 50,
+                }),
+                ..Request::default()
+            };
+            store.decide(&req, now).unwrap()
+        };
+        for n in &names[..50] {
+            assert_eq!(decide(n), Outcome::Admitted);
+        }
+        assert_eq!(decide(&names[50]), Outcome::DistinctExceeded { count: 50 });
+        assert_eq!(decide(&names[7]), Outcome::Admitted, "a known member");
     }
 }
