@@ -130,3 +130,118 @@ fn free_function_matches_default_fingerprinter() {
     let m = corpus::plain("Ann", "a1", "1 May 2026");
     assert_eq!(fingerprint(&m), Fingerprinter::default().fingerprint(&m));
 }
+
+/// A slow, obviously-correct rendering of the normalisation steps, to check
+/// the optimised one against.
+fn reference(input: &str, n: &Normalization) -> String {
+    let chars: Vec<char> = input.chars().collect();
+    let mut tokens: Vec<String> = Vec::new(); // None-whitespace tokens and " " separators
+    let mut i = 0;
+    let lower = |s: &str| {
+        if n.fold_case {
+            s.chars().flat_map(char::to_lowercase).collect()
+        } else {
+            s.to_owned()
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            let start = i;
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+            tokens.push(if n.fold_whitespace {
+                " ".into()
+            } else {
+                chars[start..i].iter().collect()
+            });
+            continue;
+        }
+        if c.is_alphanumeric() {
+            let rest: String = chars[i..].iter().collect();
+            let lower_rest = rest.to_ascii_lowercase();
+            let scheme = ["https://", "http://"]
+                .into_iter()
+                .find(|s| lower_rest.starts_with(s));
+            if let (true, Some(scheme)) = (n.strip_url_queries, scheme) {
+                let len = rest
+                    .char_indices()
+                    .find(|(_, ch)| {
+                        ch.is_ascii_whitespace() || "\"'<>".contains(*ch) || !ch.is_ascii()
+                    })
+                    .map_or(rest.len(), |(p, _)| p);
+                let url = &rest[..len];
+                let kept = match url[scheme.len()..].find(['?', '#']) {
+                    Some(cut) => &url[..scheme.len() + cut],
+                    None => url,
+                };
+                tokens.push(lower(kept));
+                i += url.chars().count();
+                continue;
+            }
+            let start = i;
+            while i < chars.len() && chars[i].is_alphanumeric() {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let is_hex = word.chars().all(|c| c.is_ascii_hexdigit())
+                && word.chars().any(|c| c.is_ascii_digit())
+                && word.chars().any(|c| c.is_ascii_alphabetic());
+            if n.hex_token_min > 0 && word.len() >= n.hex_token_min && is_hex {
+                tokens.push("#".into());
+                continue;
+            }
+            let mut out = String::new();
+            let mut run = String::new();
+            for ch in word.chars() {
+                if ch.is_ascii_digit() {
+                    run.push(ch);
+                    continue;
+                }
+                if !run.is_empty() {
+                    let masked = n.digit_run_min > 0 && run.len() >= n.digit_run_min;
+                    out.push_str(if masked { "#" } else { &run });
+                    run.clear();
+                }
+                out.push(ch);
+            }
+            if !run.is_empty() {
+                let masked = n.digit_run_min > 0 && run.len() >= n.digit_run_min;
+                out.push_str(if masked { "#" } else { &run });
+            }
+            tokens.push(lower(&out));
+            continue;
+        }
+        // Other characters are kept (ASCII ones are unaffected by case).
+        tokens.push(c.to_string());
+        i += 1;
+    }
+    let mut out = tokens.concat();
+    if n.fold_whitespace {
+        out = out.trim_matches(' ').to_owned();
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn optimised_normalisation_matches_reference(
+        s in "(?s)(https?://|HTTP://|[ \\t\\r\\n?#=&/.:'\"<>]|[a-fA-F0-9]{1,12}|[g-zG-Z]{1,5}|[\u{e9}\u{c9}\u{df}\u{130}\u{3a3}\u{a0}\u{3000}\u{2014}日本]){0,60}",
+        fold_case in any::<bool>(),
+        fold_ws in any::<bool>(),
+        urls in any::<bool>(),
+        digit_min in 0usize..6,
+        hex_min in prop::sample::select(vec![0usize, 4, 8]),
+    ) {
+        let mut n = Normalization::none();
+        n.fold_case = fold_case;
+        n.fold_whitespace = fold_ws;
+        n.strip_url_queries = urls;
+        n.digit_run_min = digit_min;
+        n.hex_token_min = hex_min;
+        prop_assert_eq!(n.normalize(&s), reference(&s, &n), "input {:?}", s);
+    }
+}
