@@ -27,20 +27,20 @@
 //! one `fdatasync`, and every writer in that batch returns. Under 64
 //! concurrent writers one `fdatasync` covers many messages.
 //!
-//! Measured in one criterion run on the shared 2-core CI machine, 10 KiB
-//! messages (`docs/benchmarks.md`, `cargo bench -p portcullis-queue --bench
-//! queue`):
+//! Measured with criterion on the shared, noisy 2-core CI machine, 10 KiB
+//! messages, two runs of `cargo bench -p portcullis-queue --bench queue`
+//! (ratios only mean something within one run; `docs/benchmarks.md`):
 //!
-//! | writers | this spool | bare `write + fsync + rename + fsync(dir)` per message |
+//! | writers | this spool (run 1 / run 2) | bare `write + fsync + rename + fsync(dir)` per message |
 //! |---|---|---|
-//! | 1  | 364 msgs/s   | 105 msgs/s |
-//! | 64 | 8 783 msgs/s | 947 msgs/s |
+//! | 1  | 364 / 279 msgs/s     | 105 / 100 msgs/s |
+//! | 64 | 8 783 / 20 300 msgs/s | 947 / 1 252 msgs/s |
 //!
-//! 64 writers reach 24× the single-writer rate (the goal was 5×); a file per
-//! message cannot share its `fsync`s and stays at ~9× its own single rate
-//! only because the file system merges some journal commits. The log also
-//! needs one sync per batch where a file per message needs two (file and
-//! directory), which is why even one writer is faster. The price is
+//! 64 writers reach 24× / 73× the single-writer rate (the goal was 5×); a
+//! file per message cannot share its `fsync`s and gets 9× / 13× from 64
+//! writers only because the file system merges some journal commits. The
+//! log also needs one sync per batch where a file per message needs two
+//! (file and directory), which is why even one writer is faster. The price is
 //! reclamation (below) instead of a simple `unlink`.
 //!
 //! # Durability contract
