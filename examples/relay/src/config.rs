@@ -61,6 +61,23 @@ pub(crate) struct FileConfig {
     pub(crate) greylist: GreylistSection,
     pub(crate) batv: BatvSection,
     pub(crate) bulk: BulkSection,
+    pub(crate) dkim: Vec<DkimSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DkimSection {
+    pub(crate) domain: String,
+    pub(crate) selector: String,
+    pub(crate) key_file: PathBuf,
+}
+
+/// One DKIM signing key, read and checked.
+#[derive(Debug, Clone)]
+pub(crate) struct DkimKey {
+    pub(crate) domain: String,
+    pub(crate) selector: String,
+    pub(crate) pem: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -501,6 +518,7 @@ pub(crate) struct Settings {
     pub(crate) greylist: Option<portcullis_greylist::GreylistConfig>,
     pub(crate) batv: Option<Batv>,
     pub(crate) bulk: Option<portcullis_fingerprint::BulkConfig>,
+    pub(crate) dkim: Vec<DkimKey>,
     pub(crate) shutdown_grace: Duration,
 }
 
@@ -824,6 +842,35 @@ pub(crate) fn check(
         None
     };
 
+    let dkim = file
+        .dkim
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let key = |k: &str| format!("dkim[{i}].{k}");
+            domain(key("domain"), &d.domain)?;
+            if d.selector.is_empty()
+                || !d.selector.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+            {
+                return Err(invalid(
+                    key("selector"),
+                    format!("{:?} is not a selector such as \"s1\"", d.selector),
+                ));
+            }
+            let pem = std::fs::read_to_string(&d.key_file)
+                .map_err(|e| invalid(key("key_file"), format!("{}: {e}", d.key_file.display())))?;
+            portcullis_mailauth::DkimSigningKey::from_pem(&pem)
+                .map_err(|e| invalid(key("key_file"), format!("{}: {e}", d.key_file.display())))?;
+            Ok(DkimKey {
+                domain: d.domain.to_ascii_lowercase(),
+                selector: d.selector.clone(),
+                pem,
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+
     let l = &file.limits;
     if l.max_recipients == 0 {
         return Err(invalid("limits.max_recipients", "must be at least 1"));
@@ -882,6 +929,7 @@ pub(crate) fn check(
         greylist: file.greylist.to_greylist(),
         batv,
         bulk,
+        dkim,
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
     })
 }
@@ -923,6 +971,13 @@ mod tests {
         let uncommented: String = text
             .lines()
             .map(|l| {
+                // `# [[table]]` headers of commented-out tables, too.
+                if let Some(rest) = l.strip_prefix("# ")
+                    && rest.starts_with("[[")
+                    && rest.ends_with("]]")
+                {
+                    return rest;
+                }
                 match l
                     .strip_prefix("# ")
                     .and_then(|r| Some((r, r.split_once(" = ")?.0)))
@@ -941,6 +996,8 @@ mod tests {
         let file = parse(&uncommented).unwrap();
         assert!(file.tls.cert.is_some(), "the example shows tls.cert");
         assert!(file.delivery.smarthost.is_some());
+        assert_eq!(file.dkim.len(), 1, "the example shows a [[dkim]] key");
+        assert!(file.batv.secret.is_some());
     }
 
     #[test]
@@ -988,6 +1045,28 @@ mod tests {
             (
                 "[accounts]\npostgres = \"mysql://x\"\n",
                 "accounts.postgres",
+            ),
+            ("[delivery]\ntls = \"sometimes\"\n", "delivery.tls"),
+            ("[batv]\ndomains = [\"localhost\"]\n", "batv.secret"),
+            (
+                "[batv]\ndomains = [\"localhost\"]\nsecret = \"short\"\n",
+                "batv.secret",
+            ),
+            (
+                "[bulk]\nenabled = true\naction = \"bounce\"\n",
+                "bulk.action",
+            ),
+            (
+                "[[dkim]]\ndomain = \"localhost\"\nselector = \"s1\"\nkey_file = \"/nonexistent/k.pem\"\n",
+                "dkim[0].key_file",
+            ),
+            (
+                "[[dkim]]\ndomain = \"localhost\"\nselector = \"bad selector\"\nkey_file = \"k.pem\"\n",
+                "dkim[0].selector",
+            ),
+            (
+                "[limits]\nmax_connections_per_client = 0\n",
+                "limits.max_connections_per_client",
             ),
         ];
         for (text, key) in cases {

@@ -393,6 +393,18 @@ async fn run(settings: Settings) -> Result<(), String> {
     // rewrite and refuses nothing, so it may run before them.
     submission_chain.push(relay_filter(Role::Submission));
     submission_chain.push(policy_filter);
+    if !settings.dkim.is_empty() {
+        let mut signer = portcullis_mailauth::DkimSigner::new();
+        for k in &settings.dkim {
+            let key = portcullis_mailauth::DkimSigningKey::from_pem(&k.pem)
+                .map_err(|e| format!("dkim {}: {e}", k.domain))?;
+            let identity = portcullis_mailauth::SigningIdentity::new(&k.domain, &k.selector, key)
+                .map_err(|e| format!("dkim {}: {e}", k.domain))?;
+            signer = signer.with_domain(identity);
+        }
+        // Last: sign what the other filters let through, as it will leave.
+        submission_chain.push(Arc::new(signer));
+    }
     if let Some(config) = settings.greylist.clone() {
         let path = data_dir.join("greylist.redb");
         let store = portcullis_greylist::RedbStore::open(&path)

@@ -558,3 +558,48 @@ fn batv_tags_outbound_senders_and_checks_bounces() {
         "tag stripped: {text}"
     );
 }
+
+/// DKIM: mail submitted by an authenticated user is signed with the key of
+/// its From domain; mail arriving from the world is not.
+#[test]
+fn dkim_signs_submitted_mail() {
+    if !have_tool("swaks") {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let key_file = keys.path().join("s1.pem");
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let sink = Sink::start();
+    let (relay, _tmp) = Relay::start(&format!(
+        "{}[[dkim]]\ndomain = \"localhost\"\nselector = \"s1\"\nkey_file = \"{}\"\n",
+        routed(&sink),
+        key_file.display()
+    ));
+    let (ok, t) = swaks(
+        &relay,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            USER,
+            "--auth-password",
+            PASSWORD,
+            "--from",
+            USER,
+            "--to",
+            "bob@sink.test",
+        ],
+    );
+    assert!(ok, "{t}");
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "log:\n{}", relay.log_text());
+    let text = String::from_utf8_lossy(&got[0].data);
+    let sig = text
+        .lines()
+        .find(|l| l.starts_with("DKIM-Signature:"))
+        .unwrap_or_else(|| panic!("not signed:\n{text}"));
+    assert!(sig.contains("a=ed25519-sha256"), "{sig}");
+    assert!(sig.contains("d=localhost") && sig.contains("s=s1"), "{sig}");
+}
