@@ -177,6 +177,17 @@ fn data(c: &mut Criterion) {
         })
     });
 
+    // Without the line-length check (LongLines::Accept).
+    g.bench_function("portcullis_data_decoder_no_line_limit", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut d = DataDecoder::new(None, None);
+            let status = d.decode(black_box(&input), &mut out);
+            assert!(matches!(status, DataStatus::Complete { .. }));
+            out.len()
+        })
+    });
+
     g.bench_function("smtp_proto_data_receiver", |b| {
         b.iter(|| {
             out.clear();

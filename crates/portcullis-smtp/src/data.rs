@@ -13,8 +13,13 @@
 //! read to its real end so that nothing after a smuggled terminator is ever
 //! taken as a command.
 
+use std::sync::LazyLock;
+
 use memchr::memmem::Finder;
 use memchr::memrchr;
+
+/// Finds `CRLF.`: the only place a line can start with a dot.
+static STUFFED: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n."));
 
 /// Why a message has to be refused once its end is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -89,8 +94,6 @@ pub struct DataDecoder {
     line_len: usize,
     max_line: Option<usize>,
     max_size: Option<u64>,
-    /// Finds `CRLF.`: the only place a line can start with a dot.
-    stuffed: Finder<'static>,
     size: u64,
     wire_octets: u64,
     // Kept apart so the error reported does not depend on how the input
@@ -110,7 +113,6 @@ impl DataDecoder {
             line_len: 0,
             max_line,
             max_size,
-            stuffed: Finder::new(b"\r\n."),
             size: 0,
             wire_octets: 0,
             bare_newline: false,
@@ -228,10 +230,34 @@ impl DataDecoder {
                     _ => self.state = State::Mid,
                 }
             }
-            // Inside a line: jump to the next `CRLF.`; everything before it
+            // Inside a line: jump from `CRLF.` to `CRLF.`; everything between
             // is message text. (A bare LF never starts a line, so `LF.` is
-            // text too; the pairing check below refuses it.)
-            match self.stuffed.find(&input[i..]) {
+            // text too; the pairing check below refuses it.) One iterator
+            // for the whole run: restarting a search per candidate costs.
+            let mut near_end = None;
+            for off in STUFFED.find_iter(&input[i..]) {
+                let c = i + off; // CR at c, LF at c+1, dot at c+2
+                if c + 4 >= len {
+                    near_end = Some(c);
+                    break;
+                }
+                self.emit(out, &input[seg..c + 2]);
+                if input[c + 3] == b'\r' && input[c + 4] == b'\n' {
+                    end = c + 5;
+                    seg = end;
+                    complete = true;
+                    break 'outer;
+                }
+                seg = c + 3; // drop the stuffed dot
+            }
+            match near_end {
+                Some(c) => {
+                    // Too near the end to decide: octet by octet.
+                    self.emit(out, &input[seg..c + 2]);
+                    seg = c + 2;
+                    i = c + 2;
+                    self.state = State::LineStart;
+                }
                 None => {
                     self.state = if input[len - 1] == b'\r' {
                         State::Cr
@@ -241,25 +267,6 @@ impl DataDecoder {
                         State::Mid
                     };
                     break 'outer;
-                }
-                Some(off) => {
-                    let c = i + off; // CR at c, LF at c+1, dot at c+2
-                    self.emit(out, &input[seg..c + 2]);
-                    if c + 4 < len {
-                        if input[c + 3] == b'\r' && input[c + 4] == b'\n' {
-                            end = c + 5;
-                            seg = end;
-                            complete = true;
-                            break 'outer;
-                        }
-                        seg = c + 3;
-                        i = c + 3;
-                    } else {
-                        // Too near the end to decide: octet by octet.
-                        seg = c + 2;
-                        i = c + 2;
-                        self.state = State::LineStart;
-                    }
                 }
             }
         }
