@@ -603,3 +603,46 @@ fn dkim_signs_submitted_mail() {
     assert!(sig.contains("a=ed25519-sha256"), "{sig}");
     assert!(sig.contains("d=localhost") && sig.contains("s=s1"), "{sig}");
 }
+
+/// A domain account: one login (the domain) and password for the whole
+/// domain, which may send as any address of it and nothing else.
+#[test]
+fn domain_account_authenticates_and_sends_as_its_domain() {
+    if !have_tool("swaks") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let hash = common::hash_password(PASSWORD);
+    std::fs::write(
+        tmp.path().join("accounts.toml"),
+        format!("[[domain]]\ndomain = \"dom.test\"\npassword_hash = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let sink = Sink::start();
+    let relay = Relay::start_in(tmp.path(), &routed(&sink));
+    let send_as = |from: &str| {
+        swaks(
+            &relay,
+            &[
+                "--tls",
+                "--auth",
+                "LOGIN",
+                "--auth-user",
+                "dom.test",
+                "--auth-password",
+                PASSWORD,
+                "--from",
+                from,
+                "--to",
+                "eve@sink.test",
+            ],
+        )
+    };
+    let (ok, t) = send_as("anyone@dom.test");
+    assert!(ok, "{t}");
+    let (ok, t) = send_as("someone@other.test");
+    assert!(!ok && t.contains("553 5.7.1"), "{t}");
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].from, "<anyone@dom.test>");
+}
