@@ -355,7 +355,7 @@ fn check_config_names_the_wrong_key() {
 #[test]
 fn greylisting_defers_a_new_triplet_then_accepts_the_retry() {
     let (relay, _tmp) = Relay::start(&format!(
-        "{LOCAL}[greylist]\nenabled = true\ndelay_secs = 2\n"
+        "{LOCAL}[greylist]\nenabled = true\ndelay_secs = 3\n"
     ));
     let attempt = |rcpt: &str| {
         let mut c = Client::greeted(relay.mx);
@@ -372,7 +372,7 @@ fn greylisting_defers_a_new_triplet_then_accepts_the_retry() {
     // Relay refusal comes before greylisting: never a 4xx for a relay attempt.
     assert_eq!(attempt("x@other.example").enhanced(), "5.7.1");
     assert_eq!(attempt("alice@example.org").code, 451, "retried too early");
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3500));
     let mut c = Client::greeted(relay.mx);
     c.cmd("EHLO retrying.test");
     c.cmd("MAIL FROM:<patient@world.test>");
