@@ -95,7 +95,10 @@ impl Normalization {
         let mut copied = 0;
         let mut i = 0;
         while i < b.len() {
-            let c = b[i];
+            i = self.skip_unchanged(b, i, &mut words, out.len() > start_len || copied < i);
+            let Some(&c) = b.get(i) else {
+                break;
+            };
             let (kind, width) = if c < 0x80 {
                 (CLASS[usize::from(c)], 1)
             } else {
@@ -204,6 +207,52 @@ impl Normalization {
         words
     }
 
+    /// The fast path: from `i` (never inside a word), skip what needs no
+    /// change — ASCII words without digits, ASCII punctuation, single spaces
+    /// between text — counting words. Returns where the general loop must
+    /// take over: the start of a word or white-space run that may need work.
+    #[inline]
+    fn skip_unchanged(&self, b: &[u8], mut i: usize, words: &mut usize, emitted: bool) -> usize {
+        let mut emitted = emitted;
+        let mut word_start = None;
+        while let Some(&d) = b.get(i) {
+            let k = if d < 0x80 {
+                CLASS[usize::from(d)]
+            } else {
+                SLOW
+            };
+            if k & ALNUM != 0 && k & DIGIT == 0 {
+                if word_start.is_none() {
+                    if self.strip_url_queries && (d | 0x20) == b'h' {
+                        break; // maybe a URL
+                    }
+                    word_start = Some(i);
+                    *words += 1;
+                }
+            } else if k == 0 {
+                word_start = None; // ASCII punctuation
+            } else if d == b' '
+                && (!self.fold_whitespace
+                    || (emitted
+                        && b.get(i + 1)
+                            .is_some_and(|&n| n < 0x80 && CLASS[usize::from(n)] != WS)))
+            {
+                word_start = None;
+            } else {
+                // A digit, other white space or non-ASCII: the general loop
+                // redoes the word in progress.
+                if let Some(s) = word_start {
+                    *words -= 1;
+                    return s;
+                }
+                break;
+            }
+            emitted = true;
+            i += 1;
+        }
+        i
+    }
+
     /// Normalise `input` into a new string.
     pub fn normalize(&self, input: &str) -> String {
         let mut out = String::with_capacity(input.len());
@@ -254,6 +303,8 @@ const HEX_LETTER: u8 = 8;
 const OTHER_LETTER: u8 = 16;
 /// Seen in a word: a non-ASCII letter or digit.
 const NON_ASCII: u8 = 32;
+/// A non-ASCII byte in the fast path: hand over to the general loop.
+const SLOW: u8 = 64;
 
 /// Character classes of ASCII bytes.
 const CLASS: [u8; 128] = {
