@@ -130,6 +130,10 @@ impl PolicySession<'_> {
     /// | `RCPT` | `mail_from` (once per `instance`), then `rcpt_to` |
     /// | `DATA`, `END-OF-MESSAGE` | `mail_from` (once per `instance`), then `data_start` (once per `instance`) |
     /// | anything else (`VRFY`, `ETRN`) | none: `DUNNO` |
+    ///
+    /// A transaction is the run of requests with the same `instance` and
+    /// client address (Postfix keeps `instance` for all requests of one
+    /// message); a request without `instance` is a transaction of its own.
     pub async fn answer(&mut self, request: &Request) -> Answer {
         match self.try_answer(request).await {
             Ok(answer) => answer,
