@@ -189,6 +189,51 @@ fn read_accounts_file(path: &Path) -> Result<portcullis_accounts::FileDirectory,
         .map_err(|e| format!("accounts.file {}: {e}", path.display()))
 }
 
+/// The policy configuration, with the accounts file's per-account limits
+/// merged over the `[policy]` defaults (a limit an account does not set
+/// keeps the default). Read at start; SIGHUP reloads accounts, not limits.
+fn policy_config(settings: &Settings) -> Result<portcullis_policy::PolicyConfig, String> {
+    let mut config = settings.policy.clone();
+    // Logins that are a bare domain are domain accounts (portcullis-accounts).
+    config.domain_accounts = true;
+    let Some(path) = &settings.accounts_file else {
+        return Ok(config);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("accounts.file {}: {e}", path.display()))?;
+    let file = portcullis_accounts::AccountFile::from_toml(&text)
+        .map_err(|e| format!("accounts.file {}: {e}", path.display()))?;
+    let defaults = config.account_defaults;
+    let merge = |l: &portcullis_accounts::AccountLimits| {
+        let mut m = defaults;
+        let over = |d: Option<u64>, v: Option<u32>| v.map(u64::from).or(d);
+        m.rates.messages_per_minute = over(m.rates.messages_per_minute, l.messages_per_minute);
+        m.rates.messages_per_hour = over(m.rates.messages_per_hour, l.messages_per_hour);
+        m.rates.recipients_per_minute =
+            over(m.rates.recipients_per_minute, l.recipients_per_minute);
+        m.rates.recipients_per_hour = over(m.rates.recipients_per_hour, l.recipients_per_hour);
+        m.distinct_recipients_per_day =
+            over(m.distinct_recipients_per_day, l.distinct_recipients_per_day);
+        m.max_message_size = l.max_message_size.or(m.max_message_size);
+        m
+    };
+    let none = portcullis_accounts::AccountLimits::default();
+    for u in &file.users {
+        if u.limits != none {
+            let id = portcullis_accounts::AccountId::user(&u.address);
+            config.account_limits.insert(id.key(), merge(&u.limits));
+        }
+    }
+    for d in &file.domains {
+        if d.limits != none
+            && let Ok(id) = portcullis_accounts::AccountId::parse(&d.domain)
+        {
+            config.account_limits.insert(id.key(), merge(&d.limits));
+        }
+    }
+    Ok(config)
+}
+
 /// Accounts from the configured backend, if any.
 async fn open_accounts(
     settings: &Settings,
@@ -364,7 +409,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         })
     };
     let policy = Arc::new(portcullis_policy::Policy::new(
-        settings.policy.clone(),
+        policy_config(&settings)?,
         Arc::new(portcullis_policy::MemoryStore::new()),
     ));
     let policy_filter: Arc<dyn portcullis_core::Filter> = Arc::new(

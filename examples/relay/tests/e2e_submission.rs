@@ -646,3 +646,66 @@ fn domain_account_authenticates_and_sends_as_its_domain() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].from, "<anyone@dom.test>");
 }
+
+/// Limits set on an account in the accounts file override the `[policy]`
+/// defaults for that account only.
+#[test]
+fn per_account_limits_from_the_accounts_file() {
+    if !have_tool("python3") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let hash = common::hash_password(PASSWORD);
+    std::fs::write(
+        tmp.path().join("accounts.toml"),
+        format!(
+            "[[user]]\naddress = \"{USER}\"\npassword_hash = \"{hash}\"\n\
+             limits = {{ messages_per_minute = 1 }}\n\
+             [[user]]\naddress = \"bob@localhost\"\npassword_hash = \"{hash}\"\n"
+        ),
+    )
+    .unwrap();
+    let sink = Sink::start();
+    let relay = Relay::start_in(
+        tmp.path(),
+        &format!("{}[policy]\nmessages_per_minute = 5\n", routed(&sink)),
+    );
+    let script = r#"
+import smtplib, ssl, sys
+host, port, pw = sys.argv[1:]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+for user in ["alice@localhost", "bob@localhost"]:
+    s = smtplib.SMTP(host, int(port), timeout=20)
+    s.starttls(context=ctx)
+    s.login(user, pw)
+    for i in range(2):
+        try:
+            s.sendmail(user, ["x@sink.test"], b"Subject: limit\r\n\r\nx\r\n")
+            print(user, "sent", i)
+        except smtplib.SMTPSenderRefused as e:
+            print(user, "refused", i, e.smtp_code)
+    s.quit()
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(relay.submission.ip().to_string())
+        .arg(relay.submission.port().to_string())
+        .arg(PASSWORD)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("alice@localhost sent 0"), "{stdout}");
+    assert!(stdout.contains("alice@localhost refused 1 451"), "{stdout}");
+    assert!(
+        stdout.contains("bob@localhost sent 1"),
+        "defaults for bob: {stdout}"
+    );
+}
