@@ -527,3 +527,23 @@ fn sighup_reloads_the_accounts_file_and_check_config_reads_it() {
     assert_eq!(ask("newbie@localhost"), 250, "old accounts kept");
     assert!(relay.log_text().contains("accounts not reloaded"));
 }
+
+#[test]
+fn message_size_limit_is_advertised_and_enforced() {
+    let (relay, _tmp) = Relay::start(&format!("{LOCAL}[limits]\nmax_message_size = 2048\n"));
+    let mut c = Client::greeted(relay.mx);
+    let ehlo = c.cmd("EHLO big.test");
+    assert!(ehlo.lines.iter().any(|l| l == "SIZE 2048"), "{ehlo:?}");
+    let r = c.cmd("MAIL FROM:<a@world.test> SIZE=100000");
+    assert_eq!((r.code, r.enhanced().as_str()), (552, "5.3.4"), "{r:?}");
+    assert_eq!(c.cmd("MAIL FROM:<a@world.test>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<alice@example.org>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    let line = format!("{}\r\n", "z".repeat(70));
+    c.send_raw(format!("Subject: big\r\n\r\n{}.\r\n", line.repeat(60)).as_bytes());
+    let r = c.reply().unwrap();
+    assert_eq!((r.code, r.enhanced().as_str()), (552, "5.3.4"), "{r:?}");
+    assert_eq!(c.cmd("QUIT").code, 221);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(relay.maildir("example.org", "alice").is_empty());
+}
