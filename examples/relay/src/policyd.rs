@@ -2,8 +2,9 @@
 //! answering with the relay's filters, so an operator keeps Postfix as the
 //! MTA and gains Portcullis' greylisting and rate limits.
 //!
-//! The filters come from the same `relay.toml` as the relay: `[policy]`
-//! (rate limits, recipient caps; always on) then `[greylist]` (when
+//! The filters come from the same `relay.toml` as the relay, in this order:
+//! `[batv]` bounce validation (when `domains` are set), `[policy]` (rate
+//! limits, recipient caps; always on), then `[greylist]` (when
 //! `enabled = true`). The relay's own relaying rules are not used: Postfix
 //! decides relaying itself (`reject_unauth_destination`), and the policy
 //! service only ever narrows what Postfix allows. In `main.cf`:
@@ -81,6 +82,20 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
     crate::init_logging(&settings);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut chain = Chain::new();
+    if let Some(batv) = &settings.batv {
+        // Bounces to our domains must carry a valid prvs tag (backscatter).
+        // Postfix keeps the tagged recipient: a valid tag is stripped only
+        // for the filters after this one, so map `prvs=...=user@` back to
+        // `user@` in Postfix (e.g. recipient_canonical_maps with a regexp).
+        let ring = portcullis_batv::KeyRing::new(batv.key_number, &batv.secret)
+            .map_err(|e| format!("batv: {e}"))?;
+        let prvs = Arc::new(portcullis_batv::Prvs::new(ring));
+        let mut validate = portcullis_batv::BounceValidation::new(prvs, clock.clone());
+        for d in &batv.domains {
+            validate = validate.protect_domain(d);
+        }
+        chain.push(Arc::new(validate));
+    }
     let policy = Arc::new(portcullis_policy::Policy::new(
         settings.policy.clone(),
         Arc::new(portcullis_policy::MemoryStore::new()),
