@@ -246,6 +246,31 @@ impl Filter for RelayFilter {
     async fn rcpt_to(&self, cx: &mut Context, rcpt: &mut Recipient) -> Verdict {
         self.rules.recipient_verdict(self.may_relay(cx), rcpt).await
     }
+
+    async fn message(&self, _cx: &mut Context, message: &[u8]) -> Verdict {
+        // RFC 5321 §6.3: a message with this many trace fields is looping.
+        if received_count(message) >= MAX_HOPS {
+            return Verdict::Reject(Reply::new(
+                554,
+                (5, 4, 6),
+                "Too many hops: mail loop detected",
+            ));
+        }
+        Verdict::Continue
+    }
+}
+
+/// Trace fields (`Received:`) a message may carry before it is treated as
+/// looping (Postfix's `hopcount_limit` is 50).
+pub(crate) const MAX_HOPS: usize = 50;
+
+/// How many `Received:` fields the header section holds.
+pub(crate) fn received_count(message: &[u8]) -> usize {
+    message
+        .split(|&b| b == b'\n')
+        .take_while(|line| !(line.is_empty() || *line == b"\r"))
+        .filter(|line| line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
 }
 
 #[cfg(test)]
@@ -441,6 +466,26 @@ mod tests {
             Verdict::Defer(Reply::temporary_failure())
         );
         assert_eq!(v("<postmaster@down.example>"), Verdict::Continue);
+    }
+
+    #[test]
+    fn looping_mail_is_refused() {
+        let mut msg = Vec::new();
+        for _ in 0..MAX_HOPS - 1 {
+            msg.extend_from_slice(b"Received: from a by b; date\r\n\tcontinued\r\n");
+        }
+        msg.extend_from_slice(b"Subject: x\r\n\r\nReceived: in the body does not count\r\n");
+        assert_eq!(received_count(&msg), MAX_HOPS - 1);
+        let f = RelayFilter {
+            rules: rules(""),
+            role: Role::Mx,
+        };
+        let mut cx = Context::new(Client::new("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(block_on(f.message(&mut cx, &msg)), Verdict::Continue);
+        let mut looped = b"RECEIVED: from c by d; date\r\n".to_vec();
+        looped.extend_from_slice(&msg);
+        let v = block_on(f.message(&mut cx, &looped));
+        assert_eq!(v.reply().map(|r| r.code()), Some(554));
     }
 
     #[test]
