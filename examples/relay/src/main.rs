@@ -11,6 +11,7 @@
 mod config;
 mod delivery;
 mod maildir;
+mod policyd;
 mod routing;
 mod rules;
 mod server;
@@ -65,6 +66,16 @@ struct Cli {
     /// Submission listen address; overrides `submission.listen` (repeatable).
     #[arg(long, value_name = "ADDR")]
     submission_listen: Vec<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Serve Postfix's policy protocol (check_policy_service) with the
+    /// configured [batv], [policy] and [greylist] filters instead of relaying.
+    Policyd(policyd::Args),
 }
 
 fn main() -> ExitCode {
@@ -133,7 +144,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    let result = match cli.command {
+        Some(Command::Policyd(args)) => runtime.block_on(policyd::run(settings, args)),
+        None => runtime.block_on(run(settings)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("portcullis-relay: {e}");
