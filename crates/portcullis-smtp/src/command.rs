@@ -133,7 +133,9 @@ impl<'a> Iterator for EsmtpParams<'a> {
             self.rest = s;
             return None;
         }
-        let end = s.find(' ').unwrap_or(s.len());
+        // A space is ASCII, so its index is a char boundary. Parameters are
+        // short: a plain loop beats memchr's dispatch here.
+        let end = s.bytes().position(|b| b == b' ').unwrap_or(s.len());
         let (param, rest) = s.split_at(end);
         self.rest = rest;
         Some(esmtp_param(param))
@@ -142,8 +144,8 @@ impl<'a> Iterator for EsmtpParams<'a> {
 
 /// RFC 5321 §4.1.2: `esmtp-keyword ["=" esmtp-value]`.
 fn esmtp_param(p: &str) -> Result<(&str, Option<&str>), CommandError> {
-    let (keyword, value) = match p.split_once('=') {
-        Some((k, v)) => (k, Some(v)),
+    let (keyword, value) = match p.bytes().position(|b| b == b'=') {
+        Some(i) => (&p[..i], Some(&p[i + 1..])),
         None => (p, None),
     };
     let kb = keyword.as_bytes();
@@ -186,27 +188,42 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
         return Err(CommandError::Unrecognized);
     }
     // The verb is ASCII if it matches, so slicing at 4 is on a boundary.
+    // Upper-cases ASCII letters; other octets cannot alias a verb's letters.
     let key = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0xDFDF_DFDF;
     let rest = || line.get(4..).unwrap_or("");
-    match &key.to_be_bytes() {
-        b"HELO" => domain_argument(rest()).map(Command::Helo),
-        b"EHLO" => domain_argument(rest()).map(Command::Ehlo),
-        b"MAIL" => {
-            path_command(rest(), "FROM:").map(|(path, params)| Command::Mail { path, params })
-        }
-        b"RCPT" => path_command(rest(), "TO:").map(|(path, params)| Command::Rcpt { path, params }),
-        b"DATA" => no_argument(rest(), Command::Data),
-        b"BDAT" => bdat(rest()),
-        b"RSET" => no_argument(rest(), Command::Rset),
-        b"NOOP" => Ok(Command::Noop),
-        b"QUIT" => no_argument(rest(), Command::Quit),
-        b"VRFY" => string_argument(rest()).map(Command::Vrfy),
-        b"EXPN" => string_argument(rest()).map(Command::Expn),
-        b"HELP" => {
+    const fn verb(v: &[u8; 4]) -> u32 {
+        u32::from_be_bytes(*v)
+    }
+    const HELO: u32 = verb(b"HELO");
+    const EHLO: u32 = verb(b"EHLO");
+    const MAIL: u32 = verb(b"MAIL");
+    const RCPT: u32 = verb(b"RCPT");
+    const DATA: u32 = verb(b"DATA");
+    const BDAT: u32 = verb(b"BDAT");
+    const RSET: u32 = verb(b"RSET");
+    const NOOP: u32 = verb(b"NOOP");
+    const QUIT: u32 = verb(b"QUIT");
+    const VRFY: u32 = verb(b"VRFY");
+    const EXPN: u32 = verb(b"EXPN");
+    const HELP: u32 = verb(b"HELP");
+    const AUTH: u32 = verb(b"AUTH");
+    match key {
+        HELO => domain_argument(rest()).map(Command::Helo),
+        EHLO => domain_argument(rest()).map(Command::Ehlo),
+        MAIL => path_command(rest(), "FROM:").map(|(path, params)| Command::Mail { path, params }),
+        RCPT => path_command(rest(), "TO:").map(|(path, params)| Command::Rcpt { path, params }),
+        DATA => no_argument(rest(), Command::Data),
+        BDAT => bdat(rest()),
+        RSET => no_argument(rest(), Command::Rset),
+        NOOP => Ok(Command::Noop),
+        QUIT => no_argument(rest(), Command::Quit),
+        VRFY => string_argument(rest()).map(Command::Vrfy),
+        EXPN => string_argument(rest()).map(Command::Expn),
+        HELP => {
             let arg = rest().trim_matches(' ');
             Ok(Command::Help((!arg.is_empty()).then_some(arg)))
         }
-        b"AUTH" => auth(rest()),
+        AUTH => auth(rest()),
         _ => Err(CommandError::Unrecognized),
     }
 }
@@ -214,9 +231,11 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
 /// Whether `line` holds a control character other than TAB. A fold without
 /// early exit, so it vectorises.
 fn has_control(line: &[u8]) -> bool {
-    line.iter().fold(false, |acc, &c| {
-        acc | ((c < 0x20) & (c != b'\t')) | (c == 0x7f)
-    })
+    let mut acc = 0u8;
+    for &c in line {
+        acc |= (u8::from(c < 0x20) & u8::from(c != b'\t')) | u8::from(c == 0x7f);
+    }
+    acc != 0
 }
 
 /// A nom parser for an ASCII keyword, case-insensitively (RFC 5321 §2.4).
@@ -299,6 +318,16 @@ fn angle_path(input: &str) -> IResult<&str, &str> {
             input,
             nom::error::ErrorKind::Char,
         )));
+    }
+    // Fast path: no quoted string before the closing bracket. (Paths are
+    // short: a plain loop beats memchr's dispatch here.)
+    if let Some(i) = bytes
+        .iter()
+        .position(|&b| b == b'>' || b == b'"' || b == b' ')
+    {
+        if bytes[i] == b'>' {
+            return Ok((&input[i + 1..], &input[..=i]));
+        }
     }
     let mut i = 1;
     let mut quoted = false;
