@@ -227,9 +227,13 @@ async fn listed_rejects_with_zone_and_txt_reason() {
         text(&decision),
         b"554 5.7.1 Service unavailable; client host [127.0.0.2] blocked using bl.test; Listed: see https://bl.test/127.0.0.2\r\n"
     );
-    // A rejecting listing ends the run: tag.test was not asked.
-    assert_eq!(dns.queries_for("2.0.0.127.tag.test."), 0);
+    // The allowlist was asked first; the blocklists together, once each.
     assert_eq!(dns.queries_for("2.0.0.127.wl.test."), 1);
+    assert_eq!(dns.queries_for("2.0.0.127.tag.test."), 1);
+    assert_eq!(dns.queries_for("2.0.0.127.bl.test."), 1);
+    // Only the deciding listing's reason is fetched.
+    assert_eq!(dns.txt_queries_for("2.0.0.127.bl.test."), 1);
+    assert_eq!(dns.txt_queries_for("2.0.0.127.tag.test."), 0);
 }
 
 #[tokio::test]
