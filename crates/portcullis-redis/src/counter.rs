@@ -79,16 +79,26 @@ for c = 1, nc do
     if refused == nil then
       local lo = b - k
       local flat = redis.call('HGETALL', key)
-      local total, live, stale = 0, {}, {}
+      local total, stale = 0, nil
       for i = 1, #flat, 2 do
-        local idx, cnt = tonumber(flat[i]), tonumber(flat[i + 1])
-        if idx < lo then stale[#stale + 1] = flat[i] else total = total + cnt; live[#live + 1] = {idx, cnt} end
+        if tonumber(flat[i]) < lo then
+          stale = stale or {}
+          stale[#stale + 1] = flat[i]
+        else
+          total = total + tonumber(flat[i + 1])
+        end
       end
-      if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+      if stale then redis.call('HDEL', key, unpack(stale)) end
       if total + cost > limit then
-        -- bucket j stops counting at (j + k + 1) * g
+        -- bucket j stops counting at (j + k + 1) * g; only refusals need
+        -- the live buckets in order
         local retry = len
         if cost <= limit then
+          local live = {}
+          for i = 1, #flat, 2 do
+            local idx = tonumber(flat[i])
+            if idx >= lo then live[#live + 1] = {idx, tonumber(flat[i + 1])} end
+          end
           table.sort(live, function(x, y) return x[1] < y[1] end)
           local t = total
           for _, s in ipairs(live) do
