@@ -436,8 +436,10 @@ fn is_within(name: &str, parent: &str) -> bool {
 /// The domain of the first address in the header From field, lower-case,
 /// IDNA A-label form when the name is valid.
 pub(crate) fn header_from_domain(message: &[u8]) -> Option<String> {
-    let parsed = mail_auth::AuthenticatedMessage::parse(message)?;
-    let (_, domain) = parsed.from().rsplit_once('@')?;
+    // Headers only: the body plays no part in choosing the key.
+    let parsed = mail_parser::MessageParser::new().parse_headers(message)?;
+    let address = parsed.from()?.first()?.address()?;
+    let (_, domain) = address.rsplit_once('@')?;
     if domain.is_empty() {
         return None;
     }
