@@ -324,10 +324,9 @@ fn angle_path(input: &str) -> IResult<&str, &str> {
     if let Some(i) = bytes
         .iter()
         .position(|&b| b == b'>' || b == b'"' || b == b' ')
+        && bytes[i] == b'>'
     {
-        if bytes[i] == b'>' {
-            return Ok((&input[i + 1..], &input[..=i]));
-        }
+        return Ok((&input[i + 1..], &input[..=i]));
     }
     let mut i = 1;
     let mut quoted = false;
