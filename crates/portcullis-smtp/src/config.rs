@@ -99,7 +99,8 @@ pub struct SessionConfig {
     pub hostname: String,
     /// Largest message in octets (advertised as `SIZE`). `MAIL ... SIZE=`
     /// above it gets `552 5.3.4` at once; a longer message is refused at
-    /// its end. Default 25 MiB.
+    /// its end. Default 25 MiB; 0 means no limit (advertised as `SIZE 0`,
+    /// RFC 1870 §4).
     pub max_message_size: u64,
     /// Recipients per transaction; more get `452 4.5.3` (RFC 5321
     /// §4.5.3.1.8 asks for at least 100, the default).

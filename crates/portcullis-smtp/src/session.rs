@@ -275,7 +275,9 @@ impl Session {
     /// Bytes received from the client, in any split. While a decision is
     /// pending they are buffered and processed once it is answered
     /// (RFC 2920 pipelining). Ignored once closed, and while a STARTTLS
-    /// handshake is pending.
+    /// handshake is pending. What is buffered while paused is not bounded
+    /// here: stop reading from the socket while
+    /// [`pending_decision`](Self::pending_decision) is `Some`.
     pub fn receive(&mut self, bytes: &[u8]) {
         if matches!(self.phase, Phase::Closed | Phase::TlsHandshake) {
             return;
