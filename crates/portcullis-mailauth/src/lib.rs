@@ -43,8 +43,29 @@
 //! assert_eq!(signer.sign(b"From: x@other.example\r\n\r\nhi\r\n", None).unwrap(), None);
 //! ```
 //!
-//! Verification needs a resolver; `tests/verify.rs` runs it against a real
-//! DNS server on loopback.
+//! Wiring verification (needs a resolver, so not run here; `tests/verify.rs`
+//! runs it against a real DNS server on loopback):
+//!
+//! ```no_run
+//! # async fn demo(message: &[u8]) -> Result<(), portcullis_mailauth::MailAuthError> {
+//! use std::sync::Arc;
+//! use portcullis_mailauth::{authenticator_with_name_servers, AuthVerifier, DnsOptions, VerifyConfig};
+//!
+//! // The relay owns DNS: it names the servers and the TTL cap.
+//! let dns = authenticator_with_name_servers(&["127.0.0.1:53".parse().unwrap()], DnsOptions::default())?;
+//! let verifier = AuthVerifier::new(
+//!     Arc::new(dns),
+//!     VerifyConfig::new("mx.example.net").with_enforce_reject(true),
+//! );
+//! // As a filter: `Chain::new().with(Arc::new(verifier))` on the MX listener.
+//! // Or the plain API:
+//! let (results, decision) = verifier
+//!     .check("192.0.2.1".parse().unwrap(), "mail.example.org", "ann@example.org", message)
+//!     .await;
+//! println!("Authentication-Results: {}", decision.header);
+//! println!("dmarc={}", results.dmarc.result.as_str());
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 

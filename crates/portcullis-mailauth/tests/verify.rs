@@ -107,6 +107,8 @@ async fn signed_message_verifies_as_dkim_and_dmarc_pass() {
             (r.dkim[0].domain.as_str(), r.dkim[0].selector.as_str()),
             ("signed.test", selector)
         );
+        assert!(r.dkim_pass_for("SIGNED.test") && !r.dkim_pass_for("hard.test"));
+        assert!(!r.has_temp_error());
         assert_eq!(r.dmarc.result, DmarcResult::Pass, "{r:?}");
         assert_eq!(r.dmarc.policy, DmarcPolicy::Reject);
         assert_eq!(decision.verdict, Verdict::Continue);
@@ -433,4 +435,70 @@ async fn filter_reads_the_context_and_pushes_actions() {
         .await;
     assert_eq!(v, Verdict::Continue);
     assert!(cx.actions.is_empty());
+}
+
+#[tokio::test]
+async fn malformed_messages_yield_results_not_panics() {
+    let dns = start_dns().await;
+    let v = verifier(&dns, VerifyConfig::new(AUTHSERV).with_enforce_reject(true));
+    let signed = sign_as(None, &message("user@signed.test", "x\r\n")).await;
+    let signed = String::from_utf8(signed).unwrap();
+    // The same signature pointing at a selector with no key record.
+    let no_key = signed.replace("s=rsa;", "s=nokey;");
+    assert_ne!(no_key, signed);
+    // A signature whose tags are garbage.
+    let garbage = "DKIM-Signature: v=9; a=rot13; b=!!!; bh=???\r\nFrom: a@signed.test\r\n\r\nx\r\n";
+    let mut long = "X-Long: ".to_owned();
+    long.push_str(&"a".repeat(100_000));
+    long.push_str("\r\nFrom: a@hard.test\r\n\r\nx\r\n");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("crlf only", b"\r\n".to_vec()),
+        ("no colon", b"this is not a header\r\n\r\nbody".to_vec()),
+        (
+            "bare lf",
+            b"From: a@hard.test\nSubject: x\n\nbody\n".to_vec(),
+        ),
+        (
+            "8-bit",
+            b"From: \xff\xfe@hard.test\r\n\r\n\x80\x81".to_vec(),
+        ),
+        ("long header", long.into_bytes()),
+        (
+            "two from domains",
+            b"From: a@hard.test, b@soft.test\r\n\r\nx".to_vec(),
+        ),
+        ("group", b"From: team: a@hard.test;\r\n\r\nx".to_vec()),
+        ("no key", no_key.into_bytes()),
+        ("garbage signature", garbage.as_bytes().to_vec()),
+    ];
+    for (what, m) in cases {
+        let (r, d) = v.check(ip(BAD_IP), "mx.hard.test", "a@hard.test", &m).await;
+        parse_auth_results(&d.header).unwrap_or_else(|e| panic!("{what}: {e}: {}", d.header));
+        match what {
+            // RFC 7489 §6.6.1: several From domains are exempt from DMARC.
+            "two from domains" => assert_eq!(r.dmarc.result, DmarcResult::None, "{what}"),
+            "no key" => {
+                assert_eq!(r.dkim.len(), 1, "{what}");
+                assert_eq!(r.dkim[0].result, DkimResult::PermError, "{what}: {r:?}");
+                assert_eq!(r.dmarc.result, DmarcResult::Fail, "{what}: {r:?}");
+                assert!(d.verdict.is_refusal(), "{what}: p=reject enforced");
+            }
+            "garbage signature" => {
+                assert_eq!(r.dkim.len(), 1, "{what}: {r:?}");
+                assert!(
+                    matches!(
+                        r.dkim[0].result,
+                        DkimResult::PermError | DkimResult::Neutral
+                    ),
+                    "{what}: {r:?}"
+                );
+            }
+            _ => {}
+        }
+        // Never reject on anything but a DMARC fail.
+        if d.verdict.is_refusal() {
+            assert_eq!(r.dmarc.result, DmarcResult::Fail, "{what}: {r:?}");
+        }
+    }
 }
