@@ -151,6 +151,11 @@ fn printable(s: &str) -> String {
 /// DNS goes through the [`MessageAuthenticator`] the caller built (its
 /// resolver, name servers and cache): this crate opens no sockets of its
 /// own. See [`crate::authenticator_with_name_servers`].
+///
+/// Not done here: RFC 8601 §5 asks the receiving border MTA to remove
+/// incoming `Authentication-Results` fields that claim its own
+/// authserv-id. [`Action`] can only add fields, so that is the relay's job
+/// when it writes the message.
 #[derive(Clone)]
 pub struct AuthVerifier {
     authenticator: Arc<MessageAuthenticator>,
