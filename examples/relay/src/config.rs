@@ -62,6 +62,22 @@ pub(crate) struct FileConfig {
     pub(crate) batv: BatvSection,
     pub(crate) bulk: BulkSection,
     pub(crate) dkim: Vec<DkimSection>,
+    pub(crate) srs: SrsSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SrsSection {
+    pub(crate) domain: Option<String>,
+    pub(crate) secret: Option<String>,
+    pub(crate) secret_file: Option<PathBuf>,
+}
+
+/// SRS settings the relay runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct SrsSettings {
+    pub(crate) domain: Domain,
+    pub(crate) secret: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -519,6 +535,7 @@ pub(crate) struct Settings {
     pub(crate) batv: Option<Batv>,
     pub(crate) bulk: Option<portcullis_fingerprint::BulkConfig>,
     pub(crate) dkim: Vec<DkimKey>,
+    pub(crate) srs: Option<SrsSettings>,
     pub(crate) shutdown_grace: Duration,
 }
 
@@ -871,6 +888,41 @@ pub(crate) fn check(
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
 
+    let srs = match &file.srs.domain {
+        None => None,
+        Some(d) => {
+            let dom = domain("srs.domain".into(), d)?;
+            if !local_domains.contains(&dom) {
+                return Err(invalid(
+                    "srs.domain",
+                    format!(
+                        "{dom} must be one of local.domains (bounces to SRS addresses arrive there)"
+                    ),
+                ));
+            }
+            let secret = match (&file.srs.secret, &file.srs.secret_file) {
+                (Some(s), None) => s.clone().into_bytes(),
+                (None, Some(p)) => std::fs::read(p)
+                    .map_err(|e| invalid("srs.secret_file", format!("{}: {e}", p.display())))?
+                    .trim_ascii()
+                    .to_vec(),
+                _ => {
+                    return Err(invalid(
+                        "srs.secret",
+                        "give srs.secret or srs.secret_file (one of them) with srs.domain",
+                    ));
+                }
+            };
+            if secret.len() < 16 {
+                return Err(invalid("srs.secret", "use at least 16 random characters"));
+            }
+            Some(SrsSettings {
+                domain: dom,
+                secret,
+            })
+        }
+    };
+
     let l = &file.limits;
     if l.max_recipients == 0 {
         return Err(invalid("limits.max_recipients", "must be at least 1"));
@@ -930,6 +982,7 @@ pub(crate) fn check(
         batv,
         bulk,
         dkim,
+        srs,
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
     })
 }
@@ -998,6 +1051,7 @@ mod tests {
         assert!(file.delivery.smarthost.is_some());
         assert_eq!(file.dkim.len(), 1, "the example shows a [[dkim]] key");
         assert!(file.batv.secret.is_some());
+        assert!(file.srs.domain.is_some());
     }
 
     #[test]
@@ -1068,6 +1122,8 @@ mod tests {
                 "[limits]\nmax_connections_per_client = 0\n",
                 "limits.max_connections_per_client",
             ),
+            ("[srs]\ndomain = \"elsewhere.example\"\n", "srs.domain"),
+            ("[srs]\ndomain = \"localhost\"\n", "srs.secret"),
         ];
         for (text, key) in cases {
             match check_text(text) {

@@ -356,7 +356,15 @@ async fn run(settings: Settings) -> Result<(), String> {
         Some(a) => Arc::new(DirectoryUsers(a.clone())),
         None => Arc::new(rules::NoUsers),
     };
-    let rules = Arc::new(RelayRules::new(&settings, users));
+    let mut rules = RelayRules::new(&settings, users);
+    if let Some(srs) = &settings.srs {
+        rules = rules.with_srs(rules::SrsRewriter {
+            srs: portcullis_batv::Srs::new(&srs.secret).map_err(|e| format!("srs: {e}"))?,
+            domain: srs.domain.clone(),
+            clock: Arc::new(SystemClock),
+        });
+    }
+    let rules = Arc::new(rules);
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let spool_dir = data_dir.join("spool");

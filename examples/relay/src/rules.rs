@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use portcullis_core::{
-    Address, Context, Domain, Filter, ForwardPath, MailParams, Recipient, Reply, ReversePath,
-    Verdict, async_trait,
+    Address, Clock, Context, Domain, Envelope, Filter, ForwardPath, MailParams, Recipient, Reply,
+    ReversePath, Verdict, async_trait,
 };
 
 use crate::config::{ForwardKey, ForwardTarget, Network, Settings};
@@ -88,6 +88,25 @@ pub(crate) struct RelayRules {
     relay_networks: Vec<Network>,
     forwards: Vec<(ForwardKey, ForwardTarget)>,
     users: Arc<dyn LocalUsers>,
+    srs: Option<SrsRewriter>,
+}
+
+/// SRS for forwarded mail: the rewriter, the domain of its addresses, and
+/// the clock its timestamps come from.
+pub(crate) struct SrsRewriter {
+    pub(crate) srs: portcullis_batv::Srs,
+    pub(crate) domain: Domain,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// Whether a local part is an SRS address (`SRS0=…`, `SRS1=…`; libsrs2
+/// also accepts `+` and `-` as the separator).
+fn is_srs_local(local: &str) -> bool {
+    local.get(..5).is_some_and(|p| {
+        let (tag, sep) = p.split_at(4);
+        (tag.eq_ignore_ascii_case("SRS0") || tag.eq_ignore_ascii_case("SRS1"))
+            && matches!(sep, "=" | "+" | "-")
+    })
 }
 
 impl RelayRules {
@@ -100,7 +119,35 @@ impl RelayRules {
             relay_networks: settings.relay_networks.clone(),
             forwards: settings.forwards.clone(),
             users,
+            srs: None,
         }
+    }
+
+    /// Rewrite the sender of forwarded mail with SRS, and return bounces to
+    /// SRS addresses to their original sender.
+    pub(crate) fn with_srs(mut self, srs: SrsRewriter) -> Self {
+        self.srs = Some(srs);
+        self
+    }
+
+    /// The SRS sender for a message a client that may not relay sent to
+    /// remote recipients (which only forwarding makes possible), if SRS is
+    /// on and the sender is not null.
+    pub(crate) fn srs_sender(&self, may_relay: bool, envelope: &Envelope) -> Option<ReversePath> {
+        let srs = self.srs.as_ref()?;
+        let sender = envelope.reverse_path.address()?;
+        if may_relay
+            || !envelope
+                .recipients
+                .iter()
+                .any(|r| self.destination(&r.path) == Destination::Remote)
+        {
+            return None;
+        }
+        srs.srs
+            .forward(sender, &srs.domain, srs.clock.now())
+            .ok()
+            .map(ReversePath::Mailbox)
     }
 
     /// Whether `ip` is in a configured relay network.
@@ -159,6 +206,28 @@ impl RelayRules {
             ForwardPath::Postmaster => return RcptCheck::Decided(Verdict::Continue),
             ForwardPath::Mailbox(a) => a.clone(),
         };
+        // A reply or bounce to an address SRS made for forwarded mail goes
+        // back to the original sender. The address is signed and dated, so
+        // this relays only what we forwarded (not an open relay).
+        if let Some(srs) = &self.srs
+            && *addr.domain() == srs.domain
+            && is_srs_local(addr.local_part().as_str())
+        {
+            return match srs.srs.reverse(&addr, srs.clock.now()) {
+                Ok(original) => {
+                    if rcpt.orcpt.is_none() {
+                        rcpt.orcpt = Some(("rfc822".into(), addr.to_string()));
+                    }
+                    rcpt.path = ForwardPath::Mailbox(original);
+                    RcptCheck::Decided(Verdict::Continue)
+                }
+                Err(_) => RcptCheck::Decided(Verdict::Reject(Reply::new(
+                    550,
+                    (5, 1, 1),
+                    "Invalid or expired SRS address",
+                ))),
+            };
+        }
         let local = self.is_local_domain(addr.domain());
         let ours = local || self.backup_domains.contains(addr.domain());
         // Routing hidden in the local part — the percent hack (`u%other@us`),
@@ -486,6 +555,61 @@ mod tests {
         looped.extend_from_slice(&msg);
         let v = block_on(f.message(&mut cx, &looped));
         assert_eq!(v.reply().map(|r| r.code()), Some(554));
+    }
+
+    #[test]
+    fn srs_rewrites_forwarded_senders_and_returns_bounces() {
+        let clock = Arc::new(portcullis_core::ManualClock::at_unix(1_767_268_800));
+        let text = "[local]\ndomains = [\"fwd.example\"]\n\
+                    [forward]\n\"@fwd.example\" = \"@dest.example\"\n";
+        let s = check(parse(text).unwrap(), "t".into(), &Overrides::default()).unwrap();
+        let r = RelayRules::new(&s, Arc::new(NoUsers)).with_srs(SrsRewriter {
+            srs: portcullis_batv::Srs::new(b"0123456789abcdef").unwrap(),
+            domain: Domain::parse("fwd.example").unwrap(),
+            clock: clock.clone(),
+        });
+        let mut env = Envelope::new(
+            ReversePath::parse("<ann@origin.example>").unwrap(),
+            MailParams::default(),
+        );
+        let mut rcpt = Recipient::new(ForwardPath::parse("<bob@fwd.example>").unwrap());
+        assert_eq!(
+            r.check_recipient(false, &mut rcpt),
+            RcptCheck::Decided(Verdict::Continue)
+        );
+        env.recipients.push(rcpt);
+        let srs_sender = r.srs_sender(false, &env).expect("forwarded: rewritten");
+        let srs_addr = srs_sender.address().unwrap().clone();
+        assert!(
+            srs_addr.local_part().as_str().starts_with("SRS0="),
+            "{srs_addr}"
+        );
+        assert_eq!(srs_addr.domain().ascii(), "fwd.example");
+        // Relaying clients and bounces keep their sender.
+        assert_eq!(r.srs_sender(true, &env), None);
+        env.reverse_path = ReversePath::Null;
+        assert_eq!(r.srs_sender(false, &env), None);
+
+        // A bounce to the SRS address goes back to ann, from anyone.
+        let mut back = Recipient::new(ForwardPath::Mailbox(srs_addr.clone()));
+        assert_eq!(
+            r.check_recipient(false, &mut back),
+            RcptCheck::Decided(Verdict::Continue)
+        );
+        assert_eq!(back.path.to_string(), "<ann@origin.example>");
+        // A forged or expired one is refused.
+        let forged = format!("<SRS0=xxxx={}", &srs_addr.to_string()[10..]);
+        let mut bad = Recipient::new(ForwardPath::parse(&format!("{forged}>")).unwrap());
+        assert!(matches!(
+            r.check_recipient(false, &mut bad),
+            RcptCheck::Decided(Verdict::Reject(_))
+        ));
+        clock.advance(std::time::Duration::from_secs(40 * 86_400));
+        let mut late = Recipient::new(ForwardPath::Mailbox(srs_addr));
+        assert!(matches!(
+            r.check_recipient(false, &mut late),
+            RcptCheck::Decided(Verdict::Reject(_))
+        ));
     }
 
     #[test]

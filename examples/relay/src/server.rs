@@ -485,9 +485,13 @@ impl Conn {
             self.refused("message", &v);
             return reply;
         }
-        let Some(envelope) = self.cx.envelope.clone() else {
+        let Some(mut envelope) = self.cx.envelope.clone() else {
             return Reply::bad_sequence();
         };
+        let may_relay = self.cx.client.authenticated.is_some() || self.cx.client.trusted_network;
+        if let Some(sender) = self.shared.rules.srs_sender(may_relay, &envelope) {
+            envelope.reverse_path = sender;
+        }
         let mut data = Vec::with_capacity(self.message.len() + 512);
         received_header(
             &self.cx.client,

@@ -709,3 +709,49 @@ for user in ["alice@localhost", "bob@localhost"]:
         "defaults for bob: {stdout}"
     );
 }
+
+/// SRS: forwarded mail leaves with an SRS sender; a bounce to that address
+/// is returned to the original sender; a forged SRS address is refused.
+#[test]
+fn srs_rewrites_forwarded_mail_and_returns_its_bounces() {
+    let sink = Sink::start();
+    let (relay, _tmp) = Relay::start(&format!(
+        "{}\"world.test\" = \"{}\"\n\
+         [forward]\n\"sales@localhost\" = \"team@sink.test\"\n\
+         [srs]\ndomain = \"localhost\"\nsecret = \"srs test secret, long enough\"\n",
+        routed(&sink),
+        sink.addr
+    ));
+    let send = |from: &str, rcpt: &str, id: &str| {
+        let mut c = Client::greeted(relay.mx);
+        c.cmd("EHLO world.test");
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).code, 250);
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+        if r.code == 250 {
+            assert_eq!(c.cmd("DATA").code, 354);
+            c.send_raw(&message(id, "x@world.test", rcpt, "forward me"));
+            c.send_raw(b".\r\n");
+            assert_eq!(c.reply().unwrap().code, 250);
+        }
+        r
+    };
+    assert_eq!(
+        send("buyer@world.test", "sales@localhost", "srs-1").code,
+        250
+    );
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "log:\n{}", relay.log_text());
+    assert_eq!(got[0].rcpts, vec!["<team@sink.test>".to_owned()]);
+    let srs = got[0].from.trim_matches(['<', '>']).to_owned();
+    assert!(
+        srs.starts_with("SRS0=") && srs.ends_with("=world.test=buyer@localhost"),
+        "{srs}"
+    );
+    // The destination bounces: back to the buyer, from an unauthenticated client.
+    assert_eq!(send("", &srs, "srs-bounce").code, 250);
+    let got = sink.wait_for(2, Duration::from_secs(30));
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].rcpts, vec!["<buyer@world.test>".to_owned()]);
+    let forged = srs.replacen("SRS0=", "SRS0=AAAA", 1);
+    assert_eq!(send("", &forged, "srs-forged").code, 550);
+}
