@@ -23,6 +23,7 @@
 #   limit) RELAY_LOG=info (one line per message, like Postfix's maillog)
 #   ROUNDS=1 (repeat the throughput pair; Postfix then Portcullis each round)
 #   RELAY=path (skip the build) TIMEOUT=300 (seconds to wait for the sink)
+#   KEEP=1 (keep the work directory: Postfix's maillog, the relay's log)
 set -euo pipefail
 MESSAGES=${MESSAGES:-5000}
 SESSIONS=${SESSIONS:-20}
@@ -66,7 +67,7 @@ cleanup() {
   sleep 0.5
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
-  rm -rf "$WORK"
+  if [ -n "${KEEP:-}" ]; then echo "kept $WORK (logs: postfix-*/maillog, relay-*/log)" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -234,6 +235,10 @@ mynetworks = 127.0.0.0/8
 relayhost = [127.0.0.1]:$2
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
+# No local delivery here: no alias database to open (smtpd logs an error
+# for a missing /etc/aliases.db otherwise).
+alias_maps =
+alias_database =
 default_destination_concurrency_limit = $DELIVERY_CONCURRENCY
 maillog_file_prefixes = $root
 maillog_file = $root/maillog
