@@ -74,18 +74,25 @@ fn smtp_source_to_relay_to_smtp_sink() {
             .map(|e| e.path())
             .collect()
     };
+    // smtp-sink creates each file before writing it: count Message-Ids,
+    // not files, until every message is complete.
+    let ids = || -> BTreeSet<String> {
+        files()
+            .iter()
+            .filter_map(|p| message_id(&std::fs::read(p).unwrap_or_default()))
+            .collect()
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
-    while files().len() < MESSAGES && Instant::now() < deadline {
+    while ids().len() < MESSAGES && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let delivered_in = start.elapsed();
+    // Give a duplicate, if any, a moment to show up.
+    std::thread::sleep(Duration::from_millis(500));
     let _ = sink.kill();
     let _ = sink.wait();
     let got = files();
-    let ids: BTreeSet<String> = got
-        .iter()
-        .filter_map(|p| message_id(&std::fs::read(p).unwrap()))
-        .collect();
+    let ids = ids();
     println!(
         "smtp-source -s 20 -m {MESSAGES} -l 2048: accepted in {:.1}s, all at smtp-sink in {:.1}s; \
          sink files {}, distinct Message-Ids {}",
