@@ -74,7 +74,7 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Serve Postfix's policy protocol (check_policy_service) with the
-    /// configured [batv], [policy] and [greylist] filters instead of relaying.
+    /// configured `[batv]`, `[policy]` and `[greylist]` filters instead of relaying.
     Policyd(policyd::Args),
 }
 
