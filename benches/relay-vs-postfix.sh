@@ -280,8 +280,13 @@ stop_postfix() {
   for _ in $(seq 50); do kill -0 "$POSTFIX_PID" 2>/dev/null || break; sleep 0.1; done
 }
 
+# Long steps run in the main shell and write their results to a file: a
+# signal then interrupts `wait` at once, and the EXIT trap sees every pid.
+# (A `read < <(step)` would hold a SIGTERM until the step ends.)
+
 # --- one throughput measurement ---------------------------------------------
-# run_throughput name port rootpid -> prints "accept e2e peak_rss peak_pss hwm nprocs got"
+# run_throughput name port rootpid -> $WORK/result-name:
+#   "accept e2e peak_rss peak_pss hwm nprocs got"
 run_throughput() {
   local name=$1 port=$2 root=$3
   python3 "$WORK/mem.py" sample "$root" "$WORK/peak-$name" &
@@ -290,7 +295,10 @@ run_throughput() {
   local t0 t1 t2 got deadline
   t0=$(now)
   "$SBIN/smtp-source" -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" \
-    -f bench@client.test -t rcpt@sink.test "127.0.0.1:$port" >"$WORK/source-$name" 2>&1 || true
+    -f bench@client.test -t rcpt@sink.test "127.0.0.1:$port" >"$WORK/source-$name" 2>&1 &
+  local source=$!
+  pids+=("$source")
+  wait "$source" || true
   t1=$(now)
   deadline=$((SECONDS + TIMEOUT))
   while got=$(sink_count); [ "$got" -lt "$MESSAGES" ] && [ "$SECONDS" -lt "$deadline" ]; do
@@ -306,7 +314,7 @@ run_throughput() {
     echo "[$name] smtp-source said:" >&2
     sort "$WORK/source-$name" | uniq -c | sort -rn | head -5 >&2
   fi
-  python3 - "$MESSAGES" "$t0" "$t1" "$t2" "$prss" "$ppss" "$hwm" "$nprocs" "$got" <<'PY'
+  python3 - "$MESSAGES" "$t0" "$t1" "$t2" "$prss" "$ppss" "$hwm" "$nprocs" "$got" > "$WORK/result-$name" <<'PY'
 import sys
 n = int(sys.argv[1]); t0, t1, t2 = map(float, sys.argv[2:5])
 print(f"{n/(t1-t0):.1f} {n/(t2-t0):.1f} {' '.join(sys.argv[5:])}")
@@ -314,7 +322,8 @@ PY
 }
 
 # --- idle sessions ------------------------------------------------------------
-# run_idle name port rootpid count -> prints "greeted rss_delta_kib pss_delta_kib"
+# run_idle name port rootpid count -> $WORK/result-name:
+#   "greeted rss_delta_kib pss_delta_kib"
 run_idle() {
   local name=$1 port=$2 root=$3 n=$4
   local before after client
@@ -330,7 +339,7 @@ run_idle() {
   local greeted
   greeted=$(cat "$WORK/ready-$name" 2>/dev/null || echo 0)
   stop_pid "$client"
-  echo "$greeted $((rss1 - rss0)) $((pss1 - pss0))"
+  echo "$greeted $((rss1 - rss0)) $((pss1 - pss0))" > "$WORK/result-$name"
 }
 
 echo "relay-vs-postfix: messages=$MESSAGES sessions=$SESSIONS size=$SIZE delivery_concurrency=$DELIVERY_CONCURRENCY relay_log=$RELAY_LOG rounds=$ROUNDS"
@@ -339,13 +348,15 @@ summary=()
 for round in $(seq "$ROUNDS"); do
   start_sink "pf$round"
   start_postfix "tp$round" "$SINK_PORT"
-  read -r pf_acc pf_e2e pf_rss pf_pss pf_hwm pf_n pf_got < <(run_throughput "postfix$round" "$SMTPD_PORT" "$POSTFIX_PID")
+  run_throughput "postfix$round" "$SMTPD_PORT" "$POSTFIX_PID"
+  read -r pf_acc pf_e2e pf_rss pf_pss pf_hwm pf_n pf_got < "$WORK/result-postfix$round"
   stop_postfix
   stop_pid "$SINK_PID"
 
   start_sink "pc$round"
   start_relay "tp$round" "$SINK_PORT"
-  read -r pc_acc pc_e2e pc_rss pc_pss pc_hwm pc_n pc_got < <(run_throughput "portcullis$round" "$MX_PORT" "$RELAY_PID")
+  run_throughput "portcullis$round" "$MX_PORT" "$RELAY_PID"
+  read -r pc_acc pc_e2e pc_rss pc_pss pc_hwm pc_n pc_got < "$WORK/result-portcullis$round"
   stop_pid "$RELAY_PID"
   stop_pid "$SINK_PID"
 
@@ -363,11 +374,13 @@ done
 # Idle sessions, on fresh instances (no sink traffic).
 start_sink idle
 start_relay idle "$SINK_PORT"
-read -r pc_greeted pc_drss pc_dpss < <(run_idle portcullis "$MX_PORT" "$RELAY_PID" "$IDLE")
+run_idle portcullis "$MX_PORT" "$RELAY_PID" "$IDLE"
+read -r pc_greeted pc_drss pc_dpss < "$WORK/result-portcullis"
 stop_pid "$RELAY_PID"
 PF_IDLE=$("$SBIN/postconf" -d -h default_process_limit)
 start_postfix idle "$SINK_PORT"
-read -r pf_greeted pf_drss pf_dpss < <(run_idle postfix "$SMTPD_PORT" "$POSTFIX_PID" "$PF_IDLE")
+run_idle postfix "$SMTPD_PORT" "$POSTFIX_PID" "$PF_IDLE"
+read -r pf_greeted pf_drss pf_dpss < "$WORK/result-postfix"
 stop_postfix
 python3 - <<PY
 pcg, pfg = max($pc_greeted, 1), max($pf_greeted, 1)
