@@ -286,7 +286,7 @@ stop_postfix() {
 
 # --- one throughput measurement ---------------------------------------------
 # run_throughput name port rootpid -> $WORK/result-name:
-#   "accept e2e peak_rss peak_pss hwm nprocs got"
+#   "accept e2e peak_rss peak_pss hwm nprocs got sink_connections"
 run_throughput() {
   local name=$1 port=$2 root=$3
   python3 "$WORK/mem.py" sample "$root" "$WORK/peak-$name" &
@@ -307,6 +307,13 @@ run_throughput() {
   t2=$(now)
   sleep 0.3
   stop_pid "$sampler"
+  # Connections the server opened to the sink (closed ones linger in
+  # TIME_WAIT for 60 s, longer than a phase; each phase has its own port).
+  local conns
+  # Each closed one is in TIME_WAIT on exactly one side; open ones counted
+  # on the sink's side.
+  conns=$(( $(ss -tanH state time-wait '( sport = :'"$SINK_PORT"' or dport = :'"$SINK_PORT"' )' | wc -l) \
+          + $(ss -tanH state established '( sport = :'"$SINK_PORT"' )' | wc -l) ))
   local hwm
   read -r _ _ hwm nprocs < <(python3 "$WORK/mem.py" tree "$root")
   read -r prss ppss < "$WORK/peak-$name"
@@ -314,7 +321,7 @@ run_throughput() {
     echo "[$name] smtp-source said:" >&2
     sort "$WORK/source-$name" | uniq -c | sort -rn | head -5 >&2
   fi
-  python3 - "$MESSAGES" "$t0" "$t1" "$t2" "$prss" "$ppss" "$hwm" "$nprocs" "$got" > "$WORK/result-$name" <<'PY'
+  python3 - "$MESSAGES" "$t0" "$t1" "$t2" "$prss" "$ppss" "$hwm" "$nprocs" "$got" "$conns" > "$WORK/result-$name" <<'PY'
 import sys
 n = int(sys.argv[1]); t0, t1, t2 = map(float, sys.argv[2:5])
 print(f"{n/(t1-t0):.1f} {n/(t2-t0):.1f} {' '.join(sys.argv[5:])}")
@@ -349,14 +356,14 @@ for round in $(seq "$ROUNDS"); do
   start_sink "pf$round"
   start_postfix "tp$round" "$SINK_PORT"
   run_throughput "postfix$round" "$SMTPD_PORT" "$POSTFIX_PID"
-  read -r pf_acc pf_e2e pf_rss pf_pss pf_hwm pf_n pf_got < "$WORK/result-postfix$round"
+  read -r pf_acc pf_e2e pf_rss pf_pss pf_hwm pf_n pf_got pf_conns < "$WORK/result-postfix$round"
   stop_postfix
   stop_pid "$SINK_PID"
 
   start_sink "pc$round"
   start_relay "tp$round" "$SINK_PORT"
   run_throughput "portcullis$round" "$MX_PORT" "$RELAY_PID"
-  read -r pc_acc pc_e2e pc_rss pc_pss pc_hwm pc_n pc_got < "$WORK/result-portcullis$round"
+  read -r pc_acc pc_e2e pc_rss pc_pss pc_hwm pc_n pc_got pc_conns < "$WORK/result-portcullis$round"
   stop_pid "$RELAY_PID"
   stop_pid "$SINK_PID"
 
@@ -365,6 +372,7 @@ pf_acc, pf_e2e, pc_acc, pc_e2e = $pf_acc, $pf_e2e, $pc_acc, $pc_e2e
 print(f"round $round ($MESSAGES msgs x $SIZE B, $SESSIONS sessions):")
 print(f"  Postfix    accept {pf_acc:8.1f} msg/s   end to end {pf_e2e:8.1f} msg/s   at sink {$pf_got}/$MESSAGES")
 print(f"  Portcullis accept {pc_acc:8.1f} msg/s   end to end {pc_e2e:8.1f} msg/s   at sink {$pc_got}/$MESSAGES")
+print(f"  connections opened to the sink: Postfix $pf_conns, Portcullis $pc_conns")
 print(f"  ratio Portcullis/Postfix: accept {pc_acc/pf_acc:.2f}x   end to end {pc_e2e/pf_e2e:.2f}x")
 print(f"  peak memory: Postfix sum VmHWM {$pf_hwm/1024:.1f} MiB over $pf_n processes (sampled peak sum RSS {$pf_rss/1024:.1f} MiB, PSS {$pf_pss/1024:.1f} MiB)")
 print(f"               Portcullis VmHWM {$pc_hwm/1024:.1f} MiB (sampled peak RSS {$pc_rss/1024:.1f} MiB, PSS {$pc_pss/1024:.1f} MiB)")
