@@ -170,7 +170,11 @@ impl LocalPart {
 
     /// Octets on the wire, including quotes and escapes.
     pub fn wire_len(&self) -> usize {
-        self.to_string().len()
+        if !self.needs_quoting() {
+            return self.0.len();
+        }
+        // Two quotes, plus a backslash before each '"' and '\\'.
+        2 + self.0.len() + self.0.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
     }
 
     /// Build from an unquoted value; fails if it cannot be written at all

@@ -29,6 +29,7 @@ proptest! {
         let (Ok(local), Ok(domain)) = (LocalPart::new(&local), Domain::parse(&dom)) else {
             return Ok(()); // over-long or unrepresentable parts are rejected, not mangled
         };
+        prop_assert_eq!(local.wire_len(), local.to_string().len());
         let a = Address::new(local, domain);
         let shown = a.to_string();
         let again = Address::parse(&shown).map_err(|e| TestCaseError::fail(format!("{shown:?}: {e}")))?;
