@@ -9,7 +9,8 @@
 #           cleanup fsync of the queue file);
 #   end to end: smtp-source start -> the sink has all N messages;
 # and report the peak RSS of each server (Postfix: summed over master and
-# all its children). Then, on fresh instances, idle sessions are opened
+# all its children; PSS too, which counts shared libraries once) and how
+# many connections each opened to the sink. Then, on fresh instances, idle sessions are opened
 # (banner read, then nothing) and memory per session is reported:
 # Portcullis with IDLE sessions (default 1000), Postfix with as many as its
 # default process limit allows (100 smtpd processes; connections beyond
@@ -305,6 +306,9 @@ run_throughput() {
     sleep 0.05
   done
   t2=$(now)
+  if [ "$got" -lt "$MESSAGES" ]; then
+    echo "[$name] WARNING: the sink got $got of $MESSAGES within ${TIMEOUT}s; its end-to-end rate is not a completion rate" >&2
+  fi
   sleep 0.3
   stop_pid "$sampler"
   # Connections the server opened to the sink (closed ones linger in
