@@ -63,6 +63,9 @@ pub(crate) struct FileConfig {
     pub(crate) bulk: BulkSection,
     pub(crate) dkim: Vec<DkimSection>,
     pub(crate) srs: SrsSection,
+    pub(crate) dnsbl: crate::filters::DnsblSection,
+    pub(crate) scan: crate::filters::ScanSection,
+    pub(crate) mailauth: crate::filters::MailauthSection,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -536,6 +539,12 @@ pub(crate) struct Settings {
     pub(crate) bulk: Option<portcullis_fingerprint::BulkConfig>,
     pub(crate) dkim: Vec<DkimKey>,
     pub(crate) srs: Option<SrsSettings>,
+    /// `[dnsbl]`: zones asked at connect on the MX listener.
+    pub(crate) dnsbl: Option<crate::filters::DnsblSettings>,
+    /// `[scan]`: clamd at the end of DATA on the MX listener.
+    pub(crate) scan: Option<crate::filters::ScanSettings>,
+    /// `[mailauth]`: SPF/DKIM/DMARC verification on the MX listener.
+    pub(crate) mailauth: Option<crate::filters::MailauthSettings>,
     pub(crate) shutdown_grace: Duration,
 }
 
@@ -983,6 +992,9 @@ pub(crate) fn check(
         bulk,
         dkim,
         srs,
+        dnsbl: file.dnsbl.check()?,
+        scan: file.scan.check()?,
+        mailauth: file.mailauth.check()?,
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
     })
 }
@@ -1052,6 +1064,9 @@ mod tests {
         assert_eq!(file.dkim.len(), 1, "the example shows a [[dkim]] key");
         assert!(file.batv.secret.is_some());
         assert!(file.srs.domain.is_some());
+        assert_eq!(file.dnsbl.zone.len(), 1, "the example shows a DNSBL zone");
+        assert!(file.scan.clamd.is_some());
+        assert!(!file.mailauth.nameservers.is_empty());
     }
 
     #[test]

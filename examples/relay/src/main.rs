@@ -10,6 +10,7 @@
 
 mod config;
 mod delivery;
+mod filters;
 mod maildir;
 mod policyd;
 mod routing;
@@ -440,6 +441,10 @@ async fn run(settings: Settings) -> Result<(), String> {
     );
     let mut mx_chain = Chain::new();
     let mut submission_chain = Chain::new();
+    if let Some(dnsbl) = &settings.dnsbl {
+        // First: a listed client is refused at connect, before anything else.
+        mx_chain.push(filters::dnsbl_filter(dnsbl, clock.clone())?);
+    }
     if let Some(batv) = &settings.batv {
         let ring = portcullis_batv::KeyRing::new(batv.key_number, &batv.secret)
             .map_err(|e| format!("batv: {e}"))?;
@@ -494,6 +499,14 @@ async fn run(settings: Settings) -> Result<(), String> {
             checker,
             clock.clone(),
         )));
+    }
+    // Message stage, last: the content scanner before the (DNS-heavy)
+    // SPF/DKIM/DMARC verification.
+    if let Some(scan) = &settings.scan {
+        mx_chain.push(filters::scan_filter(scan)?);
+    }
+    if let Some(mailauth) = &settings.mailauth {
+        mx_chain.push(filters::mailauth_filter(mailauth, &settings.hostname)?);
     }
     let (deadline_tx, deadline_rx) = watch::channel(false);
     let shared = Arc::new(server::Shared {

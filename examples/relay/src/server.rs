@@ -510,7 +510,16 @@ impl Conn {
                 _ => {}
             }
         }
-        data.extend_from_slice(&self.message);
+        if self.shared.settings.mailauth.is_some() {
+            // RFC 8601 §5: results claiming our authserv-id are forged.
+            let hostname = &self.shared.settings.hostname;
+            data.extend_from_slice(&crate::filters::strip_own_auth_results(
+                &self.message,
+                hostname,
+            ));
+        } else {
+            data.extend_from_slice(&self.message);
+        }
         let spool = self.shared.deliverer.spool().clone();
         let env = envelope.clone();
         let q = quarantine.clone();

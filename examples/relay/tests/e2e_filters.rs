@@ -1,0 +1,358 @@
+//! End-to-end tests of the filters configured by `[dnsbl]`, `[mailauth]`
+//! and `[scan]`: the built relay on ephemeral ports, a real DNS server
+//! (`hickory-server`) on loopback serving a test zone, and a real `clamd`
+//! when it is installed (skipped visibly otherwise).
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Client, Relay, message};
+use hickory_proto::rr::rdata::{A, SOA, TXT};
+use hickory_proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::Server;
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).unwrap()
+}
+
+fn a(owner: &str, ip: &str) -> Record {
+    Record::from_rdata(name(owner), 3600, RData::A(A::from_str(ip).unwrap()))
+}
+
+fn txt(owner: &str, text: &str) -> Record {
+    Record::from_rdata(name(owner), 3600, RData::TXT(TXT::new(vec![text.into()])))
+}
+
+/// A DNS server for the zone `test.` on 127.0.0.1 (UDP and TCP), run on
+/// its own thread and runtime for the life of the test process. Records
+/// are written by hand from RFC 5782 §2.1 (DNSBL names: reversed octets),
+/// RFC 7208 (SPF) and RFC 7489 (DMARC).
+fn dns() -> SocketAddr {
+    static ADDR: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut zone: InMemoryZoneHandler =
+                    InMemoryZoneHandler::empty(name("test."), ZoneType::Primary, AxfrPolicy::Deny);
+                let soa = SOA::new(
+                    name("ns.test."),
+                    name("hostmaster.test."),
+                    1,
+                    3600,
+                    600,
+                    86_400,
+                    60,
+                );
+                zone.upsert_mut(Record::from_rdata(name("test."), 3600, RData::SOA(soa)), 1);
+                for r in [
+                    // The test client, 127.0.0.1, listed in bl.test ...
+                    a("1.0.0.127.bl.test.", "127.0.0.2"),
+                    txt("1.0.0.127.bl.test.", "Listed for the test"),
+                    // ... and with a tagging code in tag.test.
+                    a("1.0.0.127.tag.test.", "127.0.0.10"),
+                    // SPF: sender.test authorizes the test client; forged.test nobody.
+                    txt("sender.test.", "v=spf1 ip4:127.0.0.1 -all"),
+                    txt("_dmarc.sender.test.", "v=DMARC1; p=reject"),
+                    txt("mail.sender.test.", "v=spf1 ip4:127.0.0.1 -all"),
+                    txt("forged.test.", "v=spf1 -all"),
+                    txt("_dmarc.forged.test.", "v=DMARC1; p=reject"),
+                ] {
+                    assert!(zone.upsert_mut(r, 1));
+                }
+                let mut catalog = Catalog::new();
+                catalog.upsert(
+                    LowerName::from(name("test.")),
+                    vec![Arc::new(zone) as Arc<dyn ZoneHandler>],
+                );
+                let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                let addr = udp.local_addr().unwrap();
+                let mut server = Server::new(catalog);
+                server.register_socket(udp);
+                if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+                    server.register_listener(tcp, Duration::from_secs(5), 65_535);
+                }
+                tx.send(addr).unwrap();
+                // Serve until the test process exits.
+                std::future::pending::<()>().await;
+                drop(server);
+            });
+        });
+        rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    })
+}
+
+const LOCAL: &str = "[local]\ndomains = [\"example.org\"]\nmailboxes = [\"alice@example.org\"]\n";
+
+/// Send one message on the MX port; the final reply.
+fn send(relay: &Relay, helo: &str, from: &str, data: &[u8]) -> common::Reply {
+    let mut c = Client::greeted(relay.mx);
+    c.cmd(&format!("EHLO {helo}"));
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).code, 250);
+    assert_eq!(c.cmd("RCPT TO:<alice@example.org>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send_raw(data);
+    c.send_raw(b".\r\n");
+    c.reply().unwrap()
+}
+
+#[test]
+fn dnsbl_listed_client_is_refused_at_connect() {
+    let (relay, _tmp) = Relay::start(&format!(
+        "{LOCAL}[dnsbl]\nnameservers = [\"{}\"]\n[[dnsbl.zone]]\nzone = \"bl.test\"\n",
+        dns()
+    ));
+    let mut c = Client::connect(relay.mx);
+    let greeting = c.reply().unwrap();
+    assert_eq!(
+        (greeting.code, greeting.enhanced().as_str()),
+        (554, "5.7.1"),
+        "{greeting:?}"
+    );
+    let text = greeting.text();
+    assert!(
+        text.contains("bl.test") && text.contains("Listed for the test"),
+        "{text}"
+    );
+    // RFC 5321 §3.1: after a 554 greeting only QUIT is useful.
+    let next = c.cmd("EHLO client.test");
+    assert_eq!(next.code, 503, "{next:?}");
+}
+
+#[test]
+fn dnsbl_tagging_zone_adds_a_header_and_unlisted_zone_lets_through() {
+    let (relay, _tmp) = Relay::start(&format!(
+        "{LOCAL}[dnsbl]\nnameservers = [\"{}\"]\n\
+         [[dnsbl.zone]]\nzone = \"tag.test\"\ncodes = {{ \"127.0.0.10\" = \"tag:3\" }}\n\
+         [[dnsbl.zone]]\nzone = \"clean.test\"\n",
+        dns()
+    ));
+    let r = send(
+        &relay,
+        "client.test",
+        "someone@world.test",
+        &message("dnsbl-tag", "someone@world.test", "alice@example.org", "hi"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = relay.wait_maildir("example.org", "alice", 1, Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(
+        text.contains("X-DNSBL: tag.test=127.0.0.10; score=3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn mailauth_adds_authentication_results_strips_forged_ones_and_enforces_dmarc() {
+    let (relay, _tmp) = Relay::start(&format!(
+        "{LOCAL}[mailauth]\nverify = true\nnameservers = [\"{}\"]\nenforce_dmarc_reject = true\n",
+        dns()
+    ));
+    // A forged result claiming our authserv-id (the harness's hostname) and
+    // one from another host, which is kept.
+    let mut data = b"Authentication-Results: relay.test; dkim=pass header.d=sender.test\r\n\
+                     Authentication-Results: other.example; spf=none\r\n"
+        .to_vec();
+    data.extend_from_slice(&message(
+        "auth-1",
+        "user@sender.test",
+        "alice@example.org",
+        "hello",
+    ));
+    let r = send(&relay, "mail.sender.test", "user@sender.test", &data);
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = relay.wait_maildir("example.org", "alice", 1, Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&got[0]).into_owned();
+    let ours: Vec<&str> = text
+        .split("\r\n")
+        .filter(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("authentication-results: relay.test")
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "exactly our own header: {text}");
+    // The field may be folded: look at it whole.
+    let start = text.find(ours[0]).unwrap();
+    let field: String = text[start..]
+        .split("\r\n")
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']))
+        .map(|(_, l)| l)
+        .collect();
+    assert!(field.contains("spf=pass"), "{field}");
+    assert!(field.contains("dmarc=pass"), "{field}");
+    assert!(
+        !field.contains("dkim=pass"),
+        "the forged claim is gone: {field}"
+    );
+    assert!(
+        text.contains("Authentication-Results: other.example; spf=none"),
+        "{text}"
+    );
+
+    // DMARC fail with p=reject, enforced: refused.
+    let r = send(
+        &relay,
+        "mail.forged.test",
+        "ceo@forged.test",
+        &message("auth-2", "ceo@forged.test", "alice@example.org", "pay"),
+    );
+    assert_eq!((r.code, r.enhanced().as_str()), (550, "5.7.1"), "{r:?}");
+}
+
+/// The 68-byte EICAR anti-virus test file (eicar.org).
+const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+struct Clamd {
+    child: Child,
+    tcp: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Clamd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_clamd() -> Option<PathBuf> {
+    ["/usr/sbin/clamd", "/usr/bin/clamd", "/usr/local/sbin/clamd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// clamd with its own configuration and a one-signature database for the
+/// EICAR string (no freshclam, no network), on a loopback TCP port.
+fn start_clamd(binary: &Path) -> Clamd {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    std::fs::create_dir(&db).unwrap();
+    // .ndb: Name:TargetType:Offset:HexSignature (any file, anywhere).
+    let hex: String = EICAR.bytes().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(
+        db.join("portcullis-test.ndb"),
+        format!("Portcullis-Test-EICAR:0:*:{hex}\n"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.path().join("clamd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Foreground yes\nDatabaseDirectory {db}\nTCPSocket {port}\nTCPAddr 127.0.0.1\n\
+             LogFile {log}\nPidFile {pid}\nTemporaryDirectory {tmp}\n",
+            db = db.display(),
+            log = dir.path().join("clamd.log").display(),
+            pid = dir.path().join("clamd.pid").display(),
+            tmp = dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tcp = SocketAddr::from(([127, 0, 0, 1], port));
+    let clamd = Clamd {
+        child,
+        tcp,
+        _dir: dir,
+    };
+    // Ready once it answers PING (after loading its signatures).
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Ok(mut s) = std::net::TcpStream::connect(tcp) {
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 16];
+            if s.write_all(b"zPING\0").is_ok()
+                && s.set_read_timeout(Some(Duration::from_secs(5))).is_ok()
+                && s.read(&mut buf)
+                    .is_ok_and(|n| buf[..n].starts_with(b"PONG"))
+            {
+                return clamd;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(clamd._dir.path().join("clamd.log")).unwrap_or_default();
+    panic!("clamd did not start within 60 s; log:\n{log}");
+}
+
+#[test]
+fn scan_rejects_or_quarantines_eicar_with_a_real_clamd() {
+    let Some(binary) = find_clamd() else {
+        println!("skipping: clamd is not installed (apt-get install clamav-daemon)");
+        return;
+    };
+    let clamd = start_clamd(&binary);
+    let virus = |id: &str| {
+        message(
+            id,
+            "sender@world.test",
+            "alice@example.org",
+            &format!("see the attachment:\r\n{EICAR}"),
+        )
+    };
+
+    let (relay, _tmp) = Relay::start(&format!("{LOCAL}[scan]\nclamd = \"{}\"\n", clamd.tcp));
+    let r = send(&relay, "client.test", "sender@world.test", &virus("scan-1"));
+    assert_eq!((r.code, r.enhanced().as_str()), (554, "5.7.1"), "{r:?}");
+    assert!(r.text().contains("Portcullis-Test-EICAR"), "{r:?}");
+    let clean = message("scan-2", "sender@world.test", "alice@example.org", "clean");
+    let r = send(&relay, "client.test", "sender@world.test", &clean);
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(
+        relay
+            .wait_maildir("example.org", "alice", 1, Duration::from_secs(20))
+            .len(),
+        1
+    );
+    drop(relay);
+
+    // Quarantine: accepted, kept in the spool's quarantine, never delivered.
+    let (mut relay, _tmp) = Relay::start(&format!(
+        "{LOCAL}[scan]\nclamd = \"{}\"\non_virus = \"quarantine\"\n",
+        clamd.tcp
+    ));
+    let r = send(&relay, "client.test", "sender@world.test", &virus("scan-3"));
+    assert_eq!(r.code, 250, "{r:?}");
+    let r = send(&relay, "client.test", "sender@world.test", &clean);
+    assert_eq!(r.code, 250, "{r:?}");
+    // The clean one arrives; the quarantined one, sent first, does not.
+    let got = relay.wait_maildir("example.org", "alice", 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1);
+    assert!(String::from_utf8_lossy(&got[0]).contains("scan-2"));
+    assert!(relay.terminate(Duration::from_secs(30)).is_some());
+    let spool = portcullis_queue::Spool::open(
+        relay.data.join("spool"),
+        portcullis_queue::SpoolConfig::default(),
+        Arc::new(portcullis_core::SystemClock),
+    )
+    .unwrap();
+    let held = spool.quarantined();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(relay.maildir("example.org", "alice").len(), 1);
+}
