@@ -86,6 +86,11 @@ pub enum CommandError {
         /// The declared chunk size.
         size: u64,
     },
+    /// A BDAT line whose chunk size cannot be read: the chunk's end cannot
+    /// be found, so the bytes that follow must not be read as commands and
+    /// the session has to close (RFC 3030 §2 leaves no way to resynchronise).
+    #[error("unreadable BDAT chunk size")]
+    BdatUnframed,
     /// The line is not valid UTF-8 or holds control characters.
     #[error("invalid characters in command")]
     InvalidCharacters,
@@ -99,6 +104,11 @@ impl CommandError {
             CommandError::Unrecognized => Reply::command_unrecognized(),
             CommandError::Syntax | CommandError::BdatSyntax { .. } => Reply::parameter_syntax(),
             CommandError::InvalidCharacters => Reply::syntax_error(),
+            CommandError::BdatUnframed => Reply::new(
+                421,
+                (4, 5, 4),
+                "Unreadable BDAT chunk size, closing connection",
+            ),
         }
     }
 }
@@ -349,9 +359,9 @@ fn angle_path(input: &str) -> IResult<&str, &str> {
 /// `BDAT SP chunk-size [SP "LAST"]` (RFC 3030 §2).
 fn bdat(rest: &str) -> Result<Command<'static>, CommandError> {
     let size_parsed: IResult<&str, &str> = preceded(space1, digit1).parse(rest);
-    let (after, digits) = size_parsed.map_err(|_| CommandError::Syntax)?;
+    let (after, digits) = size_parsed.map_err(|_| CommandError::BdatUnframed)?;
     // More than 19 digits cannot be a u64 chunk size worth reading.
-    let size: u64 = digits.parse().map_err(|_| CommandError::Syntax)?;
+    let size: u64 = digits.parse().map_err(|_| CommandError::BdatUnframed)?;
     let last: IResult<&str, Option<&str>> = all_consuming((
         opt(preceded(space1, tag_ci("LAST"))),
         nom::character::complete::space0,
@@ -465,10 +475,10 @@ mod tests {
             parse_command(b"BDAT 12 FIRST"),
             Err(CommandError::BdatSyntax { size: 12 })
         );
-        assert_eq!(parse_command(b"BDAT x"), Err(CommandError::Syntax));
+        assert_eq!(parse_command(b"BDAT x"), Err(CommandError::BdatUnframed));
         assert_eq!(
             parse_command(b"BDAT 99999999999999999999999"),
-            Err(CommandError::Syntax)
+            Err(CommandError::BdatUnframed)
         );
     }
 

@@ -806,6 +806,13 @@ impl Session {
                 }
                 return;
             }
+            Err(e @ CommandError::BdatUnframed) => {
+                // Whatever follows is chunk data of unknown length: reading
+                // it as commands would let a message smuggle commands.
+                self.write_reply(&e.reply());
+                self.close();
+                return;
+            }
             Err(e) => {
                 self.bad_command(&e.reply());
                 return;
