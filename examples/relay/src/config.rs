@@ -57,6 +57,8 @@ pub(crate) struct FileConfig {
     pub(crate) backup_mx: BackupMxSection,
     pub(crate) forward: BTreeMap<String, String>,
     pub(crate) limits: LimitsSection,
+    pub(crate) metrics: crate::metrics::MetricsSection,
+    pub(crate) admin: crate::admin::AdminSection,
     pub(crate) policy: PolicySection,
     pub(crate) greylist: GreylistSection,
     pub(crate) batv: BatvSection,
@@ -194,6 +196,10 @@ pub(crate) struct PolicySection {
     pub(crate) invalid_recipients_max: u64,
     pub(crate) invalid_recipients_window_secs: u64,
     pub(crate) invalid_recipients_block_secs: u64,
+    pub(crate) abuse_violations: u64,
+    pub(crate) abuse_window_secs: u64,
+    pub(crate) abuse_lock_secs: u64,
+    pub(crate) abuse_max_auto_unlocks: u32,
 }
 
 impl Default for PolicySection {
@@ -211,6 +217,10 @@ impl Default for PolicySection {
             invalid_recipients_max: 20,
             invalid_recipients_window_secs: 600,
             invalid_recipients_block_secs: 900,
+            abuse_violations: 0,
+            abuse_window_secs: 3600,
+            abuse_lock_secs: 3600,
+            abuse_max_auto_unlocks: 3,
         }
     }
 }
@@ -254,6 +264,12 @@ impl PolicySection {
             self.invalid_recipients_window_secs,
             self.invalid_recipients_block_secs,
         );
+        c.abuse = (self.abuse_violations > 0).then(|| portcullis_policy::AbuseLock {
+            violations: self.abuse_violations,
+            violation_window: Duration::from_secs(self.abuse_window_secs.max(1)),
+            lock_time: Duration::from_secs(self.abuse_lock_secs),
+            max_auto_unlocks: self.abuse_max_auto_unlocks,
+        });
         c
     }
 }
@@ -533,6 +549,10 @@ pub(crate) struct Settings {
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_client: usize,
     pub(crate) idle_timeout: Duration,
+    /// `[metrics] listen`: where `GET /metrics` is served, if anywhere.
+    pub(crate) metrics: Option<SocketAddr>,
+    /// `[admin]`: the admin HTTP interface, if on.
+    pub(crate) admin: Option<crate::admin::AdminSettings>,
     pub(crate) policy: portcullis_policy::PolicyConfig,
     pub(crate) greylist: Option<portcullis_greylist::GreylistConfig>,
     pub(crate) batv: Option<Batv>,
@@ -986,6 +1006,8 @@ pub(crate) fn check(
         max_connections: l.max_connections,
         max_connections_per_client: l.max_connections_per_client,
         idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+        metrics: file.metrics.check().map_err(|(k, m)| invalid(k, m))?,
+        admin: file.admin.check().map_err(|(k, m)| invalid(k, m))?,
         policy: file.policy.to_policy(),
         greylist: file.greylist.to_greylist(),
         batv,

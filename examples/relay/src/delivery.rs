@@ -156,6 +156,58 @@ impl Deliverer {
         s.normal.len() + s.backup.len()
     }
 
+    /// Admin: hold a message (spool, then scheduler). Blocking (fsync).
+    pub(crate) fn admin_hold(&self, id: QueueId) -> Result<(), portcullis_queue::SpoolError> {
+        self.spool.hold(id)?;
+        self.lock().owner(id).hold(id, portcullis_queue::Hold::Held);
+        Ok(())
+    }
+
+    /// Admin: release a held or quarantined message and make it due now.
+    /// A quarantined message was never scheduled: it is enqueued here.
+    pub(crate) fn admin_release(&self, id: QueueId) -> Result<(), portcullis_queue::SpoolError> {
+        let state = self.spool.release(id)?;
+        if state.is_complete() {
+            return Ok(());
+        }
+        let info = self.spool.inspect(id)?;
+        let now = self.clock.now();
+        let backup = self.is_backup(&info.envelope);
+        {
+            let mut s = self.lock();
+            let sched = if backup { &mut s.backup } else { &mut s.normal };
+            if sched.contains(id) {
+                sched.release(id, now);
+            } else {
+                sched.enqueue(&info, now);
+            }
+            sched.deliver_now(id, now);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Admin: deliver now, ignoring the retry backoff.
+    pub(crate) fn admin_deliver_now(
+        &self,
+        id: QueueId,
+    ) -> Result<(), portcullis_queue::SpoolError> {
+        self.spool.deliver_now(id)?;
+        self.lock().owner(id).deliver_now(id, self.clock.now());
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Admin: delete a message without a DSN.
+    pub(crate) fn admin_delete(&self, id: QueueId) -> Result<(), portcullis_queue::SpoolError> {
+        {
+            let mut s = self.lock();
+            s.normal.remove(id);
+            s.backup.remove(id);
+        }
+        self.spool.remove(id)
+    }
+
     /// Run until `shutdown` turns true, then wait up to `grace` for
     /// deliveries in flight (their outcomes are persisted; the rest stays
     /// spooled for the next start).
@@ -239,6 +291,7 @@ impl Deliverer {
                 vec![Outcome::Deferred(Reply::temporary_failure()); delivery.recipients.len()]
             }
         };
+        crate::metrics::delivery(&outcomes);
         {
             let now = self.clock.now();
             let mut s = self.lock();

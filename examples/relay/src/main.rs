@@ -8,10 +8,13 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod config;
 mod delivery;
 mod filters;
+mod http;
 mod maildir;
+mod metrics;
 mod policyd;
 mod routing;
 mod rules;
@@ -77,6 +80,10 @@ enum Command {
     /// Serve Postfix's policy protocol (check_policy_service) with the
     /// configured `[batv]`, `[policy]` and `[greylist]` filters instead of relaying.
     Policyd(policyd::Args),
+    /// Talk to the running relay's admin endpoint (`[admin]` in the same
+    /// configuration): queue, quarantine, show|hold|release|deliver|delete
+    /// ID, account|unlock KIND NAME, report.
+    Admin(admin::CliArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +104,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Admin(args)) = &cli.command {
+        return admin::cli(&settings, args);
+    }
     if cli.check_config {
         // The files the configuration points at must load too.
         if let Some(path) = &settings.accounts_file
@@ -147,6 +157,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Policyd(args)) => runtime.block_on(policyd::run(settings, args)),
+        Some(Command::Admin(_)) => Ok(()),
         None => runtime.block_on(run(settings)),
     };
     match result {
@@ -530,6 +541,14 @@ async fn run(settings: Settings) -> Result<(), String> {
         deadline: deadline_rx,
     });
 
+    let metrics_socket = match settings.metrics {
+        Some(a) => Some(bind_all(&[a], "metrics.listen").await?.remove(0)),
+        None => None,
+    };
+    let admin_socket = match &settings.admin {
+        Some(a) => Some(bind_all(&[a.listen], "admin.listen").await?.remove(0)),
+        None => None,
+    };
     // The one startup line: where it listens, where config and data live.
     let mut line = format!(
         "portcullis-relay listening: mx={} submission={} (STARTTLS, AUTH required)",
@@ -563,6 +582,11 @@ async fn run(settings: Settings) -> Result<(), String> {
     if accounts.is_none() {
         line.push_str("; no accounts configured: AUTH will fail");
     }
+    for (name, socket) in [("metrics", &metrics_socket), ("admin", &admin_socket)] {
+        if let Some(s) = socket {
+            line.push_str(&format!("; {name}={}", addr_list(std::slice::from_ref(s))));
+        }
+    }
     println!("{line}");
     tracing::info!(queued = deliverer.queued(), "{line}");
 
@@ -588,6 +612,22 @@ async fn run(settings: Settings) -> Result<(), String> {
         }
     }
     drop(alive_tx);
+    if let Some(socket) = metrics_socket {
+        tokio::spawn(metrics::serve(
+            socket,
+            deliverer.spool().clone(),
+            stop_rx.clone(),
+        ));
+    }
+    if let (Some(socket), Some(a)) = (admin_socket, &settings.admin) {
+        let admin = Arc::new(admin::Admin {
+            token: a.token.clone(),
+            deliverer: deliverer.clone(),
+            policy: shared.policy.clone(),
+            clock: clock.clone(),
+        });
+        tokio::spawn(admin::serve(socket, admin, stop_rx.clone()));
+    }
 
     let delivery_task = tokio::spawn(
         deliverer

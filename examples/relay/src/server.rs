@@ -131,6 +131,7 @@ async fn connection(
             return;
         }
     };
+    let _counted = crate::metrics::session_opened(role.as_str());
     let stream = if implicit_tls {
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, shared.tls.accept(tcp)).await {
             Ok(Ok(s)) => Stream::Tls(Box::new(s)),
@@ -254,6 +255,7 @@ impl Conn {
     fn refused(&mut self, stage: &str, verdict: &Verdict) {
         if let Some(reply) = verdict.reply() {
             self.stats.refused += 1;
+            crate::metrics::refusal(stage, self.cx.decided_by, reply.code());
             let env = self.cx.envelope.as_ref();
             tracing::info!(
                 client = %self.cx.client.peer,
@@ -314,8 +316,9 @@ impl Conn {
                     reply = %v.reply().map_or_else(|| "235 2.7.0".to_owned(), Reply::to_string),
                     "auth"
                 );
-                if v.is_refusal() {
+                if let Some(reply) = v.reply().filter(|_| v.is_refusal()) {
                     self.stats.refused += 1;
+                    crate::metrics::refusal("auth", self.cx.decided_by, reply.code());
                 }
                 self.decide(session, decision, v);
             }
@@ -523,6 +526,7 @@ impl Conn {
         let spool = self.shared.deliverer.spool().clone();
         let env = envelope.clone();
         let q = quarantine.clone();
+        let store_started = tokio::time::Instant::now();
         let stored = tokio::task::spawn_blocking(move || match q {
             Some(reason) => spool.store_quarantined(&env, &data, &reason),
             None => spool.store(&env, &data),
@@ -539,6 +543,7 @@ impl Conn {
                     self.shared.deliverer.submit(id);
                 }
                 self.stats.accepted += 1;
+                crate::metrics::accepted(self.role.as_str(), store_started.elapsed());
                 tracing::info!(
                     queue_id = %id,
                     client = %self.cx.client.peer,

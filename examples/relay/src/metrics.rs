@@ -1,0 +1,265 @@
+//! Metrics in the Prometheus text format (`prometheus` crate), served on
+//! `GET /metrics` of the `[metrics] listen` address.
+//!
+//! The counters live in one process-wide registry so that the hooks in the
+//! session and delivery code are one line each. The queue gauges are taken
+//! from the spool when the endpoint is scraped.
+
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use portcullis_queue::{Hold, Outcome, Spool};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::http;
+
+/// `[metrics]` as written: off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsSection {
+    /// e.g. `127.0.0.1:9425`.
+    pub(crate) listen: Option<String>,
+}
+
+impl MetricsSection {
+    /// The checked listen address, if metrics are on.
+    pub(crate) fn check(&self) -> Result<Option<SocketAddr>, (String, String)> {
+        self.listen
+            .as_deref()
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    (
+                        "metrics.listen".to_owned(),
+                        format!("{s:?} is not an address:port"),
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
+/// The relay's metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    sessions_total: IntCounterVec,
+    sessions_current: IntGaugeVec,
+    refusals: IntCounterVec,
+    accepted: IntCounterVec,
+    deliveries: IntCounterVec,
+    queue: IntGaugeVec,
+    spool_store: Histogram,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new_custom(Some("portcullis".to_owned()), None)?;
+    let sessions_total = IntCounterVec::new(
+        Opts::new("sessions_total", "SMTP sessions opened, by listener"),
+        &["listener"],
+    )?;
+    let sessions_current = IntGaugeVec::new(
+        Opts::new("sessions_current", "SMTP sessions open now, by listener"),
+        &["listener"],
+    )?;
+    let refusals = IntCounterVec::new(
+        Opts::new(
+            "verdicts_total",
+            "Refusals (reject, defer, disconnect) by stage, deciding filter and reply code",
+        ),
+        &["stage", "filter", "code"],
+    )?;
+    let accepted = IntCounterVec::new(
+        Opts::new(
+            "messages_accepted_total",
+            "Messages accepted into the spool, by listener",
+        ),
+        &["listener"],
+    )?;
+    let deliveries = IntCounterVec::new(
+        Opts::new(
+            "delivery_outcomes_total",
+            "Per-recipient delivery attempt outcomes (delivered, deferred, bounced)",
+        ),
+        &["outcome"],
+    )?;
+    let queue = IntGaugeVec::new(
+        Opts::new(
+            "queue_messages",
+            "Messages in the spool by state (active, held, quarantined)",
+        ),
+        &["state"],
+    )?;
+    let spool_store = Histogram::with_opts(
+        HistogramOpts::new(
+            "spool_store_seconds",
+            "Time to store (and fsync) an accepted message",
+        )
+        .buckets(vec![
+            0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        ]),
+    )?;
+    registry.register(Box::new(sessions_total.clone()))?;
+    registry.register(Box::new(sessions_current.clone()))?;
+    registry.register(Box::new(refusals.clone()))?;
+    registry.register(Box::new(accepted.clone()))?;
+    registry.register(Box::new(deliveries.clone()))?;
+    registry.register(Box::new(queue.clone()))?;
+    registry.register(Box::new(spool_store.clone()))?;
+    Ok(Metrics {
+        registry,
+        sessions_total,
+        sessions_current,
+        refusals,
+        accepted,
+        deliveries,
+        queue,
+        spool_store,
+    })
+}
+
+/// `None` only if the fixed metric definitions above were invalid, which
+/// the unit test rules out; the hooks then do nothing.
+static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| build().ok());
+
+fn with(f: impl FnOnce(&Metrics)) {
+    if let Some(m) = METRICS.as_ref() {
+        f(m);
+    }
+}
+
+/// Counts a session as open until dropped.
+pub(crate) struct SessionGuard(&'static str);
+
+/// A session opened on `listener` (`mx`, `submission`).
+pub(crate) fn session_opened(listener: &'static str) -> SessionGuard {
+    with(|m| {
+        m.sessions_total.with_label_values(&[listener]).inc();
+        m.sessions_current.with_label_values(&[listener]).inc();
+    });
+    SessionGuard(listener)
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        with(|m| m.sessions_current.with_label_values(&[self.0]).dec());
+    }
+}
+
+/// A refusal at `stage`, decided by `filter` (`Context::decided_by`).
+pub(crate) fn refusal(stage: &str, filter: Option<&str>, code: u16) {
+    with(|m| {
+        m.refusals
+            .with_label_values(&[stage, filter.unwrap_or("-"), &code.to_string()])
+            .inc();
+    });
+}
+
+/// A message accepted on `listener`, and how long the spool took.
+pub(crate) fn accepted(listener: &str, store_time: Duration) {
+    with(|m| {
+        m.accepted.with_label_values(&[listener]).inc();
+        m.spool_store.observe(store_time.as_secs_f64());
+    });
+}
+
+/// The outcomes of one delivery attempt.
+pub(crate) fn delivery(outcomes: &[Outcome]) {
+    with(|m| {
+        for o in outcomes {
+            let label = match o {
+                Outcome::Delivered(_) => "delivered",
+                Outcome::Deferred(_) => "deferred",
+                Outcome::Bounced(_) => "bounced",
+                _ => "other",
+            };
+            m.deliveries.with_label_values(&[label]).inc();
+        }
+    });
+}
+
+/// The text exposition, with the queue gauges read from `spool` now.
+pub(crate) fn render(spool: &Spool) -> String {
+    let Some(m) = METRICS.as_ref() else {
+        return String::new();
+    };
+    let (mut active, mut held, mut quarantined) = (0i64, 0i64, 0i64);
+    for info in spool.list() {
+        match info.state.hold {
+            Hold::None => active += 1,
+            Hold::Quarantined { .. } => quarantined += 1,
+            _ => held += 1,
+        }
+    }
+    m.queue.with_label_values(&["active"]).set(active);
+    m.queue.with_label_values(&["held"]).set(held);
+    m.queue.with_label_values(&["quarantined"]).set(quarantined);
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
+        tracing::error!(error = %e, "cannot encode metrics");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Serve `GET /metrics` on `socket` until `stop` turns true.
+pub(crate) async fn serve(socket: TcpListener, spool: Spool, stop: watch::Receiver<bool>) {
+    http::serve(socket, stop, move |req| {
+        let spool = spool.clone();
+        async move {
+            if req.method != "GET" {
+                return http::Response::text(405, "GET only\n");
+            }
+            if req.path != "/metrics" {
+                return http::Response::text(404, "try /metrics\n");
+            }
+            match tokio::task::spawn_blocking(move || render(&spool)).await {
+                Ok(body) => http::Response {
+                    status: 200,
+                    content_type: "text/plain; version=0.0.4",
+                    body: body.into_bytes(),
+                },
+                Err(_) => http::Response::text(500, "metrics task failed\n"),
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_are_valid_and_hooks_show_in_the_text() {
+        assert!(build().is_ok());
+        let g = session_opened("mx");
+        refusal("rcpt", Some("relay"), 554);
+        drop(g);
+        let m = METRICS.as_ref().unwrap();
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&m.registry.gather(), &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("portcullis_sessions_total{listener=\"mx\"}"));
+        assert!(text.contains("portcullis_sessions_current{listener=\"mx\"} 0"));
+        assert!(
+            text.contains(
+                "portcullis_verdicts_total{code=\"554\",filter=\"relay\",stage=\"rcpt\"}"
+            )
+        );
+    }
+
+    #[test]
+    fn listen_address_is_checked() {
+        let bad = MetricsSection {
+            listen: Some("nowhere".into()),
+        };
+        assert_eq!(bad.check().unwrap_err().0, "metrics.listen");
+        assert_eq!(MetricsSection::default().check().unwrap(), None);
+    }
+}

@@ -1,0 +1,303 @@
+//! End-to-end tests of the operations endpoints: `/metrics` counters move
+//! with real SMTP traffic; the admin interface refuses requests without the
+//! token, holds and releases a queued message, and unlocks a locked account.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{Client, Relay};
+use serde_json::Value;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn ops_config() -> String {
+    format!(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n"
+    )
+}
+
+/// `name=ADDR` from the startup line.
+fn endpoint(relay: &Relay, name: &str) -> SocketAddr {
+    relay
+        .startup_line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.trim_end_matches(';').parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {:?}", relay.startup_line))
+}
+
+/// One HTTP request; returns the status and the body.
+fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        tcp,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+fn admin_json(relay: &Relay, method: &str, path: &str) -> Value {
+    let (status, body) = http(endpoint(relay, "admin"), method, path, Some(TOKEN));
+    assert_eq!(status, 200, "{method} {path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The value of one sample line of the metrics text (0 when absent).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+fn scrape(relay: &Relay) -> String {
+    let (status, body) = http(endpoint(relay, "metrics"), "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    body
+}
+
+/// One message over SMTP; returns the final reply code (of RCPT if refused).
+fn send(addr: SocketAddr, from: &str, to: &str) -> u16 {
+    let mut c = Client::greeted(addr);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    let r = c.cmd(&format!("MAIL FROM:<{from}>"));
+    if r.code != 250 {
+        return r.code;
+    }
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    if r.code != 250 {
+        return r.code;
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send_raw(&common::message("ops-test", from, to, "hello"));
+    c.send_raw(b".\r\n");
+    let r = c.reply().unwrap();
+    let _ = c.cmd("QUIT");
+    r.code
+}
+
+fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+#[test]
+fn metrics_count_sessions_refusals_acceptance_and_delivery() {
+    let (relay, _tmp) = Relay::start(&ops_config());
+    let before = scrape(&relay);
+    assert_eq!(
+        sample(
+            &before,
+            "portcullis_messages_accepted_total{listener=\"mx\"}"
+        ),
+        0.0
+    );
+    // Accepted for a local mailbox, then delivered to its Maildir.
+    assert_eq!(send(relay.mx, "sender@example.net", "alice@localhost"), 250);
+    assert_eq!(
+        relay
+            .wait_maildir("localhost", "alice", 1, Duration::from_secs(20))
+            .len(),
+        1
+    );
+    // Refused: relaying for a foreign domain without AUTH.
+    let refused = send(relay.mx, "sender@example.net", "someone@elsewhere.example");
+    assert!(refused >= 500, "{refused}");
+
+    let ok = wait_until(Duration::from_secs(10), || {
+        sample(
+            &scrape(&relay),
+            "portcullis_delivery_outcomes_total{outcome=\"delivered\"}",
+        ) >= 1.0
+    });
+    assert!(ok, "no delivered outcome:\n{}", scrape(&relay));
+    let text = scrape(&relay);
+    assert_eq!(
+        sample(&text, "portcullis_messages_accepted_total{listener=\"mx\"}"),
+        1.0
+    );
+    assert!(sample(&text, "portcullis_sessions_total{listener=\"mx\"}") >= 2.0);
+    // Both sessions ended.
+    let closed = wait_until(Duration::from_secs(5), || {
+        sample(
+            &scrape(&relay),
+            "portcullis_sessions_current{listener=\"mx\"}",
+        ) == 0.0
+    });
+    assert!(closed);
+    let refusal = text
+        .lines()
+        .find(|l| {
+            l.starts_with("portcullis_verdicts_total{")
+                && l.contains("stage=\"rcpt\"")
+                && l.contains(&format!("code=\"{refused}\""))
+        })
+        .unwrap_or_else(|| panic!("no rcpt refusal series:\n{text}"));
+    assert!(refusal.ends_with(" 1"), "{refusal}");
+    assert!(sample(&text, "portcullis_spool_store_seconds_count") >= 1.0);
+    assert_eq!(
+        sample(&text, "portcullis_queue_messages{state=\"active\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn admin_refuses_missing_or_wrong_token() {
+    let (relay, _tmp) = Relay::start(&ops_config());
+    let admin = endpoint(&relay, "admin");
+    assert_eq!(http(admin, "GET", "/queue", None).0, 401);
+    assert_eq!(
+        http(admin, "GET", "/queue", Some("wrong-token-0123456789")).0,
+        401
+    );
+    // A prefix of the right token is wrong too.
+    assert_eq!(http(admin, "GET", "/queue", Some(&TOKEN[..10])).0, 401);
+    assert_eq!(http(admin, "GET", "/queue", Some(TOKEN)).0, 200);
+    assert_eq!(
+        http(admin, "POST", "/queue/00000000000000ff/hold", None).0,
+        401
+    );
+}
+
+#[test]
+fn admin_without_token_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("relay.toml");
+    std::fs::write(&config, "[admin]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin.token"));
+}
+
+#[test]
+fn admin_holds_and_releases_a_queued_message() {
+    // A route to a closed port: the message stays queued, retried every
+    // second or so.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (relay, _tmp) = Relay::start(&format!(
+        "{}[relay]\nnetworks = [\"127.0.0.1\"]\n[delivery]\nfirst_retry_secs = 1\ntls = \"never\"\n[delivery.routes]\n\"closed.test\" = \"{closed}\"\n",
+        ops_config()
+    ));
+    assert_eq!(send(relay.mx, "sender@example.net", "bob@closed.test"), 250);
+    let queue = admin_json(&relay, "GET", "/queue");
+    let id = queue[0]["id"].as_str().unwrap().to_owned();
+    let attempts = |relay: &Relay| {
+        admin_json(relay, "GET", &format!("/queue/{id}"))["recipients"][0]["attempts"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(wait_until(Duration::from_secs(10), || attempts(&relay) >= 1));
+
+    admin_json(&relay, "POST", &format!("/queue/{id}/hold"));
+    let held = admin_json(&relay, "GET", &format!("/queue/{id}"));
+    assert_eq!(held["hold"], "Held", "{held}");
+    assert!(scrape(&relay).contains("portcullis_queue_messages{state=\"held\"} 1"));
+    // An attempt already in flight may still finish; then nothing more.
+    std::thread::sleep(Duration::from_secs(1));
+    let while_held = attempts(&relay);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(attempts(&relay), while_held, "a held message was retried");
+
+    admin_json(&relay, "POST", &format!("/queue/{id}/release"));
+    let released = admin_json(&relay, "GET", &format!("/queue/{id}"));
+    assert_eq!(released["hold"], "None", "{released}");
+    assert!(
+        wait_until(Duration::from_secs(10), || attempts(&relay) > while_held),
+        "a released message was not retried"
+    );
+
+    // Unknown ids are 404; delete removes it without a DSN.
+    let admin = endpoint(&relay, "admin");
+    assert_eq!(
+        http(admin, "POST", "/queue/00000000ffffffff/hold", Some(TOKEN)).0,
+        404
+    );
+    admin_json(&relay, "POST", &format!("/queue/{id}/delete"));
+    assert_eq!(
+        http(admin, "GET", &format!("/queue/{id}"), Some(TOKEN)).0,
+        404
+    );
+    assert_eq!(admin_json(&relay, "GET", "/queue"), Value::Array(vec![]));
+}
+
+#[test]
+fn admin_unlocks_a_locked_account() {
+    // One message a minute; the second refusal for the rate locks the
+    // account. Abuse locks are for outbound accounts: here the relay
+    // network 127.0.0.1 (an unauthenticated MX client is never locked).
+    // A fixed admin port, so that the CLI finds it in the config.
+    let admin_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (relay, _tmp) = Relay::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken = \"{TOKEN}\"\n\
+         [relay]\nnetworks = [\"127.0.0.1\"]\n\
+         [policy]\nmessages_per_minute = 1\nabuse_violations = 1\nabuse_lock_secs = 3600\n"
+    ));
+    assert_eq!(send(relay.mx, "a@example.net", "alice@localhost"), 250);
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        codes.push(send(relay.mx, "a@example.net", "alice@localhost"));
+    }
+    assert!(codes.iter().all(|&c| c != 250), "{codes:?}");
+
+    let report = admin_json(&relay, "GET", "/report");
+    let key = report["locks"][0]["key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no lock in {report}"))
+        .to_owned();
+    // `lock:n:127.0.0.0/24`
+    let name = key.strip_prefix("lock:n:").unwrap().to_owned();
+    let path = format!("/accounts/network/{name}");
+    let account = admin_json(&relay, "GET", &path);
+    assert_eq!(account["lock"]["in_effect"], true, "{account}");
+    assert_eq!(account["lock"]["times_locked"], 1);
+    assert!(!account["counters"].as_array().unwrap().is_empty());
+
+    // Unlock through the CLI subcommand: it reads the address and the
+    // token from the same config and calls the running relay.
+    let out = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&relay.config)
+        .args(["admin", "unlock", "network", &name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unlocked: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(unlocked["done"], "unlock");
+    let account = admin_json(&relay, "GET", &path);
+    assert_eq!(account["lock"]["in_effect"], false, "{account}");
+    // The history stays unless asked to forget it.
+    assert_eq!(account["lock"]["times_locked"], 1);
+}
