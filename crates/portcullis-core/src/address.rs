@@ -455,26 +455,6 @@ impl fmt::Display for Address {
     }
 }
 
-impl FromStr for Address {
-    type Err = AddressError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Address::parse(s)
-    }
-}
-
-impl Serialize for Address {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Address {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Address::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 /// Parse `local@domain` at the start of `s`, stopping at `>` or whitespace.
 /// Returns the mailbox and the number of bytes consumed.
 fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), AddressError> {
@@ -654,26 +634,6 @@ impl fmt::Display for ReversePath {
     }
 }
 
-impl FromStr for ReversePath {
-    type Err = AddressError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ReversePath::parse(s)
-    }
-}
-
-impl Serialize for ReversePath {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ReversePath {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        ReversePath::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 /// The `RCPT TO` path: a mailbox, or the bare `<Postmaster>` of RFC 5321 §4.1.1.3.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ForwardPath {
@@ -735,25 +695,33 @@ impl fmt::Display for ForwardPath {
     }
 }
 
-impl FromStr for ForwardPath {
-    type Err = AddressError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ForwardPath::parse(s)
-    }
+/// `FromStr` through `parse`, and serde as the displayed string, so stored
+/// envelopes read back through the same strict parser.
+macro_rules! text_form {
+    ($($t:ty),*) => {$(
+        impl FromStr for $t {
+            type Err = AddressError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                <$t>::parse(s)
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                <$t>::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
 }
 
-impl Serialize for ForwardPath {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ForwardPath {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        ForwardPath::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+text_form!(Address, ReversePath, ForwardPath);
 
 #[cfg(test)]
 mod tests {
@@ -956,6 +924,22 @@ mod tests {
         assert_eq!(
             (r.code(), r.enhanced().map(|e| e.to_string())),
             (553, Some("5.6.7".into()))
+        );
+    }
+
+    #[test]
+    fn serde_uses_the_strict_text_form() {
+        let p = ReversePath::parse("<\"a b\"@[IPv6:2001:db8::1]>").unwrap();
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, r#""<\"a b\"@[IPv6:2001:db8::1]>""#);
+        assert_eq!(serde_json::from_str::<ReversePath>(&json).unwrap(), p);
+        assert_eq!(
+            serde_json::from_str::<ForwardPath>(r#""<Postmaster>""#).unwrap(),
+            ForwardPath::Postmaster
+        );
+        assert!(
+            serde_json::from_str::<Address>(r#""a..b@x.org""#).is_err(),
+            "stored text goes through the parser"
         );
     }
 }
