@@ -369,6 +369,8 @@ impl Default for DeliverySection {
 pub(crate) struct BackupMxSection {
     pub(crate) domains: Vec<String>,
     pub(crate) hold_secs: u64,
+    pub(crate) learn_recipients: bool,
+    pub(crate) defer_unknown_recipients: bool,
 }
 
 impl Default for BackupMxSection {
@@ -376,6 +378,8 @@ impl Default for BackupMxSection {
         BackupMxSection {
             domains: Vec::new(),
             hold_secs: 8 * 24 * 3600,
+            learn_recipients: false,
+            defer_unknown_recipients: false,
         }
     }
 }
@@ -543,6 +547,9 @@ pub(crate) struct Settings {
     pub(crate) delivery_tls: portcullis_queue::TlsPolicy,
     pub(crate) backup_domains: Vec<Domain>,
     pub(crate) backup_hold: Duration,
+    /// `[backup_mx] learn_recipients`: recipient learning from the
+    /// primary's answers (portcullis-greylist), if on.
+    pub(crate) recipient_learning: Option<portcullis_greylist::LearningConfig>,
     pub(crate) forwards: Vec<(ForwardKey, ForwardTarget)>,
     pub(crate) max_message_size: u64,
     pub(crate) max_recipients: usize,
@@ -1000,6 +1007,12 @@ pub(crate) fn check(
         delivery_tls,
         backup_domains,
         backup_hold: Duration::from_secs(file.backup_mx.hold_secs),
+        recipient_learning: file.backup_mx.learn_recipients.then(|| {
+            portcullis_greylist::LearningConfig {
+                defer_unknown: file.backup_mx.defer_unknown_recipients,
+                ..portcullis_greylist::LearningConfig::default()
+            }
+        }),
         forwards,
         max_message_size: l.max_message_size,
         max_recipients: l.max_recipients,

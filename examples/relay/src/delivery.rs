@@ -332,6 +332,8 @@ impl Deliverer {
                 }
             }
         };
+        // Backup MX: what the primary said teaches which recipients exist.
+        self.rules.learn_outcomes(&rcpts, &outcomes);
         // One line per attempt: every recipient with its result and reply.
         let results: Vec<String> = rcpts
             .iter()

@@ -89,6 +89,14 @@ pub(crate) struct RelayRules {
     forwards: Vec<(ForwardKey, ForwardTarget)>,
     users: Arc<dyn LocalUsers>,
     srs: Option<SrsRewriter>,
+    learning: Option<RecipientLearner>,
+}
+
+/// Backup-MX recipient learning: what the primary said about recipients
+/// of backed-up domains (fed by the delivery loop), and the clock.
+pub(crate) struct RecipientLearner {
+    pub(crate) learning: Arc<portcullis_greylist::RecipientLearning>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// SRS for forwarded mail: the rewriter, the domain of its addresses, and
@@ -120,6 +128,58 @@ impl RelayRules {
             forwards: settings.forwards.clone(),
             users,
             srs: None,
+            learning: None,
+        }
+    }
+
+    /// Judge recipients of backed-up domains by what their primary said
+    /// before (see [`learn_outcomes`](Self::learn_outcomes)).
+    pub(crate) fn with_learning(mut self, learner: RecipientLearner) -> Self {
+        self.learning = Some(learner);
+        self
+    }
+
+    /// Feed the delivery outcomes of backed-up recipients into learning:
+    /// delivered → valid, bounced with `5.1.1` → invalid, anything else
+    /// teaches nothing.
+    pub(crate) fn learn_outcomes(
+        &self,
+        rcpts: &[&Recipient],
+        outcomes: &[portcullis_queue::Outcome],
+    ) {
+        use portcullis_greylist::RecipientOutcome;
+        use portcullis_queue::Outcome;
+        let Some(l) = &self.learning else {
+            return;
+        };
+        let now = l.clock.now();
+        for (r, o) in rcpts.iter().zip(outcomes) {
+            let ForwardPath::Mailbox(addr) = &r.path else {
+                continue;
+            };
+            if !self.backup_domains.contains(addr.domain()) {
+                continue;
+            }
+            let outcome = match o {
+                Outcome::Delivered(_) => RecipientOutcome::Accepted,
+                Outcome::Bounced(reply) => RecipientOutcome::from_reply(reply),
+                _ => RecipientOutcome::Inconclusive,
+            };
+            if let Err(e) = l.learning.learn(addr, outcome, now) {
+                tracing::warn!(recipient = %addr, error = %e, "could not store a learned recipient");
+            }
+        }
+    }
+
+    /// The learned verdict for a recipient of a backed-up domain: known
+    /// invalid → `550 5.1.1`; unknown → a 4xx or continue (never a 5xx).
+    fn learned_verdict(&self, addr: &Address) -> Verdict {
+        match &self.learning {
+            Some(l) if self.backup_domains.contains(addr.domain()) => {
+                let decision = l.learning.check(addr, l.clock.now());
+                l.learning.verdict(&decision)
+            }
+            _ => Verdict::Continue,
         }
     }
 
@@ -245,8 +305,9 @@ impl RelayRules {
             });
         }
         if !local {
-            // Backup MX: accepted and queued for the primary.
-            return RcptCheck::Decided(Verdict::Continue);
+            // Backup MX: accepted and queued for the primary, unless
+            // learning knows better.
+            return RcptCheck::Decided(self.learned_verdict(&addr));
         }
         if let Some(target) = self.forward_for(&addr) {
             if rcpt.orcpt.is_none() {
@@ -610,6 +671,67 @@ mod tests {
             r.check_recipient(false, &mut late),
             RcptCheck::Decided(Verdict::Reject(_))
         ));
+    }
+
+    #[test]
+    fn backup_recipients_are_learned_from_delivery_outcomes() {
+        use portcullis_queue::Outcome;
+        let clock = Arc::new(portcullis_core::ManualClock::at_unix(1_767_268_800));
+        let text =
+            "[local]\ndomains = [\"localhost\"]\n[backup_mx]\ndomains = [\"customer.example\"]\n";
+        let s = check(parse(text).unwrap(), "t".into(), &Overrides::default()).unwrap();
+        let learning = |defer_unknown| {
+            Arc::new(portcullis_greylist::RecipientLearning::new(
+                Arc::new(portcullis_greylist::MemoryStore::new()),
+                portcullis_greylist::LearningConfig {
+                    defer_unknown,
+                    ..portcullis_greylist::LearningConfig::default()
+                },
+            ))
+        };
+        let r = RelayRules::new(&s, Arc::new(NoUsers)).with_learning(RecipientLearner {
+            learning: learning(true),
+            clock: clock.clone(),
+        });
+        let rc = |p: &str| Recipient::new(ForwardPath::parse(p).unwrap());
+        let (ok, gone, policy, later, local) = (
+            rc("<ok@customer.example>"),
+            rc("<gone@customer.example>"),
+            rc("<policy@customer.example>"),
+            rc("<later@customer.example>"),
+            rc("<nobody@localhost>"),
+        );
+        r.learn_outcomes(
+            &[&ok, &gone, &policy, &later, &local],
+            &[
+                Outcome::Delivered(Reply::new(250, (2, 0, 0), "ok")),
+                Outcome::Bounced(Reply::new(550, (5, 1, 1), "no such user")),
+                // A 5xx that is not 5.1.1 proves nothing about the mailbox.
+                Outcome::Bounced(Reply::new(550, (5, 7, 1), "policy")),
+                Outcome::Deferred(Reply::new(451, (4, 3, 0), "later")),
+                Outcome::Bounced(Reply::new(550, (5, 1, 1), "no such user")),
+            ],
+        );
+        let v = |rcpt: &Recipient| {
+            let mut rcpt = rcpt.clone();
+            match r.check_recipient(false, &mut rcpt) {
+                RcptCheck::Decided(v) => v,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(v(&ok), Verdict::Continue);
+        assert_eq!(v(&gone), Verdict::Reject(Reply::no_such_user()));
+        for unknown in [&policy, &later] {
+            let verdict = v(unknown);
+            assert!(
+                verdict.reply().is_some_and(|r| r.code() / 100 == 4),
+                "unknown is a 4xx, never a 5xx: {verdict:?}"
+            );
+        }
+        // The invalid mark expires (3 hours): then unknown again.
+        clock.advance(std::time::Duration::from_secs(4 * 3600));
+        assert!(v(&gone).reply().is_some_and(|r| r.code() / 100 == 4));
+        assert_eq!(v(&ok), Verdict::Continue);
     }
 
     #[test]

@@ -356,3 +356,73 @@ fn scan_rejects_or_quarantines_eicar_with_a_real_clamd() {
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(relay.maildir("example.org", "alice").len(), 1);
 }
+
+/// Backup MX with recipient learning: the primary's answers (the sink
+/// refuses `reject…` recipients with 550 5.1.1) teach which recipients of
+/// the backed-up domain exist; a known-invalid one is refused at RCPT, and
+/// with `defer_unknown_recipients` an unknown one gets a 4xx, never a 5xx.
+#[test]
+fn backup_mx_learns_recipients_from_the_primarys_answers() {
+    let sink = common::Sink::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = |defer: bool| {
+        format!(
+            "[backup_mx]\ndomains = [\"customer.test\"]\nlearn_recipients = true\n\
+             defer_unknown_recipients = {defer}\n\
+             [delivery]\nfirst_retry_secs = 1\ntls = \"never\"\n\
+             [delivery.routes]\n\"customer.test\" = \"{}\"\n",
+            sink.addr
+        )
+    };
+    let mut relay = Relay::start_in(tmp.path(), &cfg(false));
+    let rcpt = |relay: &Relay, to: &str| {
+        let mut c = Client::greeted(relay.mx);
+        c.cmd("EHLO world.test");
+        assert_eq!(c.cmd("MAIL FROM:<someone@world.test>").code, 250);
+        c.cmd(&format!("RCPT TO:<{to}>"))
+    };
+    // Learning, not deferring: unknown recipients are accepted.
+    let mut c = Client::greeted(relay.mx);
+    c.cmd("EHLO world.test");
+    assert_eq!(c.cmd("MAIL FROM:<someone@world.test>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<bob@customer.test>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<reject-me@customer.test>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send_raw(&message(
+        "learn-1",
+        "someone@world.test",
+        "bob@customer.test",
+        "x",
+    ));
+    c.send_raw(b".\r\n");
+    assert_eq!(c.reply().unwrap().code, 250);
+    c.cmd("QUIT");
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpts, vec!["<bob@customer.test>".to_owned()]);
+    // The outcome is learned right after the attempt: wait for the log line.
+    let start = Instant::now();
+    while !relay
+        .log_text()
+        .contains("reject-me@customer.test>=bounced")
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = rcpt(&relay, "reject-me@customer.test");
+    assert_eq!((r.code, r.enhanced().as_str()), (550, "5.1.1"), "{r:?}");
+    assert_eq!(rcpt(&relay, "bob@customer.test").code, 250);
+    assert_eq!(rcpt(&relay, "carol@customer.test").code, 250);
+    assert!(relay.terminate(Duration::from_secs(30)).is_some());
+
+    // Restarted with deferral on: what was learned persisted; an unknown
+    // recipient is deferred (4xx), never refused.
+    let relay = Relay::start_in(tmp.path(), &cfg(true));
+    assert_eq!(rcpt(&relay, "bob@customer.test").code, 250);
+    let r = rcpt(&relay, "reject-me@customer.test");
+    assert_eq!(r.code, 550, "{r:?}");
+    let r = rcpt(&relay, "dave@customer.test");
+    assert_eq!((r.code, r.enhanced().as_str()), (450, "4.1.1"), "{r:?}");
+    // Local domains are not affected.
+    assert_eq!(rcpt(&relay, "postmaster@localhost").code, 250);
+}
