@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use portcullis_core::Clock;
-use portcullis_policy::{Account, AccountKind, LockRecord, LockState, Policy};
+use portcullis_policy::{Account, AccountKind, LockRecord, LockState};
 use portcullis_queue::{MessageInfo, QueueId, SpoolError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -100,7 +100,7 @@ impl AdminSection {
 pub(crate) struct Admin {
     pub(crate) token: String,
     pub(crate) deliverer: Arc<Deliverer>,
-    pub(crate) policy: Arc<Policy>,
+    pub(crate) policy: Arc<crate::reload::LivePolicy>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -259,7 +259,7 @@ fn handle(admin: &Admin, req: &Request) -> Response {
             match (method, unlock) {
                 ("POST", true) => {
                     let forget = req.query_param("forget").is_some();
-                    match admin.policy.unlock(&account, forget) {
+                    match admin.policy.policy().unlock(&account, forget) {
                         Ok(()) => Response::json(
                             200,
                             &json!({"account": account.key(), "done": "unlock", "forget_history": forget}),
@@ -277,11 +277,11 @@ fn handle(admin: &Admin, req: &Request) -> Response {
 
 fn account_json(admin: &Admin, account: &Account) -> Response {
     let now = admin.clock.now();
-    let lock = match admin.policy.lock_record(account) {
+    let lock = match admin.policy.policy().lock_record(account) {
         Ok(l) => l,
         Err(e) => return Response::json(500, &json!({"error": e.to_string()})),
     };
-    let report = match admin.policy.report(now) {
+    let report = match admin.policy.policy().report(now) {
         Ok(r) => r,
         Err(e) => return Response::json(500, &json!({"error": e.to_string()})),
     };
@@ -317,7 +317,7 @@ fn account_json(admin: &Admin, account: &Account) -> Response {
 
 fn report(admin: &Admin) -> Response {
     let now = admin.clock.now();
-    match admin.policy.report(now) {
+    match admin.policy.policy().report(now) {
         Ok(r) => Response::json(
             200,
             &json!({

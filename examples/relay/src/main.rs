@@ -16,6 +16,7 @@ mod http;
 mod maildir;
 mod metrics;
 mod policyd;
+mod reload;
 mod routing;
 mod rules;
 mod server;
@@ -218,7 +219,7 @@ fn read_accounts_file(path: &Path) -> Result<portcullis_accounts::FileDirectory,
 
 /// The policy configuration, with the accounts file's per-account limits
 /// merged over the `[policy]` defaults (a limit an account does not set
-/// keeps the default). Read at start; SIGHUP reloads accounts, not limits.
+/// keeps the default). Read at start and again on SIGHUP (`reload`).
 fn policy_config(settings: &Settings) -> Result<portcullis_policy::PolicyConfig, String> {
     let mut config = settings.policy.clone();
     // Logins that are a bare domain are domain accounts (portcullis-accounts).
@@ -455,13 +456,18 @@ async fn run(settings: Settings) -> Result<(), String> {
             role,
         })
     };
-    let policy = Arc::new(portcullis_policy::Policy::new(
+    // SIGHUP puts a re-read [policy] in force (same counter store).
+    let policy = reload::LivePolicy::new(
         policy_config(&settings)?,
         Arc::new(portcullis_policy::MemoryStore::new()),
-    ));
-    let policy_filter: Arc<dyn portcullis_core::Filter> = Arc::new(
-        portcullis_policy::PolicyFilter::new(policy.clone(), clock.clone()),
+        clock.clone(),
     );
+    reload::spawn_policy_reload(
+        // `source` is the file's path, or a note when there is no file.
+        Some(PathBuf::from(&settings.source)).filter(|p| p.is_file()),
+        policy.clone(),
+    );
+    let policy_filter: Arc<dyn portcullis_core::Filter> = policy.clone();
     let mut mx_chain = Chain::new();
     let mut submission_chain = Chain::new();
     if let Some(dnsbl) = &settings.dnsbl {

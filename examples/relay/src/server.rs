@@ -10,7 +10,7 @@ use portcullis_accounts::{AccountDirectory, AuthOutcome};
 use portcullis_core::{
     Action, Chain, Client, Clock, Context, Envelope, Filter, Reply, ReversePath, Verdict,
 };
-use portcullis_policy::{Policy, SessionLimiter};
+use portcullis_policy::SessionLimiter;
 use portcullis_smtp::{AuthMechanisms, Event, Session, SessionConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,7 +37,8 @@ pub(crate) struct Shared {
     /// Simultaneous sessions, in total and per client (policy crate).
     pub(crate) sessions: SessionLimiter,
     /// Failure caps (AUTH, unknown recipients) noted outside the chain.
-    pub(crate) policy: Arc<Policy>,
+    /// Replaced on SIGHUP (`reload`).
+    pub(crate) policy: Arc<crate::reload::LivePolicy>,
     pub(crate) clock: Arc<dyn Clock>,
     /// Turns true when the grace period after a shutdown signal is over:
     /// sessions still open get 421 and are closed.
@@ -355,7 +356,7 @@ impl Conn {
                 if v == Verdict::Reject(Reply::no_such_user()) {
                     // Directory harvesting defence: too many unknown
                     // recipients block the client.
-                    let policy = &self.shared.policy;
+                    let policy = self.shared.policy.policy();
                     let note = policy.note_invalid_recipient(
                         &self.cx.client,
                         &policy.account(&self.cx.client),
@@ -433,7 +434,7 @@ impl Conn {
             Ok(AuthOutcome::Denied(denied)) => {
                 // Brute-force defence: past the cap the client is blocked
                 // and disconnected (421); below it, the usual 535.
-                let note = self.shared.policy.note_auth_failure(
+                let note = self.shared.policy.policy().note_auth_failure(
                     &self.cx.client,
                     Some(credentials.authcid()),
                     self.shared.clock.now(),

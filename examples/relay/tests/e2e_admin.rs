@@ -301,3 +301,61 @@ fn admin_unlocks_a_locked_account() {
     // The history stays unless asked to forget it.
     assert_eq!(account["lock"]["times_locked"], 1);
 }
+
+#[test]
+fn sighup_puts_new_policy_limits_in_force_without_dropping_sessions() {
+    let (relay, _tmp) =
+        Relay::start("[relay]\nnetworks = [\"127.0.0.1\"]\n[policy]\nmessages_per_minute = 1\n");
+    assert_eq!(send(relay.mx, "a@example.net", "alice@localhost"), 250);
+    let limited = send(relay.mx, "a@example.net", "alice@localhost");
+    assert!(limited >= 400 && limited != 250, "{limited}");
+
+    // A session open across the reload.
+    let mut open = Client::greeted(relay.mx);
+    assert_eq!(open.cmd("EHLO client.test").code, 250);
+
+    let text = std::fs::read_to_string(&relay.config).unwrap();
+    assert!(text.contains("messages_per_minute = 1\n"));
+    std::fs::write(
+        &relay.config,
+        text.replace("messages_per_minute = 1\n", "messages_per_minute = 100\n"),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &relay.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    assert!(
+        wait_until(Duration::from_secs(10), || relay
+            .log_text()
+            .contains("policy limits reloaded")),
+        "no reload in the log:\n{}",
+        relay.log_text()
+    );
+
+    // The old session carries on, under the new limit.
+    assert_eq!(open.cmd("MAIL FROM:<a@example.net>").code, 250);
+    assert_eq!(open.cmd("RCPT TO:<alice@localhost>").code, 250);
+    assert_eq!(open.cmd("DATA").code, 354);
+    open.send_raw(&common::message(
+        "reload",
+        "a@example.net",
+        "alice@localhost",
+        "x",
+    ));
+    open.send_raw(b".\r\n");
+    assert_eq!(open.reply().unwrap().code, 250);
+    assert_eq!(send(relay.mx, "a@example.net", "alice@localhost"), 250);
+
+    // A broken file is refused and the policy in force stays.
+    std::fs::write(&relay.config, "[policy]\nmessages_per_minute = \"lots\"\n").unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &relay.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || relay
+        .log_text()
+        .contains("policy not reloaded")));
+    assert_eq!(send(relay.mx, "a@example.net", "alice@localhost"), 250);
+}
