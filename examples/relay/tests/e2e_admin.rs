@@ -69,6 +69,10 @@ fn scrape(relay: &Relay) -> String {
 
 /// One message over SMTP; returns the final reply code (of RCPT if refused).
 fn send(addr: SocketAddr, from: &str, to: &str) -> u16 {
+    send_body(addr, from, to, "hello")
+}
+
+fn send_body(addr: SocketAddr, from: &str, to: &str, body: &str) -> u16 {
     let mut c = Client::greeted(addr);
     assert_eq!(c.cmd("EHLO client.test").code, 250);
     let r = c.cmd(&format!("MAIL FROM:<{from}>"));
@@ -80,7 +84,7 @@ fn send(addr: SocketAddr, from: &str, to: &str) -> u16 {
         return r.code;
     }
     assert_eq!(c.cmd("DATA").code, 354);
-    c.send_raw(&common::message("ops-test", from, to, "hello"));
+    c.send_raw(&common::message("ops-test", from, to, body));
     c.send_raw(b".\r\n");
     let r = c.reply().unwrap();
     let _ = c.cmd("QUIT");
@@ -358,4 +362,79 @@ fn sighup_puts_new_policy_limits_in_force_without_dropping_sessions() {
         .log_text()
         .contains("policy not reloaded")));
     assert_eq!(send(relay.mx, "a@example.net", "alice@localhost"), 250);
+}
+
+/// A stand-in for clamd's `INSTREAM` (clamd(8)): reads the framed stream
+/// and calls anything containing `QUARANTINE-ME` a virus.
+fn fake_clamd() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut command = [0u8; 10];
+            if conn.read_exact(&mut command).is_err() || &command != b"zINSTREAM\0" {
+                continue;
+            }
+            let mut data = Vec::new();
+            loop {
+                let mut len = [0u8; 4];
+                if conn.read_exact(&mut len).is_err() {
+                    break;
+                }
+                let len = u32::from_be_bytes(len) as usize;
+                if len == 0 {
+                    break;
+                }
+                let mut chunk = vec![0u8; len];
+                if conn.read_exact(&mut chunk).is_err() {
+                    break;
+                }
+                data.extend_from_slice(&chunk);
+            }
+            let found = data.windows(13).any(|w| w == b"QUARANTINE-ME");
+            let reply: &[u8] = if found {
+                b"stream: Fake-Test-Virus FOUND\0"
+            } else {
+                b"stream: OK\0"
+            };
+            let _ = conn.write_all(reply);
+        }
+    });
+    addr
+}
+
+#[test]
+fn admin_lists_and_releases_a_quarantined_message() {
+    let clamd = fake_clamd();
+    let (relay, _tmp) = Relay::start(&format!(
+        "{}[scan]\nclamd = \"{clamd}\"\non_virus = \"quarantine\"\n",
+        ops_config()
+    ));
+    assert_eq!(
+        send_body(
+            relay.mx,
+            "a@example.net",
+            "alice@localhost",
+            "QUARANTINE-ME"
+        ),
+        250
+    );
+    let quarantined = admin_json(&relay, "GET", "/quarantine");
+    let list = quarantined.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{quarantined}");
+    assert!(list[0]["hold"]["Quarantined"].is_object(), "{quarantined}");
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    assert!(scrape(&relay).contains("portcullis_queue_messages{state=\"quarantined\"} 1"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(relay.maildir("localhost", "alice").is_empty());
+
+    admin_json(&relay, "POST", &format!("/quarantine/{id}/release"));
+    let got = relay.wait_maildir("localhost", "alice", 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "the released message was not delivered");
+    assert!(String::from_utf8_lossy(&got[0]).contains("QUARANTINE-ME"));
+    assert_eq!(
+        admin_json(&relay, "GET", "/quarantine"),
+        Value::Array(vec![])
+    );
 }
