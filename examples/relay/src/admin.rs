@@ -85,8 +85,9 @@ impl AdminSection {
                 "not a loopback address (set allow_non_loopback = true to mean it)".into(),
             ));
         }
-        let token = self.token.clone().unwrap_or_default();
-        if token.trim().len() < MIN_TOKEN_LEN {
+        // Header values arrive trimmed: compare with the trimmed token.
+        let token = self.token.as_deref().unwrap_or_default().trim().to_owned();
+        if token.len() < MIN_TOKEN_LEN {
             return Err(err(
                 "token",
                 format!("required with admin.listen, at least {MIN_TOKEN_LEN} characters"),

@@ -15,8 +15,8 @@ use tokio::sync::{Semaphore, watch};
 const MAX_HEAD: usize = 8 * 1024;
 /// Request body, at most.
 const MAX_BODY: usize = 64 * 1024;
-/// Whole request must arrive within this.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The whole request must arrive within this, and the response leave.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Simultaneous connections.
 const MAX_CONNECTIONS: usize = 16;
 
@@ -113,7 +113,8 @@ where
             // Over the cap: refuse rather than queue.
             tokio::spawn(async move {
                 let mut tcp = tcp;
-                let _ = write_response(&mut tcp, &Response::text(503, "busy\n")).await;
+                let busy = Response::text(503, "busy\n");
+                let _ = tokio::time::timeout(IO_TIMEOUT, write_response(&mut tcp, &busy)).await;
             });
             continue;
         };
@@ -121,12 +122,13 @@ where
         tokio::spawn(async move {
             let _slot = slot;
             let mut tcp = tcp;
-            let response = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut tcp)).await {
+            let response = match tokio::time::timeout(IO_TIMEOUT, read_request(&mut tcp)).await {
                 Ok(Ok(req)) => handler(req).await,
                 Ok(Err(resp)) => resp,
                 Err(_) => return,
             };
-            let _ = write_response(&mut tcp, &response).await;
+            // A client that does not read must not keep its slot.
+            let _ = tokio::time::timeout(IO_TIMEOUT, write_response(&mut tcp, &response)).await;
         });
     }
 }
