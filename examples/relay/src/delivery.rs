@@ -444,6 +444,9 @@ impl Deliverer {
                             expired,
                         } => {
                             tracing::warn!(queue_id = %id, recipient, expired, reply = %reply, "recipient bounced");
+                            if expired {
+                                crate::metrics::expired();
+                            }
                             report(
                                 id,
                                 DsnKind::Failure,

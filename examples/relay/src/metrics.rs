@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use portcullis_queue::{Hold, Outcome, Spool};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -54,6 +55,7 @@ pub(crate) struct Metrics {
     deliveries: IntCounterVec,
     queue: IntGaugeVec,
     spool_store: Histogram,
+    policy_check: HistogramVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -83,7 +85,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let deliveries = IntCounterVec::new(
         Opts::new(
             "delivery_outcomes_total",
-            "Per-recipient delivery attempt outcomes (delivered, deferred, bounced)",
+            "Per-recipient delivery outcomes (delivered, deferred, bounced by the next hop, expired in the queue)",
         ),
         &["outcome"],
     )?;
@@ -109,7 +111,18 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(accepted.clone()))?;
     registry.register(Box::new(deliveries.clone()))?;
     registry.register(Box::new(queue.clone()))?;
+    let policy_check = HistogramVec::new(
+        HistogramOpts::new(
+            "policy_check_seconds",
+            "Time the policy filter (and its counter store) took, by stage",
+        )
+        .buckets(vec![
+            0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+        ]),
+        &["stage"],
+    )?;
     registry.register(Box::new(spool_store.clone()))?;
+    registry.register(Box::new(policy_check.clone()))?;
     Ok(Metrics {
         registry,
         sessions_total,
@@ -119,6 +132,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         deliveries,
         queue,
         spool_store,
+        policy_check,
     })
 }
 
@@ -165,6 +179,21 @@ pub(crate) fn accepted(listener: &str, store_time: Duration) {
         m.accepted.with_label_values(&[listener]).inc();
         m.spool_store.observe(store_time.as_secs_f64());
     });
+}
+
+/// How long one policy decision took at `stage`.
+pub(crate) fn policy_check(stage: &str, took: Duration) {
+    with(|m| {
+        m.policy_check
+            .with_label_values(&[stage])
+            .observe(took.as_secs_f64());
+    });
+}
+
+/// A recipient bounced because its message outlived the queue lifetime
+/// (no delivery attempt outcome says so).
+pub(crate) fn expired() {
+    with(|m| m.deliveries.with_label_values(&["expired"]).inc());
 }
 
 /// The outcomes of one delivery attempt.

@@ -53,19 +53,27 @@ impl LivePolicy {
     }
 }
 
+/// Times `f` for the `policy_check_seconds` metric.
+async fn timed(stage: &str, f: impl std::future::Future<Output = Verdict>) -> Verdict {
+    let started = tokio::time::Instant::now();
+    let v = f.await;
+    crate::metrics::policy_check(stage, started.elapsed());
+    v
+}
+
 #[portcullis_core::async_trait]
 impl Filter for LivePolicy {
     fn name(&self) -> &'static str {
         self.filter().name()
     }
     async fn connect(&self, cx: &mut Context) -> Verdict {
-        self.filter().connect(cx).await
+        timed("connect", self.filter().connect(cx)).await
     }
     async fn helo(&self, cx: &mut Context) -> Verdict {
-        self.filter().helo(cx).await
+        timed("helo", self.filter().helo(cx)).await
     }
     async fn auth(&self, cx: &mut Context) -> Verdict {
-        self.filter().auth(cx).await
+        timed("auth", self.filter().auth(cx)).await
     }
     async fn mail_from(
         &self,
@@ -73,16 +81,16 @@ impl Filter for LivePolicy {
         from: &mut ReversePath,
         params: &MailParams,
     ) -> Verdict {
-        self.filter().mail_from(cx, from, params).await
+        timed("mail", self.filter().mail_from(cx, from, params)).await
     }
     async fn rcpt_to(&self, cx: &mut Context, rcpt: &mut Recipient) -> Verdict {
-        self.filter().rcpt_to(cx, rcpt).await
+        timed("rcpt", self.filter().rcpt_to(cx, rcpt)).await
     }
     async fn data_start(&self, cx: &mut Context) -> Verdict {
-        self.filter().data_start(cx).await
+        timed("data", self.filter().data_start(cx)).await
     }
     async fn message(&self, cx: &mut Context, message: &[u8]) -> Verdict {
-        self.filter().message(cx, message).await
+        timed("message", self.filter().message(cx, message)).await
     }
 }
 

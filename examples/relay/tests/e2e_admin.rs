@@ -156,6 +156,13 @@ fn metrics_count_sessions_refusals_acceptance_and_delivery() {
         .unwrap_or_else(|| panic!("no rcpt refusal series:\n{text}"));
     assert!(refusal.ends_with(" 1"), "{refusal}");
     assert!(sample(&text, "portcullis_spool_store_seconds_count") >= 1.0);
+    // The policy filter ran at MAIL and RCPT of the accepted message.
+    assert!(
+        sample(
+            &text,
+            "portcullis_policy_check_seconds_count{stage=\"rcpt\"}"
+        ) >= 1.0
+    );
     assert_eq!(
         sample(&text, "portcullis_queue_messages{state=\"active\"}"),
         0.0
