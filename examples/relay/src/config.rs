@@ -393,6 +393,12 @@ pub(crate) struct LimitsSection {
     pub(crate) max_connections_per_client: usize,
     pub(crate) idle_timeout_secs: u64,
     pub(crate) shutdown_grace_secs: u64,
+    /// Load gate: close at this many open sessions (0: no session limit).
+    pub(crate) load_gate_sessions: u64,
+    /// Load gate: close at this many queued messages (0: no queue limit).
+    pub(crate) load_gate_queue: u64,
+    /// Load gate: reopen once below this percentage of both limits.
+    pub(crate) load_gate_reopen_percent: u8,
 }
 
 impl Default for LimitsSection {
@@ -404,6 +410,9 @@ impl Default for LimitsSection {
             max_connections_per_client: 50,
             idle_timeout_secs: 300,
             shutdown_grace_secs: 30,
+            load_gate_sessions: 0,
+            load_gate_queue: 0,
+            load_gate_reopen_percent: 90,
         }
     }
 }
@@ -556,6 +565,8 @@ pub(crate) struct Settings {
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_client: usize,
     pub(crate) idle_timeout: Duration,
+    /// `[limits] load_gate_*`: the connect-time load gate, if on.
+    pub(crate) load_gate: Option<portcullis_policy::LoadThresholds>,
     /// `[metrics] listen`: where `GET /metrics` is served, if anywhere.
     pub(crate) metrics: Option<SocketAddr>,
     /// `[admin]`: the admin HTTP interface, if on.
@@ -981,6 +992,21 @@ pub(crate) fn check(
     if l.idle_timeout_secs == 0 {
         return Err(invalid("limits.idle_timeout_secs", "must be at least 1"));
     }
+    if l.load_gate_reopen_percent == 0 || l.load_gate_reopen_percent > 100 {
+        return Err(invalid(
+            "limits.load_gate_reopen_percent",
+            "must be 1 to 100",
+        ));
+    }
+    // 0 turns a limit off: a maximum that is never reached.
+    let load_gate = (l.load_gate_sessions > 0 || l.load_gate_queue > 0).then(|| {
+        let limit = |n: u64| if n == 0 { u64::MAX } else { n };
+        portcullis_policy::LoadThresholds {
+            max_sessions: limit(l.load_gate_sessions),
+            max_queue: limit(l.load_gate_queue),
+            reopen_percent: l.load_gate_reopen_percent,
+        }
+    });
 
     Ok(Settings {
         source,
@@ -1019,6 +1045,7 @@ pub(crate) fn check(
         max_connections: l.max_connections,
         max_connections_per_client: l.max_connections_per_client,
         idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+        load_gate,
         metrics: file.metrics.check().map_err(|(k, m)| invalid(k, m))?,
         admin: file.admin.check().map_err(|(k, m)| invalid(k, m))?,
         policy: file.policy.to_policy(),
@@ -1102,6 +1129,28 @@ mod tests {
         assert_eq!(file.dnsbl.zone.len(), 1, "the example shows a DNSBL zone");
         assert!(file.scan.clamd.is_some());
         assert!(!file.mailauth.nameservers.is_empty());
+    }
+
+    #[test]
+    fn load_gate_is_off_by_default_and_zero_turns_a_limit_off() {
+        assert_eq!(check_text("").unwrap().load_gate, None);
+        let g = check_text("[limits]\nload_gate_sessions = 2\n")
+            .unwrap()
+            .load_gate
+            .unwrap();
+        assert_eq!((g.max_sessions, g.max_queue), (2, u64::MAX));
+        assert_eq!(g.reopen_percent, 90);
+        let g = check_text("[limits]\nload_gate_queue = 7\nload_gate_reopen_percent = 50\n")
+            .unwrap()
+            .load_gate
+            .unwrap();
+        assert_eq!(
+            (g.max_sessions, g.max_queue, g.reopen_percent),
+            (u64::MAX, 7, 50)
+        );
+        let e = check_text("[limits]\nload_gate_sessions = 2\nload_gate_reopen_percent = 0\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("load_gate_reopen_percent"), "{e}");
     }
 
     #[test]

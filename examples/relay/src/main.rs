@@ -554,6 +554,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             v4_prefix: 32,
             v6_prefix: 64,
         }),
+        load_gate: settings.load_gate.map(portcullis_policy::LoadGate::new),
         policy,
         clock: clock.clone(),
         deadline: deadline_rx,

@@ -10,7 +10,7 @@ use portcullis_accounts::{AccountDirectory, AuthOutcome};
 use portcullis_core::{
     Action, Chain, Client, Clock, Context, Envelope, Filter, Reply, ReversePath, Verdict,
 };
-use portcullis_policy::SessionLimiter;
+use portcullis_policy::{GateDecision, Load, LoadGate, SessionLimiter};
 use portcullis_smtp::{AuthMechanisms, Event, Session, SessionConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,6 +36,9 @@ pub(crate) struct Shared {
     pub(crate) deliverer: Arc<Deliverer>,
     /// Simultaneous sessions, in total and per client (policy crate).
     pub(crate) sessions: SessionLimiter,
+    /// `[limits] load_gate_*`: closes to new clients under load (policy
+    /// crate), fed at each connect.
+    pub(crate) load_gate: Option<LoadGate>,
     /// Failure caps (AUTH, unknown recipients) noted outside the chain.
     /// Replaced on SIGHUP (`reload`).
     pub(crate) policy: Arc<crate::reload::LivePolicy>,
@@ -121,6 +124,25 @@ async fn connection(
     implicit_tls: bool,
 ) {
     let _ = tcp.set_nodelay(true);
+    // The load gate, before this session counts: fed with the sessions
+    // already open (and the queue), it closes at its maximum and reopens
+    // below `reopen_percent` of it (hysteresis in the policy crate).
+    if let Some(gate) = &shared.load_gate {
+        gate.update(Load {
+            sessions: u64::try_from(shared.sessions.open_sessions()).unwrap_or(u64::MAX),
+            queue: u64::try_from(shared.deliverer.queued()).unwrap_or(u64::MAX),
+        });
+        match gate.admit(false) {
+            GateDecision::Open => {}
+            GateDecision::Busy(reply) | GateDecision::Refused(reply) => {
+                let mut tcp = tcp;
+                let _ = tcp.write_all(&reply.to_wire(true)).await;
+                crate::metrics::refusal("connect", Some("load_gate"), reply.code());
+                tracing::warn!(client = %peer, listener = role.as_str(), reply = %reply, "refused: load gate closed");
+                return;
+            }
+        }
+    }
     // Session caps (total and per client): shed load with 421 rather than
     // fall over.
     let _permit = match shared.sessions.try_open(peer.ip()) {
