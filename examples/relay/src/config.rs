@@ -63,6 +63,7 @@ pub(crate) struct FileConfig {
     pub(crate) greylist: GreylistSection,
     pub(crate) batv: BatvSection,
     pub(crate) bulk: BulkSection,
+    pub(crate) outbound_bulk: crate::outbound::OutboundBulkSection,
     pub(crate) dkim: Vec<DkimSection>,
     pub(crate) srs: SrsSection,
     pub(crate) dnsbl: crate::filters::DnsblSection,
@@ -264,8 +265,16 @@ impl PolicySection {
             self.invalid_recipients_window_secs,
             self.invalid_recipients_block_secs,
         );
-        c.abuse = (self.abuse_violations > 0).then(|| portcullis_policy::AbuseLock {
-            violations: self.abuse_violations,
+        // Always set, so that locks from abuse signals (`[outbound_bulk]`,
+        // `Policy::signal_abuse`) follow the configured lock time and
+        // auto-unlocks; `abuse_violations = 0` turns off only the locking
+        // for violations (a count that is never exceeded).
+        c.abuse = Some(portcullis_policy::AbuseLock {
+            violations: if self.abuse_violations == 0 {
+                u64::MAX
+            } else {
+                self.abuse_violations
+            },
             violation_window: Duration::from_secs(self.abuse_window_secs.max(1)),
             lock_time: Duration::from_secs(self.abuse_lock_secs),
             max_auto_unlocks: self.abuse_max_auto_unlocks,
@@ -575,6 +584,8 @@ pub(crate) struct Settings {
     pub(crate) greylist: Option<portcullis_greylist::GreylistConfig>,
     pub(crate) batv: Option<Batv>,
     pub(crate) bulk: Option<portcullis_fingerprint::BulkConfig>,
+    /// `[outbound_bulk]`: the outbound abuse signal that locks accounts.
+    pub(crate) outbound_bulk: Option<crate::outbound::OutboundBulk>,
     pub(crate) dkim: Vec<DkimKey>,
     pub(crate) srs: Option<SrsSettings>,
     /// `[dnsbl]`: zones asked at connect on the MX listener.
@@ -1052,6 +1063,7 @@ pub(crate) fn check(
         greylist: file.greylist.to_greylist(),
         batv,
         bulk,
+        outbound_bulk: file.outbound_bulk.check(),
         dkim,
         srs,
         dnsbl: file.dnsbl.check()?,

@@ -15,6 +15,7 @@ mod filters;
 mod http;
 mod maildir;
 mod metrics;
+mod outbound;
 mod policyd;
 mod reload;
 mod routing;
@@ -495,6 +496,15 @@ async fn run(settings: Settings) -> Result<(), String> {
     // rewrite and refuses nothing, so it may run before them.
     submission_chain.push(relay_filter(Role::Submission));
     submission_chain.push(policy_filter);
+    if let Some(outbound) = settings.outbound_bulk {
+        // Message stage, before signing: near copies to too many
+        // recipients lock the account (policy crate).
+        submission_chain.push(Arc::new(outbound::OutboundBulkFilter::new(
+            outbound,
+            policy.clone(),
+            clock.clone(),
+        )));
+    }
     if !settings.dkim.is_empty() {
         let mut signer = portcullis_mailauth::DkimSigner::new();
         for k in &settings.dkim {

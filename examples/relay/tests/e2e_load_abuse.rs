@@ -47,3 +47,79 @@ fn load_gate_closes_at_its_session_limit_and_reopens_below_it() {
     let log = relay.log_text();
     assert!(log.contains("load gate closed"), "{log}");
 }
+
+#[test]
+fn near_copies_to_too_many_recipients_lock_the_account() {
+    if !common::have_tool("python3") {
+        return;
+    }
+    let sink = common::Sink::start();
+    let (relay, _tmp) = Relay::start(&format!(
+        "[delivery]\nfirst_retry_secs = 1\ntls = \"never\"\n\
+         [delivery.routes]\n\"sink.test\" = \"{}\"\n\
+         [outbound_bulk]\nrecipients = 2\nwindow_secs = 3600\n\
+         [policy]\nabuse_lock_secs = 600\n",
+        sink.addr
+    ));
+    // Three separate messages with the same body, one recipient each; the
+    // third takes the account past 2 distinct recipients.
+    let script = r#"
+import smtplib, ssl, sys
+host, port, user, pw = sys.argv[1:]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, int(port), timeout=20)
+s.starttls(context=ctx)
+s.login(user, pw)
+body = ("Dear customer, your parcel is waiting at the depot. Confirm your "
+        "address and pay the small customs fee today at our site, or it "
+        "goes back to the sender within three days. Thank you.\r\n")
+for i in range(3):
+    msg = ("Subject: parcel\r\nTo: r%d@sink.test\r\n\r\n" % i + body).encode()
+    try:
+        s.sendmail(user, ["r%d@sink.test" % i], msg)
+        print("sent", i)
+    except smtplib.SMTPDataError as e:
+        print("refused", i, e.smtp_code, e.smtp_error.decode())
+try:
+    s.sendmail(user, ["other@sink.test"], b"Subject: hi\r\n\r\nsomething else\r\n")
+    print("next sent")
+except smtplib.SMTPSenderRefused as e:
+    print("next", e.smtp_code, e.smtp_error.decode())
+s.quit()
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(relay.submission.ip().to_string())
+        .arg(relay.submission.port().to_string())
+        .args([common::USER, common::PASSWORD])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("sent 0") && stdout.contains("sent 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("refused 2 554 5.7.1"), "{stdout}");
+    // A first lock is timed (abuse_lock_secs): 451 4.7.1 at MAIL.
+    assert!(stdout.contains("next 451 4.7.1 Account locked"), "{stdout}");
+    // For [policy] abuse_lock_secs, not the policy crate's default hour.
+    assert!(
+        stdout.contains("locked for 600 more seconds")
+            || stdout.contains("locked for 599 more seconds"),
+        "{stdout}"
+    );
+    let log = relay.log_text();
+    assert!(log.contains("outbound bulk: account locked"), "{log}");
+    // Only the two messages under the limit left.
+    assert_eq!(sink.wait_for(2, Duration::from_secs(10)).len(), 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.count(), 2);
+}
