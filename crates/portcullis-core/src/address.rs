@@ -95,6 +95,10 @@ pub struct ParseOptions {
     /// RFC 5321 §4.1.2: servers MUST accept source-route syntax and SHOULD
     /// ignore the route. When false, a source route is an error instead.
     pub accept_source_route: bool,
+    /// Leniency: accept one trailing dot on a domain name (`user@example.org.`)
+    /// and drop it, as Postfix does. RFC 5321 domain syntax has no trailing
+    /// dot, so this is off by default.
+    pub trailing_dot: bool,
 }
 
 impl Default for ParseOptions {
@@ -102,6 +106,7 @@ impl Default for ParseOptions {
         ParseOptions {
             utf8: true,
             accept_source_route: true,
+            trailing_dot: false,
         }
     }
 }
@@ -124,6 +129,12 @@ impl ParseOptions {
     /// Set whether a source route is accepted (and ignored).
     pub fn with_source_route(mut self, accept: bool) -> Self {
         self.accept_source_route = accept;
+        self
+    }
+
+    /// Set whether one trailing dot on a domain name is accepted and dropped.
+    pub fn with_trailing_dot(mut self, accept: bool) -> Self {
+        self.trailing_dot = accept;
         self
     }
 }
@@ -271,6 +282,10 @@ impl Domain {
 
     /// Parse with options (UTF-8 allowed or not).
     pub fn parse_with(s: &str, opts: ParseOptions) -> Result<Self, AddressError> {
+        let s = match s.strip_suffix('.') {
+            Some(name) if opts.trailing_dot && !s.starts_with('[') => name,
+            _ => s,
+        };
         if s.is_empty() {
             return Err(AddressError::InvalidDomain);
         }
@@ -941,5 +956,22 @@ mod tests {
             serde_json::from_str::<Address>(r#""a..b@x.org""#).is_err(),
             "stored text goes through the parser"
         );
+    }
+
+    #[test]
+    fn trailing_dot_only_by_option() {
+        assert_eq!(
+            Address::parse("u@example.org."),
+            Err(AddressError::InvalidDomain)
+        );
+        let lenient = ParseOptions::default().with_trailing_dot(true);
+        let a = Address::parse_with("u@Example.ORG.", lenient).unwrap();
+        assert_eq!(a, addr("u@example.org"));
+        assert_eq!(a.to_string(), "u@Example.ORG");
+        for bad in ["u@example.org..", "u@.", "u@[192.0.2.1]."] {
+            assert!(Address::parse_with(bad, lenient).is_err(), "{bad:?}");
+        }
+        let p = ForwardPath::parse_with("<@relay.example.:u@b.example.>", lenient).unwrap();
+        assert_eq!(p.address().unwrap().domain().ascii(), "b.example");
     }
 }

@@ -126,6 +126,10 @@ pub struct SessionConfig {
     /// Leniency: accept a bare LF as the end of a command line. Never
     /// applies to DATA. Off by default (RFC 5321 §2.3.8).
     pub bare_lf_in_commands: bool,
+    /// Leniency: accept one trailing dot on a domain in MAIL/RCPT paths
+    /// (`<user@example.org.>`) and drop it, as Postfix does. Off by default:
+    /// RFC 5321 domain syntax has none (`501 5.1.3` then).
+    pub trailing_dot_in_paths: bool,
     /// After this many bad commands (unknown, syntax, sequence, line too
     /// long) the session answers `421 4.7.0` and closes.
     pub max_bad_commands: u32,
@@ -152,6 +156,7 @@ impl Default for SessionConfig {
             auth_without_tls: false,
             require_greeting: true,
             bare_lf_in_commands: false,
+            trailing_dot_in_paths: false,
             max_bad_commands: 20,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(300),

@@ -1055,7 +1055,9 @@ impl Session {
                 return;
             }
         }
-        let opts = ParseOptions::default().with_utf8(params.smtputf8);
+        let opts = ParseOptions::default()
+            .with_utf8(params.smtputf8)
+            .with_trailing_dot(self.config.trailing_dot_in_paths);
         let reverse_path = match ReversePath::parse_with(path, opts) {
             Ok(p) => p,
             Err(e) => {
@@ -1165,7 +1167,9 @@ impl Session {
             self.write_reply(&Reply::too_many_recipients());
             return;
         }
-        let opts = ParseOptions::default().with_utf8(self.tx.smtputf8);
+        let opts = ParseOptions::default()
+            .with_utf8(self.tx.smtputf8)
+            .with_trailing_dot(self.config.trailing_dot_in_paths);
         let forward = match ForwardPath::parse_with(path, opts) {
             Ok(p) => p,
             Err(e) => {
