@@ -2,10 +2,9 @@
 //! caching answers under a TTL cap with time from a [`Clock`]; and the
 //! [`DnsblFilter`].
 
+use futures_util::future::join_all;
 use std::net::{IpAddr, Ipv4Addr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
@@ -89,7 +88,7 @@ impl Dnsbl {
                             (name, codes)
                         }
                     })
-                    .collect(),
+                    .collect::<Vec<_>>(),
             )
             .await;
             for (zone, (name, codes)) in zones.iter().zip(answers) {
@@ -223,31 +222,6 @@ impl Dnsbl {
             }
         }
     }
-}
-
-/// Run futures concurrently on the current task; outputs in input order.
-/// (A dozen lines instead of a `futures` dependency.)
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(v) => *output = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 fn fresh<T: Clone>(

@@ -12,6 +12,7 @@
 //!
 //! Spool writes block on `fsync`; they run on tokio's blocking pool.
 
+use futures_util::future::join_all;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -387,30 +388,4 @@ impl QueueRunner {
         }
         Ok(reports)
     }
-}
-
-/// Await futures concurrently (a minimal `join_all`, no extra dependency).
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    use std::pin::Pin;
-    use std::task::Poll;
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *o = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
