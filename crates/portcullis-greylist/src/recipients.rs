@@ -45,7 +45,8 @@ impl RecipientOutcome {
 }
 
 /// Asks the primary about a recipient, e.g. an SMTP callout (`RCPT TO`
-/// without sending a message). The relay implements it; it performs I/O.
+/// without sending a message). Implementations perform I/O; the reference
+/// relay does not implement it yet (it learns from delivery outcomes).
 #[async_trait]
 pub trait RecipientVerifier: Send + Sync {
     /// What the primary says about `recipient` now. A verifier that cannot

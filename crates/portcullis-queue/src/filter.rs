@@ -7,7 +7,7 @@ use crate::spool::Spool;
 /// Defers `MAIL FROM` with `452 4.3.1` when the spool refuses writes (after
 /// a failed `fsync`, until the process restarts and recovers), so clients
 /// retry later instead of sending a message that could not be accepted.
-/// RFC 5321 §4.5.3.1.10: 452 is the reply for insufficient storage.
+/// RFC 5321 §4.2.3 (452: insufficient system storage) with RFC 3463 4.3.1.
 #[derive(Debug, Clone)]
 pub struct SpoolHealthFilter {
     spool: Spool,

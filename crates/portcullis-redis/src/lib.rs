@@ -5,6 +5,28 @@
 //! purpose: `counter` (policy `CounterStore`), `greylist` (`GreylistStore`),
 //! `checksum` (fingerprint `ChecksumStore`). Every key is prefixed with a
 //! configurable prefix so several deployments (or test runs) never collide.
+//!
+//! **This crate performs network I/O**: every store call is one blocking
+//! round trip to Redis on the caller's thread (a pooled synchronous
+//! connection; no connect or read timeout is set beyond the `redis` crate's
+//! defaults). Call it from a blocking-tolerant context or accept that a slow
+//! Redis stalls the calling task.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use portcullis_redis::connection::RedisPool;
+//! use portcullis_redis::{checksum::RedisChecksumStore, counter::RedisCounterStore, greylist::RedisGreylistStore};
+//!
+//! // Connections open lazily, on the first store call.
+//! let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+//! let pool = Arc::new(RedisPool::new(&url, "mx1:").unwrap());
+//! assert_eq!(pool.key("gl:t:192.0.2.0"), "mx1:gl:t:192.0.2.0");
+//!
+//! // One pool can back all three stores.
+//! let _greylist = RedisGreylistStore::new(pool.clone());
+//! let _checksums = RedisChecksumStore::new(pool.clone());
+//! let _counters = RedisCounterStore::new(RedisPool::new(&url, "mx1:").unwrap());
+//! ```
 
 #![forbid(unsafe_code)]
 
