@@ -34,6 +34,26 @@ fn swaks(relay: &Relay, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// swaks over STARTTLS, AUTH PLAIN as the test user, one message `from` → `to`.
+fn swaks_auth(relay: &Relay, from: &str, to: &str) -> (bool, String) {
+    swaks(
+        relay,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            USER,
+            "--auth-password",
+            PASSWORD,
+            "--from",
+            from,
+            "--to",
+            to,
+        ],
+    )
+}
+
 #[test]
 fn swaks_starttls_auth_relays_to_the_sink_byte_for_byte() {
     if !have_tool("swaks") {
@@ -200,22 +220,7 @@ fn auth_rules_end_to_end() {
         assert!(t.contains("535 5.7.8"), "{t}");
     }
     // Authenticated, but sending as somebody else.
-    let (ok, t) = swaks(
-        &relay,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            USER,
-            "--auth-password",
-            PASSWORD,
-            "--from",
-            "ceo@localhost",
-            "--to",
-            "bob@sink.test",
-        ],
-    );
+    let (ok, t) = swaks_auth(&relay, "ceo@localhost", "bob@sink.test");
     assert!(!ok, "{t}");
     assert!(t.contains("553 5.7.1"), "{t}");
     // Without STARTTLS swaks cannot even try (AUTH not advertised).
@@ -499,22 +504,7 @@ fn batv_tags_outbound_senders_and_checks_bounces() {
         "{}[batv]\ndomains = [\"localhost\"]\nsecret = \"test secret, long enough\"\n",
         routed(&sink)
     ));
-    let (ok, t) = swaks(
-        &relay,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            USER,
-            "--auth-password",
-            PASSWORD,
-            "--from",
-            USER,
-            "--to",
-            "bob@sink.test",
-        ],
-    );
+    let (ok, t) = swaks_auth(&relay, USER, "bob@sink.test");
     assert!(ok, "{t}");
     let got = sink.wait_for(1, Duration::from_secs(30));
     assert_eq!(got.len(), 1, "log:\n{}", relay.log_text());
@@ -576,22 +566,7 @@ fn dkim_signs_submitted_mail() {
         routed(&sink),
         key_file.display()
     ));
-    let (ok, t) = swaks(
-        &relay,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            USER,
-            "--auth-password",
-            PASSWORD,
-            "--from",
-            USER,
-            "--to",
-            "bob@sink.test",
-        ],
-    );
+    let (ok, t) = swaks_auth(&relay, USER, "bob@sink.test");
     assert!(ok, "{t}");
     let got = sink.wait_for(1, Duration::from_secs(30));
     assert_eq!(got.len(), 1, "log:\n{}", relay.log_text());
