@@ -8,77 +8,34 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)]
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hickory_proto::rr::rdata::{A, SOA, TXT};
-use hickory_proto::rr::{Name, RData, Record};
-use hickory_server::Server;
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use portcullis_core::ManualClock;
 use portcullis_dnsbl::hickory::HickoryLookup;
 use portcullis_dnsbl::{Dnsbl, DnsblConfig, DnsblDecision, ListingAction, ZoneConfig};
-
-fn name(s: &str) -> Name {
-    Name::from_str(s).unwrap()
-}
-
-fn zone(origin: &str, records: Vec<Record>) -> Arc<dyn ZoneHandler> {
-    let mut z: InMemoryZoneHandler =
-        InMemoryZoneHandler::empty(name(origin), ZoneType::Primary, AxfrPolicy::Deny);
-    let soa = SOA::new(
-        name(&format!("ns.{origin}")),
-        name(&format!("hostmaster.{origin}")),
-        1,
-        3600,
-        600,
-        86_400,
-        60,
-    );
-    z.upsert_mut(Record::from_rdata(name(origin), 3600, RData::SOA(soa)), 1);
-    for r in records {
-        z.upsert_mut(r, 1);
-    }
-    Arc::new(z)
-}
+use portcullis_testkit::dns::{DnsServer, a, txt};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (_server, addr) = rt.block_on(async {
-        let mut catalog = Catalog::new();
-        for (origin, records) in [
-            (
+    let dns = rt.block_on(
+        DnsServer::builder()
+            .zone(
                 "bl.test.",
                 vec![
-                    Record::from_rdata(
-                        name("10.2.0.192.bl.test."),
-                        3600,
-                        RData::A(A::from_str("127.0.0.10").unwrap()),
-                    ),
-                    Record::from_rdata(
-                        name("10.2.0.192.bl.test."),
-                        3600,
-                        RData::TXT(TXT::new(vec!["listed".into()])),
-                    ),
+                    a("10.2.0.192.bl.test.", "127.0.0.10", 3600),
+                    txt("10.2.0.192.bl.test.", "listed", 3600),
                 ],
-            ),
-            ("tag.test.", vec![]),
-            ("wl.test.", vec![]),
-        ] {
-            catalog.upsert(name(origin).into(), vec![zone(origin, records)]);
-        }
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let mut server = Server::new(catalog);
-        server.register_socket(udp);
-        (server, addr)
-    });
+            )
+            .zone("tag.test.", vec![])
+            .zone("wl.test.", vec![])
+            .start(),
+    );
+    let addr = dns.addr;
     let zones = vec![
         ZoneConfig::allowlist("wl.test"),
         ZoneConfig::blocklist("bl.test").otherwise(ListingAction::Tag { score: 1 }),

@@ -6,125 +6,52 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{A, SOA, TXT};
-use hickory_proto::rr::{LowerName, Name, RData, Record};
-use hickory_server::Server;
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{
-    AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType,
-};
 use portcullis_core::{Action, Client, Context, Filter, ManualClock, Verdict};
 use portcullis_dnsbl::hickory::HickoryLookup;
 use portcullis_dnsbl::{
     CodeMatch, Dnsbl, DnsblConfig, DnsblDecision, DnsblError, DnsblFilter, ListingAction,
     OnDnsError, ZoneConfig,
 };
+// Zone contents are written by hand from RFC 5782 §2.1, not by the code
+// under test.
+use portcullis_testkit::dns::{DnsRecord, DnsServer, a};
 
-/// Logs each query name, answers SERVFAIL under `servfail.test`, else the catalog.
-struct Handler {
-    catalog: Catalog,
-    servfail: LowerName,
-    log: Arc<Mutex<Vec<String>>>,
+fn txt(owner: &str, text: &str) -> DnsRecord {
+    portcullis_testkit::dns::txt(owner, text, 3600)
 }
 
-#[portcullis_core::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        if let Ok(info) = request.request_info() {
-            self.log.lock().unwrap().push(format!(
-                "{} {}",
-                info.query.name().to_string().to_ascii_lowercase(),
-                info.query.query_type()
-            ));
-            if self.servfail.zone_of(info.query.name()) {
-                let response = MessageResponseBuilder::new(&request.queries, None)
-                    .error_msg(&request.metadata, ResponseCode::ServFail);
-                return response_handle.send_response(response).await.unwrap();
-            }
-        }
-        self.catalog
-            .handle_request::<R, T>(request, response_handle)
-            .await
+/// The test server, with query counts by name.
+struct Dns(DnsServer);
+
+impl std::ops::Deref for Dns {
+    type Target = DnsServer;
+    fn deref(&self) -> &DnsServer {
+        &self.0
     }
-}
-
-fn name(s: &str) -> Name {
-    Name::from_str(s).unwrap()
-}
-
-fn zone(origin: &str, records: Vec<Record>) -> Arc<InMemoryZoneHandler> {
-    let mut z = InMemoryZoneHandler::empty(name(origin), ZoneType::Primary, AxfrPolicy::Deny);
-    // Negative answers: RFC 2308 §5, min(SOA TTL, SOA minimum) = 60 s.
-    let soa = SOA::new(
-        name(&format!("ns.{origin}")),
-        name(&format!("hostmaster.{origin}")),
-        1,
-        3600,
-        600,
-        86_400,
-        60,
-    );
-    z.upsert_mut(Record::from_rdata(name(origin), 3600, RData::SOA(soa)), 1);
-    for r in records {
-        assert!(z.upsert_mut(r, 1));
-    }
-    Arc::new(z)
-}
-
-/// Written by hand from RFC 5782 §2.1, not by the code under test.
-fn a(owner: &str, ip: &str, ttl: u32) -> Record {
-    Record::from_rdata(name(owner), ttl, RData::A(A::from_str(ip).unwrap()))
-}
-
-fn txt(owner: &str, text: &str) -> Record {
-    Record::from_rdata(name(owner), 3600, RData::TXT(TXT::new(vec![text.into()])))
-}
-
-struct Dns {
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    _server: Server<Handler>,
 }
 
 impl Dns {
     /// A queries for `qname`.
     fn queries_for(&self, qname: &str) -> usize {
-        self.count(&format!("{qname} A"))
+        self.0.queries(qname, "A")
     }
 
     /// TXT queries for `qname`.
     fn txt_queries_for(&self, qname: &str) -> usize {
-        self.count(&format!("{qname} TXT"))
-    }
-
-    fn count(&self, entry: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|q| q.as_str() == entry)
-            .count()
+        self.0.queries(qname, "TXT")
     }
 }
 
 const V6_NAME: &str = "5.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.test.";
 
 async fn start_dns() -> Dns {
-    let mut catalog = Catalog::new();
-    let zones = [
-        zone(
+    let mut builder = DnsServer::builder().servfail_under("servfail.test.");
+    for (origin, records) in [
+        (
             "bl.test.",
             vec![
                 // RFC 5782 §5: 127.0.0.2 is listed in every DNSBL.
@@ -147,36 +74,18 @@ async fn start_dns() -> Dns {
                 a(V6_NAME, "127.0.0.2", 3600),
             ],
         ),
-        zone(
+        (
             "tag.test.",
             vec![a("10.2.0.192.tag.test.", "127.0.0.2", 3600)],
         ),
-        zone(
+        (
             "wl.test.",
             vec![a("20.2.0.192.wl.test.", "127.0.10.2", 3600)],
         ),
-    ];
-    for z in zones {
-        let origin = z.origin().clone();
-        catalog.upsert(origin, vec![z as Arc<dyn ZoneHandler>]);
+    ] {
+        builder = builder.zone(origin, records);
     }
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let mut server = Server::new(Handler {
-        catalog,
-        servfail: LowerName::from(name("servfail.test.")),
-        log: log.clone(),
-    });
-    server.register_socket(udp);
-    if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
-        server.register_listener(tcp, Duration::from_secs(5), 65_535);
-    }
-    Dns {
-        addr,
-        log,
-        _server: server,
-    }
+    Dns(builder.start().await)
 }
 
 fn ip4(s: &str) -> Ipv4Addr {

@@ -5,90 +5,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{A, MX, SOA};
-use hickory_proto::rr::{LowerName, Name, RData, Record};
-use hickory_server::Server;
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{
-    AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType,
-};
 use portcullis_core::{Clock, ManualClock};
 use portcullis_queue::{HopHost, MxConfig, MxRouter, Outcome, RouteError, Router, StaticRouter};
+use portcullis_testkit::dns::{DnsServer, a, mx};
 
-/// Answers SERVFAIL for anything under `servfail.test`, else the catalog.
-struct Handler {
-    catalog: Catalog,
-    servfail: LowerName,
-}
-
-#[portcullis_core::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        if let Ok(info) = request.request_info()
-            && self.servfail.zone_of(info.query.name())
-        {
-            let response = MessageResponseBuilder::new(&request.queries, None)
-                .error_msg(&request.metadata, ResponseCode::ServFail);
-            return response_handle.send_response(response).await.unwrap();
-        }
-        self.catalog
-            .handle_request::<R, T>(request, response_handle)
-            .await
-    }
-}
-
-fn name(s: &str) -> Name {
-    Name::from_str(s).unwrap()
-}
-
-fn zone(origin: &str, records: Vec<Record>) -> Arc<InMemoryZoneHandler> {
-    let mut z = InMemoryZoneHandler::empty(name(origin), ZoneType::Primary, AxfrPolicy::Deny);
-    let soa = SOA::new(
-        name(&format!("ns.{origin}")),
-        name(&format!("hostmaster.{origin}")),
-        1,
-        3600,
-        600,
-        86_400,
-        60,
-    );
-    z.upsert_mut(Record::from_rdata(name(origin), 3600, RData::SOA(soa)), 1);
-    for r in records {
-        assert!(z.upsert_mut(r, 1));
-    }
-    Arc::new(z)
-}
-
-fn mx(owner: &str, pref: u16, exchange: &str, ttl: u32) -> Record {
-    Record::from_rdata(name(owner), ttl, RData::MX(MX::new(pref, name(exchange))))
-}
-
-fn a(owner: &str, ip: &str, ttl: u32) -> Record {
-    Record::from_rdata(name(owner), ttl, RData::A(A::from_str(ip).unwrap()))
-}
-
-struct Dns {
-    addr: SocketAddr,
-    change: Arc<InMemoryZoneHandler>,
-    _server: Server<Handler>,
-}
+type Dns = DnsServer;
 
 async fn start_dns() -> Dns {
-    let mut catalog = Catalog::new();
-    let zones = [
-        zone(
+    let mut builder = DnsServer::builder().servfail_under("servfail.test.");
+    for (origin, records) in [
+        (
             "mx.test.",
             vec![
                 mx("mx.test.", 10, "a.mx.test.", 3600),
@@ -99,16 +29,16 @@ async fn start_dns() -> Dns {
                 a("c.mx.test.", "127.0.0.13", 3600),
             ],
         ),
-        zone(
+        (
             "implicit.test.",
             vec![a("implicit.test.", "127.0.0.20", 3600)],
         ),
-        zone("nullmx.test.", vec![mx("nullmx.test.", 0, ".", 3600)]),
-        zone(
+        ("nullmx.test.", vec![mx("nullmx.test.", 0, ".", 3600)]),
+        (
             "nohost.test.",
             vec![mx("nohost.test.", 10, "gone.nohost.test.", 3600)],
         ),
-        zone(
+        (
             "change.test.",
             vec![
                 mx("change.test.", 10, "one.change.test.", 3600),
@@ -116,27 +46,10 @@ async fn start_dns() -> Dns {
                 a("two.change.test.", "127.0.0.32", 3600),
             ],
         ),
-    ];
-    let change = zones[4].clone();
-    for z in zones {
-        let origin = z.origin().clone();
-        catalog.upsert(origin, vec![z as Arc<dyn ZoneHandler>]);
+    ] {
+        builder = builder.zone(origin, records);
     }
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let mut server = Server::new(Handler {
-        catalog,
-        servfail: LowerName::from(name("servfail.test.")),
-    });
-    server.register_socket(udp);
-    if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
-        server.register_listener(tcp, Duration::from_secs(5), 65_535);
-    }
-    Dns {
-        addr,
-        change,
-        _server: server,
-    }
+    builder.start().await
 }
 
 fn router(dns: &Dns) -> MxRouter {
@@ -224,7 +137,7 @@ async fn cached_answers_expire_at_the_ttl_cap() {
 
     // The zone changes: a second MX appears (TTL of the old answer: 1 h).
     assert!(
-        dns.change
+        dns.zone("change.test.")
             .upsert(mx("change.test.", 10, "two.change.test.", 3600), 2)
             .await
     );

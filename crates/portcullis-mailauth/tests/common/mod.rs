@@ -5,22 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
 
-use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Header, Metadata, ResponseCode};
-use hickory_proto::rr::rdata::{A, SOA, TXT};
-use hickory_proto::rr::{LowerName, Name, RData, Record};
-use hickory_server::Server;
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{
-    AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType,
-};
 use portcullis_mailauth::{DnsOptions, authenticator_with_name_servers, mail_auth};
+use portcullis_testkit::dns::{DnsRecord, DnsServer};
 
 pub const RSA_PEM: &str = include_str!("../keys/rsa2048.pem");
 pub const RSA_PKCS1_PEM: &str = include_str!("../keys/rsa2048-pkcs1.pem");
@@ -35,78 +24,19 @@ pub const GOOD_IP: &str = "192.0.2.10";
 /// Authorized by nobody.
 pub const BAD_IP: &str = "198.51.100.7";
 
-/// SERVFAIL for anything under `servfail.test.`, silence (a timeout) for
-/// anything under `silent.test.`, else the catalog.
-struct Handler {
-    catalog: Catalog,
-    servfail: LowerName,
-    silent: LowerName,
+pub fn txt(owner: &str, text: &str) -> DnsRecord {
+    portcullis_testkit::dns::txt(owner, text, 300)
 }
 
-#[portcullis_core::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        if let Ok(info) = request.request_info() {
-            if self.silent.zone_of(info.query.name()) {
-                // No answer at all: the resolver times out (a temp error).
-                return ResponseInfo::from(Header {
-                    metadata: Metadata::response_from_request(&request.metadata),
-                    counts: Default::default(),
-                });
-            }
-            if self.servfail.zone_of(info.query.name()) {
-                let response = MessageResponseBuilder::new(&request.queries, None)
-                    .error_msg(&request.metadata, ResponseCode::ServFail);
-                return response_handle.send_response(response).await.unwrap();
-            }
-        }
-        self.catalog
-            .handle_request::<R, T>(request, response_handle)
-            .await
-    }
+fn a(owner: &str, ip: &str) -> DnsRecord {
+    portcullis_testkit::dns::a(owner, ip, 300)
 }
 
-fn name(s: &str) -> Name {
-    Name::from_str(s).unwrap()
-}
+pub type Dns = DnsServer;
 
-/// A TXT record, split into ≤255-octet character-strings (RFC 1035 §3.3.14).
-pub fn txt(owner: &str, text: &str) -> Record {
-    let parts: Vec<String> = text
-        .as_bytes()
-        .chunks(255)
-        .map(|c| String::from_utf8(c.to_vec()).unwrap())
-        .collect();
-    Record::from_rdata(name(owner), 300, RData::TXT(TXT::new(parts)))
-}
-
-fn a(owner: &str, ip: &str) -> Record {
-    Record::from_rdata(name(owner), 300, RData::A(A::from_str(ip).unwrap()))
-}
-
-pub struct Dns {
-    pub addr: SocketAddr,
-    _server: Server<Handler>,
-}
-
+/// The `test.` zone; SERVFAIL under `servfail.test.`, no answer at all (a
+/// timeout, a temporary error) under `silent.test.`.
 pub async fn start_dns() -> Dns {
-    let origin = "test.";
-    let mut zone: InMemoryZoneHandler =
-        InMemoryZoneHandler::empty(name(origin), ZoneType::Primary, AxfrPolicy::Deny);
-    let soa = SOA::new(
-        name("ns.test."),
-        name("hostmaster.test."),
-        1,
-        3600,
-        600,
-        86_400,
-        60,
-    );
-    zone.upsert_mut(Record::from_rdata(name(origin), 3600, RData::SOA(soa)), 1);
     let records = vec![
         // Signed mail: SPF authorizes nobody, so a DMARC pass must come
         // from an aligned DKIM signature.
@@ -131,29 +61,12 @@ pub async fn start_dns() -> Dns {
         txt("monitor.test.", &format!("v=spf1 ip4:{GOOD_IP} -all")),
         txt("_dmarc.monitor.test.", "v=DMARC1; p=none"),
     ];
-    for r in records {
-        assert!(zone.upsert_mut(r, 1));
-    }
-    let mut catalog = Catalog::new();
-    catalog.upsert(
-        LowerName::from(name(origin)),
-        vec![Arc::new(zone) as Arc<dyn ZoneHandler>],
-    );
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let mut server = Server::new(Handler {
-        catalog,
-        servfail: LowerName::from(name("servfail.test.")),
-        silent: LowerName::from(name("silent.test.")),
-    });
-    server.register_socket(udp);
-    if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
-        server.register_listener(tcp, Duration::from_secs(5), 65_535);
-    }
-    Dns {
-        addr,
-        _server: server,
-    }
+    DnsServer::builder()
+        .zone("test.", records)
+        .servfail_under("servfail.test.")
+        .silent_under("silent.test.")
+        .start()
+        .await
 }
 
 /// mail-auth's authenticator pointed at the test server only.
