@@ -22,6 +22,9 @@
 //! * [`MxRouter`] / [`StaticRouter`] ([`routing`]) and [`SmtpTransport`]
 //!   ([`smtp_transport`]) — **network I/O** (DNS via `hickory-resolver`,
 //!   SMTP via `mail-send`), confined to these two modules.
+//! * [`SmtpCallout`] ([`callout`]) — backup-MX recipient verification:
+//!   `RCPT TO` at the primary without sending a message, cached. Its
+//!   network I/O goes through [`SmtpTransport`]'s connection code.
 //! * [`QueueRunner`] ([`runner`]) — glue: due deliveries → route →
 //!   transport → outcomes persisted → DSNs spooled → [`DeliveryReport`]s.
 //! * [`SpoolHealthFilter`] — a [`Filter`](portcullis_core::Filter) deferring
@@ -58,6 +61,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod callout;
 pub mod dsn;
 pub mod filter;
 pub mod id;
@@ -69,6 +73,7 @@ pub mod spool;
 pub mod state;
 pub mod transport;
 
+pub use callout::{CalloutConfig, CalloutResult, SmtpCallout, UnknownReason};
 pub use dsn::{Dsn, DsnConfig, DsnKind, DsnRecipient, build_dsn};
 pub use filter::SpoolHealthFilter;
 pub use id::{ParseQueueIdError, QueueId};

@@ -146,7 +146,8 @@ impl AsyncWrite for Stream {
     }
 }
 
-struct Connection {
+/// An open, greeted connection (EHLO done, TLS as the policy said).
+pub(crate) struct Connection {
     client: SmtpClient<Stream>,
     sent: u32,
     eight_bit: bool,
@@ -229,7 +230,12 @@ impl SmtpTransport {
     }
 
     /// Connect, read the greeting, EHLO, STARTTLS as the policy says.
-    async fn connect(&self, host: &HopHost, addr: SocketAddr) -> Result<Connection, Reply> {
+    /// Also the callout's way in ([`crate::callout`]).
+    pub(crate) async fn connect(
+        &self,
+        host: &HopHost,
+        addr: SocketAddr,
+    ) -> Result<Connection, Reply> {
         let t = self.config.timeout;
         let mut client = SmtpClient::connect(addr, t)
             .await
@@ -351,6 +357,18 @@ impl SmtpTransport {
             .into_iter()
             .map(|o| o.unwrap_or_else(|| all.clone()))
             .collect())
+    }
+}
+
+impl Connection {
+    /// Send one command line (with its CRLF) and read the reply. `Err` is a
+    /// local reply for a failed connection (timeout, reset, garbage).
+    pub(crate) async fn command(&mut self, line: &[u8]) -> Result<Reply, Reply> {
+        self.client
+            .cmd(line)
+            .await
+            .map(|r| reply_of(&r))
+            .map_err(|e| error_reply(&e))
     }
 }
 

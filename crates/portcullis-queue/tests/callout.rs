@@ -1,0 +1,703 @@
+//! SMTP callouts against real loopback SMTP servers: a scripted tokio
+//! server (every command recorded) and Postfix's `smtp-sink`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_core::{
+    Address, Client, Context, EnhancedCode, Envelope, Filter, ForwardPath, MailParams, ManualClock,
+    Recipient, Reply, ReversePath, Verdict, async_trait,
+};
+use portcullis_greylist::{
+    LearningConfig, MemoryStore, RecipientFilter, RecipientLearning, RecipientOutcome,
+    RecipientVerifier,
+};
+use portcullis_queue::{
+    CalloutConfig, CalloutResult, HopHost, SmtpCallout, TlsPolicy, UnknownReason,
+};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// What the scripted primary saw.
+#[derive(Clone, Default)]
+struct Seen {
+    /// Commands, one list per connection, in arrival order.
+    sessions: Arc<Mutex<Vec<Vec<String>>>>,
+    open: Arc<AtomicUsize>,
+    max_open: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+    changed: Arc<Notify>,
+}
+
+impl Seen {
+    fn sessions(&self) -> Vec<Vec<String>> {
+        self.sessions.lock().unwrap().clone()
+    }
+
+    fn connections(&self) -> usize {
+        self.sessions.lock().unwrap().len()
+    }
+
+    /// Wait (bounded, so a bug fails instead of hanging) until `n`
+    /// connections have been closed by the client.
+    async fn wait_closed(&self, n: usize) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let changed = self.changed.notified();
+                if self.closed.load(Ordering::SeqCst) >= n {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .expect("connections closed");
+    }
+
+    /// Wait until at least `n` connections were once open together.
+    async fn wait_max_open(&self, n: usize) {
+        loop {
+            let changed = self.changed.notified();
+            if self.max_open.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// The scripted reply to a RCPT line; `None`: never answer.
+type RcptScript = Box<dyn Fn(&str) -> Option<&'static str> + Send + Sync>;
+
+/// How the scripted primary behaves.
+struct Script {
+    /// Send the 220 greeting (else stay silent).
+    greet: bool,
+    /// Advertise ENHANCEDSTATUSCODES.
+    enhanced: bool,
+    /// Reply to RCPT (given the whole line); `None`: never answer.
+    rcpt: RcptScript,
+    /// Answer QUIT (else stay silent).
+    answer_quit: bool,
+    /// Hold every RCPT reply until this many connections were open at once.
+    rcpt_gate: Option<usize>,
+}
+
+impl Script {
+    fn rcpt(f: impl Fn(&str) -> Option<&'static str> + Send + Sync + 'static) -> Self {
+        Script {
+            greet: true,
+            enhanced: true,
+            rcpt: Box::new(f),
+            answer_quit: true,
+            rcpt_gate: None,
+        }
+    }
+
+    /// Knows alice, and nobody else (550 5.1.1).
+    fn knows_alice() -> Self {
+        Script::rcpt(|line| {
+            Some(if line.contains("<alice@example.net>") {
+                "250 2.1.5 Ok"
+            } else {
+                "550 5.1.1 <nobody>: Recipient address rejected: User unknown"
+            })
+        })
+    }
+}
+
+/// Start a scripted primary on loopback.
+async fn primary(script: Script) -> (HopHost, Seen) {
+    let listener = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Seen::default();
+    let script = Arc::new(script);
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = s.clone();
+            let script = script.clone();
+            tokio::spawn(async move {
+                let index = {
+                    let mut sessions = seen.sessions.lock().unwrap();
+                    sessions.push(Vec::new());
+                    sessions.len() - 1
+                };
+                let now_open = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
+                seen.max_open.fetch_max(now_open, Ordering::SeqCst);
+                seen.changed.notify_waiters();
+                session(stream, &script, &seen, index).await;
+                seen.open.fetch_sub(1, Ordering::SeqCst);
+                seen.closed.fetch_add(1, Ordering::SeqCst);
+                seen.changed.notify_waiters();
+            });
+        }
+    });
+    (HopHost::new("primary.test", vec![LOOPBACK], port), seen)
+}
+
+async fn session(stream: tokio::net::TcpStream, script: &Script, seen: &Seen, index: usize) {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    if script.greet {
+        let _ = w.write_all(b"220 primary.test ESMTP\r\n").await;
+    }
+    // Until the client closes: a silent server just keeps reading.
+    while let Ok(Some(line)) = lines.next_line().await {
+        seen.sessions.lock().unwrap()[index].push(line.clone());
+        if !script.greet {
+            continue;
+        }
+        let verb = line
+            .split([' ', ':'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let reply: Option<&str> = match verb.as_str() {
+            "EHLO" if script.enhanced => Some("250-primary.test\r\n250 ENHANCEDSTATUSCODES"),
+            "EHLO" => Some("250 primary.test"),
+            "MAIL" | "RSET" | "NOOP" => Some("250 2.0.0 Ok"),
+            "RCPT" => {
+                if let Some(n) = script.rcpt_gate {
+                    seen.wait_max_open(n).await;
+                }
+                (script.rcpt)(&line)
+            }
+            // Never expected; answered so a client that sends it would go on.
+            "DATA" => Some("354 End data with <CR><LF>.<CR><LF>"),
+            "QUIT" if script.answer_quit => {
+                let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
+                return;
+            }
+            "QUIT" => None,
+            _ => Some("502 5.5.2 Error: command not recognized"),
+        };
+        if let Some(reply) = reply {
+            let _ = w.write_all(format!("{reply}\r\n").as_bytes()).await;
+        }
+    }
+}
+
+fn addr(s: &str) -> Address {
+    Address::parse(s).unwrap()
+}
+
+fn config() -> CalloutConfig {
+    CalloutConfig::new("backup.test").with_tls(TlsPolicy::Never)
+}
+
+fn callout(config: CalloutConfig) -> (SmtpCallout, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::at_unix(1_700_000_000));
+    (SmtpCallout::new(config, clock.clone()).unwrap(), clock)
+}
+
+/// The exact dialogue every callout must have: no DATA, nothing after RCPT but QUIT.
+fn assert_dialogue(session: &[String], rcpt: &str) {
+    assert_eq!(
+        session,
+        [
+            "EHLO backup.test".to_owned(),
+            "MAIL FROM:<>".to_owned(),
+            format!("RCPT TO:<{rcpt}>"),
+            "QUIT".to_owned(),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn exists() {
+    let (host, seen) = primary(Script::knows_alice()).await;
+    let (callout, _) = callout(config());
+    let r = callout.verify(&addr("alice@example.net"), &[host]).await;
+    assert_eq!(r, CalloutResult::Exists);
+    seen.wait_closed(1).await;
+    assert_dialogue(&seen.sessions()[0], "alice@example.net");
+}
+
+#[tokio::test]
+async fn does_not_exist_on_550_5_1_1() {
+    let (host, seen) = primary(Script::knows_alice()).await;
+    let (callout, _) = callout(config());
+    let r = callout.verify(&addr("nobody@example.net"), &[host]).await;
+    let CalloutResult::DoesNotExist(reply) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(reply.code(), 550);
+    assert_eq!(reply.enhanced(), Some(EnhancedCode::new(5, 1, 1)));
+    assert!(reply.text().contains("User unknown"), "{reply:?}");
+    seen.wait_closed(1).await;
+    assert_dialogue(&seen.sessions()[0], "nobody@example.net");
+}
+
+#[tokio::test]
+async fn temporary_failure_is_unknown() {
+    let (host, seen) = primary(Script::rcpt(|_| Some("450 4.2.0 Mailbox busy, try later"))).await;
+    let (callout, _) = callout(config());
+    let r = callout.verify(&addr("alice@example.net"), &[host]).await;
+    let CalloutResult::Unknown(UnknownReason::Inconclusive(reply)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(reply.code(), 450);
+    seen.wait_closed(1).await;
+    assert_dialogue(&seen.sessions()[0], "alice@example.net");
+}
+
+#[tokio::test]
+async fn policy_and_bare_550_are_unknown_not_rejections() {
+    // 550 5.7.1: policy, not "no such user".
+    let (policy, _) = primary(Script::rcpt(|_| Some("550 5.7.1 Relay access denied"))).await;
+    // No enhanced codes at all: a bare 550 proves nothing.
+    let mut bare = Script::rcpt(|_| Some("550 Sorry"));
+    bare.enhanced = false;
+    let (bare, _) = primary(bare).await;
+    let (callout, _) = callout(config());
+    for (host, who) in [(policy, "a@example.net"), (bare, "b@example.net")] {
+        let r = callout.verify(&addr(who), &[host]).await;
+        assert!(
+            matches!(&r, CalloutResult::Unknown(UnknownReason::Inconclusive(reply)) if reply.code() == 550),
+            "{r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connection_refused_is_unknown() {
+    // A port nobody listens on: bind, note it, close.
+    let port = {
+        let l = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (callout, _) = callout(config());
+    let host = HopHost::new("down.test", vec![LOOPBACK], port);
+    let r = callout.verify(&addr("alice@example.net"), &[host]).await;
+    let CalloutResult::Unknown(UnknownReason::Unreachable(reply)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(reply.is_transient(), "{reply:?}");
+}
+
+#[tokio::test]
+async fn refused_first_host_falls_over_to_the_next() {
+    let port = {
+        let l = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (good, seen) = primary(Script::knows_alice()).await;
+    let (callout, _) = callout(config());
+    let down = HopHost::new("down.test", vec![LOOPBACK], port);
+    let r = callout
+        .verify(&addr("alice@example.net"), &[down, good])
+        .await;
+    assert_eq!(r, CalloutResult::Exists);
+    assert_eq!(seen.connections(), 1);
+}
+
+#[tokio::test]
+async fn silent_greeting_times_out_as_unknown() {
+    let mut silent = Script::knows_alice();
+    silent.greet = false;
+    let (host, seen) = primary(silent).await;
+    let (callout, _) =
+        callout(config().with_timeouts(Duration::from_millis(200), Duration::from_millis(400)));
+    let r = callout.verify(&addr("alice@example.net"), &[host]).await;
+    assert_eq!(r, CalloutResult::Unknown(UnknownReason::Timeout));
+    // The client hung up without ever sending a command.
+    seen.wait_closed(1).await;
+    assert_eq!(seen.sessions(), vec![Vec::<String>::new()]);
+}
+
+#[tokio::test]
+async fn stalled_rcpt_times_out_as_unknown() {
+    let (host, seen) = primary(Script::rcpt(|_| None)).await;
+    let (callout, _) =
+        callout(config().with_timeouts(Duration::from_millis(200), Duration::from_secs(30)));
+    let r = callout.verify(&addr("alice@example.net"), &[host]).await;
+    let CalloutResult::Unknown(UnknownReason::Unreachable(reply)) = r else {
+        panic!("{r:?}")
+    };
+    // RFC 3463 X.4.7: delivery time expired (the command timeout).
+    assert_eq!(reply.enhanced(), Some(EnhancedCode::new(4, 4, 7)));
+    seen.wait_closed(1).await;
+    let s = &seen.sessions()[0];
+    assert_eq!(s.last().unwrap(), "RCPT TO:<alice@example.net>");
+}
+
+#[tokio::test]
+async fn cached_answers_do_not_connect_again() {
+    let (host, seen) = primary(Script::knows_alice()).await;
+    let (callout, _) = callout(config());
+    let hosts = [host];
+    for _ in 0..3 {
+        assert_eq!(
+            callout.verify(&addr("alice@example.net"), &hosts).await,
+            CalloutResult::Exists
+        );
+        assert!(matches!(
+            callout.verify(&addr("nobody@example.net"), &hosts).await,
+            CalloutResult::DoesNotExist(_)
+        ));
+    }
+    seen.wait_closed(2).await;
+    assert_eq!(seen.connections(), 2);
+    // The domain is case-insensitive, the local part is not (RFC 5321 §2.4).
+    assert_eq!(
+        callout.cached(&addr("alice@EXAMPLE.net")),
+        Some(CalloutResult::Exists)
+    );
+    assert_eq!(callout.cached(&addr("Alice@example.net")), None);
+    // forget() drops one answer.
+    callout.forget(&addr("alice@example.net"));
+    assert_eq!(callout.cached(&addr("alice@example.net")), None);
+    assert_eq!(callout.cache_len(), 1);
+}
+
+#[tokio::test]
+async fn negative_answers_expire_before_positive_ones() {
+    let (host, seen) = primary(Script::knows_alice()).await;
+    let (callout, clock) = callout(config().with_cache_ttls(
+        Duration::from_secs(3600),
+        Duration::from_secs(600),
+        Duration::from_secs(60),
+    ));
+    let hosts = [host];
+    let alice = addr("alice@example.net");
+    let nobody = addr("nobody@example.net");
+    assert_eq!(callout.verify(&alice, &hosts).await, CalloutResult::Exists);
+    assert!(matches!(
+        callout.verify(&nobody, &hosts).await,
+        CalloutResult::DoesNotExist(_)
+    ));
+    assert_eq!(seen.connections(), 2);
+
+    clock.advance(Duration::from_secs(599));
+    assert!(matches!(
+        callout.verify(&nobody, &hosts).await,
+        CalloutResult::DoesNotExist(_)
+    ));
+    assert_eq!(seen.connections(), 2, "still cached at 599 s");
+
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(callout.cached(&nobody), None);
+    assert!(matches!(
+        callout.verify(&nobody, &hosts).await,
+        CalloutResult::DoesNotExist(_)
+    ));
+    assert_eq!(seen.connections(), 3, "asked again after 600 s");
+    // The positive answer outlives it.
+    assert_eq!(callout.verify(&alice, &hosts).await, CalloutResult::Exists);
+    assert_eq!(seen.connections(), 3);
+    clock.advance(Duration::from_secs(3000));
+    assert_eq!(callout.verify(&alice, &hosts).await, CalloutResult::Exists);
+    assert_eq!(seen.connections(), 4, "asked again after 3601 s");
+}
+
+#[tokio::test]
+async fn unknown_answers_are_cached_briefly_or_not_at_all() {
+    let (host, seen) = primary(Script::rcpt(|_| Some("451 4.3.0 Try again"))).await;
+    let hosts = [host];
+    let who = addr("alice@example.net");
+    let (callout, clock) = callout(config());
+    assert!(matches!(
+        callout.verify(&who, &hosts).await,
+        CalloutResult::Unknown(_)
+    ));
+    assert!(matches!(
+        callout.verify(&who, &hosts).await,
+        CalloutResult::Unknown(_)
+    ));
+    assert_eq!(seen.connections(), 1);
+    clock.advance(Duration::from_secs(61));
+    assert!(matches!(
+        callout.verify(&who, &hosts).await,
+        CalloutResult::Unknown(_)
+    ));
+    assert_eq!(seen.connections(), 2);
+
+    let (uncached, _) = self::callout(config().with_cache_ttls(
+        Duration::from_secs(3600),
+        Duration::from_secs(600),
+        Duration::ZERO,
+    ));
+    assert!(matches!(
+        uncached.verify(&who, &hosts).await,
+        CalloutResult::Unknown(_)
+    ));
+    assert!(matches!(
+        uncached.verify(&who, &hosts).await,
+        CalloutResult::Unknown(_)
+    ));
+    assert_eq!(seen.connections(), 4);
+    assert_eq!(uncached.cache_len(), 0);
+}
+
+#[tokio::test]
+async fn no_primary_is_unknown_and_not_cached() {
+    let (callout, _) = callout(config());
+    let who = addr("alice@example.net");
+    assert_eq!(
+        callout.verify(&who, &[]).await,
+        CalloutResult::Unknown(UnknownReason::NoPrimary)
+    );
+    let no_addrs = HopHost::new("empty.test", vec![], 25);
+    assert_eq!(
+        callout.verify(&who, &[no_addrs]).await,
+        CalloutResult::Unknown(UnknownReason::NoPrimary)
+    );
+    assert_eq!(callout.cache_len(), 0);
+}
+
+#[tokio::test]
+async fn never_sends_data() {
+    let (host, seen) = primary(Script::rcpt(|line| {
+        Some(match line {
+            l if l.contains("<alice@") => "250 2.1.5 Ok",
+            l if l.contains("<busy@") => "452 4.2.2 Mailbox full",
+            l if l.contains("<policy@") => "554 5.7.1 Rejected",
+            _ => "550 5.1.1 User unknown",
+        })
+    }))
+    .await;
+    let (callout, _) = callout(config());
+    let hosts = [host];
+    let who = ["alice", "busy", "policy", "ghost"];
+    for w in who {
+        let _ = callout
+            .verify(&addr(&format!("{w}@example.net")), &hosts)
+            .await;
+    }
+    seen.wait_closed(who.len()).await;
+    let sessions = seen.sessions();
+    assert_eq!(sessions.len(), who.len());
+    for (s, w) in sessions.iter().zip(who) {
+        assert!(
+            !s.iter().any(|c| {
+                let c = c.to_ascii_uppercase();
+                c.starts_with("DATA") || c.starts_with("BDAT")
+            }),
+            "{s:?}"
+        );
+        assert_dialogue(s, &format!("{w}@example.net"));
+    }
+}
+
+#[tokio::test]
+async fn concurrency_per_host_is_capped() {
+    let mut script = Script::knows_alice();
+    // Hold RCPT replies until two connections were open at once: proves the
+    // cap allows 2 (with a cap of 1 this would time out and fail).
+    script.rcpt_gate = Some(2);
+    let (host, seen) = primary(script).await;
+    let (callout, _) = callout(config().with_max_per_host(2));
+    let callout = Arc::new(callout);
+    let hosts = Arc::new([host]);
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let callout = callout.clone();
+            let hosts = hosts.clone();
+            tokio::spawn(async move {
+                callout
+                    .verify(&addr(&format!("user{i}@example.net")), &hosts[..])
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(matches!(r, CalloutResult::DoesNotExist(_)), "{r:?}");
+    }
+    seen.wait_closed(6).await;
+    assert_eq!(seen.connections(), 6);
+    assert_eq!(seen.max_open.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn busy_when_every_slot_stays_taken_past_the_deadline() {
+    // The primary never answers QUIT, so the first callout's connection
+    // (and its slot) lingers; the caller still gets its answer at once.
+    let mut script = Script::knows_alice();
+    script.answer_quit = false;
+    let (host, seen) = primary(script).await;
+    let (callout, _) = callout(
+        config()
+            .with_max_per_host(1)
+            .with_timeouts(Duration::from_secs(5), Duration::from_millis(300)),
+    );
+    let hosts = [host];
+    assert_eq!(
+        callout.verify(&addr("alice@example.net"), &hosts).await,
+        CalloutResult::Exists
+    );
+    assert_eq!(
+        callout.verify(&addr("bob@example.net"), &hosts).await,
+        CalloutResult::Unknown(UnknownReason::Busy)
+    );
+    assert_eq!(seen.connections(), 1);
+    // Busy is not remembered: nothing was learnt about bob.
+    assert_eq!(callout.cached(&addr("bob@example.net")), None);
+}
+
+/// The adapter the relay would hold: the greylist crate's verifier trait on
+/// top of a callout to a fixed set of primaries. Kept here, not in either
+/// library, so neither crate depends on the other.
+struct CalloutVerifier {
+    callout: Arc<SmtpCallout>,
+    primaries: Vec<HopHost>,
+}
+
+#[async_trait]
+impl RecipientVerifier for CalloutVerifier {
+    async fn verify(&self, recipient: &Address) -> RecipientOutcome {
+        match self.callout.verify(recipient, &self.primaries).await {
+            CalloutResult::Exists => RecipientOutcome::Accepted,
+            CalloutResult::DoesNotExist(_) => RecipientOutcome::NoSuchUser,
+            _ => RecipientOutcome::Inconclusive,
+        }
+    }
+}
+
+#[tokio::test]
+async fn adapter_drives_the_greylist_recipient_filter() {
+    let (host, seen) = primary(Script::rcpt(|line| {
+        Some(match line {
+            l if l.contains("<alice@") => "250 2.1.5 Ok",
+            l if l.contains("<later@") => "451 4.3.0 Try again",
+            _ => "550 5.1.1 User unknown",
+        })
+    }))
+    .await;
+    let (callout, clock) = callout(config());
+    let verifier = Arc::new(CalloutVerifier {
+        callout: Arc::new(callout),
+        primaries: vec![host],
+    });
+    let learning = Arc::new(RecipientLearning::new(
+        Arc::new(MemoryStore::new()),
+        LearningConfig::default(),
+    ));
+    let filter = RecipientFilter::new(learning, clock).with_verifier(verifier);
+    let mut cx = Context::new(Client::new(SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        40000,
+    )));
+    cx.envelope = Some(Envelope::new(
+        ReversePath::parse("<a@example.org>").unwrap(),
+        MailParams::default(),
+    ));
+    let rcpt = |s: &str| Recipient::new(ForwardPath::parse(s).unwrap());
+
+    let v = filter
+        .rcpt_to(&mut cx, &mut rcpt("<alice@example.net>"))
+        .await;
+    assert_eq!(v, Verdict::Continue);
+    let v = filter
+        .rcpt_to(&mut cx, &mut rcpt("<ghost@example.net>"))
+        .await;
+    assert_eq!(v, Verdict::Reject(Reply::no_such_user()));
+    // Unknown is deferred 450 4.1.1, never rejected.
+    let v = filter
+        .rcpt_to(&mut cx, &mut rcpt("<later@example.net>"))
+        .await;
+    assert!(
+        matches!(&v, Verdict::Defer(r) if r.code() == 450 && r.enhanced() == Some(EnhancedCode::new(4, 1, 1))),
+        "{v:?}"
+    );
+    assert_eq!(seen.connections(), 3);
+}
+
+/// Postfix's `smtp-sink` as the primary, if installed.
+struct Sink {
+    child: std::process::Child,
+    host: HopHost,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+
+async fn smtp_sink(args: &[&str]) -> Option<Sink> {
+    if !std::path::Path::new(SMTP_SINK).exists() {
+        eprintln!("{SMTP_SINK} not installed: skipping the smtp-sink check");
+        return None;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cmd = std::process::Command::new(SMTP_SINK);
+    // smtp-sink refuses to run as root without dropping privileges.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        cmd.args(["-u", "nobody"]);
+    }
+    // Owned by the guard at once, so it is killed and reaped on every path.
+    let sink = Sink {
+        child: cmd
+            .args(args)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("10")
+            .spawn()
+            .unwrap(),
+        host: HopHost::new("smtp-sink.test", vec![LOOPBACK], port),
+    };
+    // Wait (bounded) until it listens.
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect((LOOPBACK, port))
+            .await
+            .is_ok()
+        {
+            return Some(sink);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("smtp-sink did not start");
+}
+
+#[tokio::test]
+async fn against_postfix_smtp_sink() {
+    let Some(accepting) = smtp_sink(&[]).await else {
+        return;
+    };
+    let Some(hard) = smtp_sink(&["-f", "RCPT"]).await else {
+        return;
+    };
+    let Some(soft) = smtp_sink(&["-r", "RCPT"]).await else {
+        return;
+    };
+    let (callout, _) = callout(config());
+    let who = addr("alice@example.net");
+    assert_eq!(
+        callout
+            .verify(&who, std::slice::from_ref(&accepting.host))
+            .await,
+        CalloutResult::Exists
+    );
+    callout.forget(&who);
+    // smtp-sink's hard error is `500 5.3.0`: permanent, but not "no such
+    // user", so it proves nothing about the mailbox.
+    let r = callout.verify(&who, std::slice::from_ref(&hard.host)).await;
+    assert!(
+        matches!(&r, CalloutResult::Unknown(UnknownReason::Inconclusive(reply)) if reply.is_permanent()),
+        "{r:?}"
+    );
+    callout.forget(&who);
+    let r = callout.verify(&who, std::slice::from_ref(&soft.host)).await;
+    assert!(
+        matches!(&r, CalloutResult::Unknown(UnknownReason::Inconclusive(reply)) if reply.is_transient()),
+        "{r:?}"
+    );
+}
