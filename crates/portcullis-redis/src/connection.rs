@@ -1,6 +1,7 @@
 //! Shared connection handling for the Redis stores.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// A small pool of synchronous Redis connections with a key prefix.
 ///
@@ -10,6 +11,9 @@ pub struct RedisPool {
     client: redis::Client,
     idle: Mutex<Vec<redis::Connection>>,
     prefix: String,
+    /// Connect, read and write timeout of each connection (`None`: the
+    /// `redis` crate's defaults, i.e. wait as long as the OS does).
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for RedisPool {
@@ -27,7 +31,33 @@ impl RedisPool {
             client: redis::Client::open(url)?,
             idle: Mutex::new(Vec::new()),
             prefix: prefix.into(),
+            timeout: None,
         })
+    }
+
+    /// Give up on connecting, and on each read or write, after `timeout`
+    /// (a Redis that stops answering then fails calls instead of holding
+    /// the caller's thread indefinitely).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// One `PING` round trip: whether Redis answers now (e.g. at startup).
+    pub fn ping(&self) -> redis::RedisResult<()> {
+        self.with(|c| redis::cmd("PING").query::<String>(c).map(drop))
+    }
+
+    fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        match self.timeout {
+            None => self.client.get_connection(),
+            Some(t) => {
+                let conn = self.client.get_connection_with_timeout(t)?;
+                conn.set_read_timeout(Some(t))?;
+                conn.set_write_timeout(Some(t))?;
+                Ok(conn)
+            }
+        }
     }
 
     /// The key prefix.
@@ -48,7 +78,7 @@ impl RedisPool {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(c) => c,
-            None => self.client.get_connection()?,
+            None => self.connect()?,
         };
         let result = f(&mut conn);
         if result.is_ok() {

@@ -69,6 +69,7 @@ pub(crate) struct FileConfig {
     pub(crate) dnsbl: crate::filters::DnsblSection,
     pub(crate) scan: crate::filters::ScanSection,
     pub(crate) mailauth: crate::filters::MailauthSection,
+    pub(crate) redis: crate::stores::RedisSection,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -109,6 +110,8 @@ pub(crate) struct BulkSection {
     pub(crate) threshold: u64,
     pub(crate) window_secs: u64,
     pub(crate) action: String,
+    /// `memory` or `redis` (`[redis]`: counts shared by every relay).
+    pub(crate) store: String,
 }
 
 impl Default for BulkSection {
@@ -118,6 +121,7 @@ impl Default for BulkSection {
             threshold: 50,
             window_secs: 86_400,
             action: "tag".into(),
+            store: "memory".into(),
         }
     }
 }
@@ -148,6 +152,8 @@ pub(crate) struct GreylistSection {
     pub(crate) max_age_secs: u64,
     pub(crate) auto_whitelist_after: u32,
     pub(crate) add_header: bool,
+    /// `redb` (a file in the data directory), `memory` or `redis`.
+    pub(crate) store: String,
 }
 
 impl Default for GreylistSection {
@@ -160,6 +166,7 @@ impl Default for GreylistSection {
             max_age_secs: 35 * 86_400,
             auto_whitelist_after: 5,
             add_header: true,
+            store: "redb".into(),
         }
     }
 }
@@ -201,6 +208,9 @@ pub(crate) struct PolicySection {
     pub(crate) abuse_window_secs: u64,
     pub(crate) abuse_lock_secs: u64,
     pub(crate) abuse_max_auto_unlocks: u32,
+    /// `memory` or `redis` (`[redis]`: counters, blocks and locks shared
+    /// by every relay).
+    pub(crate) store: String,
 }
 
 impl Default for PolicySection {
@@ -222,6 +232,7 @@ impl Default for PolicySection {
             abuse_window_secs: 3600,
             abuse_lock_secs: 3600,
             abuse_max_auto_unlocks: 3,
+            store: "memory".into(),
         }
     }
 }
@@ -595,6 +606,27 @@ pub(crate) struct Settings {
     /// `[mailauth]`: SPF/DKIM/DMARC verification on the MX listener.
     pub(crate) mailauth: Option<crate::filters::MailauthSettings>,
     pub(crate) shutdown_grace: Duration,
+    /// `[redis]`, when a store uses it.
+    pub(crate) redis: Option<crate::stores::RedisSettings>,
+    pub(crate) policy_store: crate::stores::StoreKind,
+    pub(crate) greylist_store: crate::stores::StoreKind,
+    pub(crate) bulk_store: crate::stores::StoreKind,
+}
+
+impl Settings {
+    /// The sections whose store is `redis`.
+    pub(crate) fn redis_users(&self) -> Vec<&'static str> {
+        use crate::stores::StoreKind::Redis;
+        [
+            ("[policy]", self.policy_store),
+            ("[greylist]", self.greylist_store),
+            ("[bulk]", self.bulk_store),
+        ]
+        .into_iter()
+        .filter(|(_, k)| *k == Redis)
+        .map(|(n, _)| n)
+        .collect()
+    }
 }
 
 /// Overrides from the command line, applied after the file.
@@ -1019,6 +1051,22 @@ pub(crate) fn check(
         }
     });
 
+    let redis = file.redis.check()?;
+    let (policy_store, greylist_store, bulk_store) = {
+        use crate::stores::{StoreKind::*, store_kind};
+        let r = redis.as_ref();
+        (
+            store_kind("policy.store", &file.policy.store, &[Memory, Redis], r)?,
+            store_kind(
+                "greylist.store",
+                &file.greylist.store,
+                &[Redb, Memory, Redis],
+                r,
+            )?,
+            store_kind("bulk.store", &file.bulk.store, &[Memory, Redis], r)?,
+        )
+    };
+
     Ok(Settings {
         source,
         hostname,
@@ -1070,6 +1118,10 @@ pub(crate) fn check(
         scan: file.scan.check()?,
         mailauth: file.mailauth.check()?,
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
+        redis,
+        policy_store,
+        greylist_store,
+        bulk_store,
     })
 }
 
@@ -1141,6 +1193,8 @@ mod tests {
         assert_eq!(file.dnsbl.zone.len(), 1, "the example shows a DNSBL zone");
         assert!(file.scan.clamd.is_some());
         assert!(!file.mailauth.nameservers.is_empty());
+        assert!(file.redis.url.is_some(), "the example shows [redis] url");
+        assert_eq!(file.policy.store, "redis");
     }
 
     #[test]

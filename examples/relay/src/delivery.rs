@@ -11,7 +11,7 @@
 //! hold time (8 days by default); everything else uses the delivery lifetime.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
 use portcullis_core::{Clock, Domain, Envelope, Recipient, Reply};
@@ -51,10 +51,12 @@ pub(crate) struct Deliverer {
     persist: tokio::sync::Mutex<()>,
     wake: Notify,
     clock: Arc<dyn Clock>,
-    rules: Arc<RelayRules>,
+    /// Local domains, backup domains, forwards: replaced on SIGHUP.
+    rules: RwLock<Arc<RelayRules>>,
     mailboxes: PathBuf,
     hostname: String,
-    router: Router,
+    /// Routes and smarthost: replaced on SIGHUP.
+    router: RwLock<Arc<Router>>,
     slots: Arc<Semaphore>,
 }
 
@@ -96,10 +98,10 @@ impl Deliverer {
             persist: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             clock,
-            rules,
+            rules: RwLock::new(rules),
             mailboxes,
             hostname,
-            router,
+            router: RwLock::new(Arc::new(router)),
             slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
         });
         // Whatever survived the last run (crash or shutdown) is due again.
@@ -118,15 +120,43 @@ impl Deliverer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn rules(&self) -> Arc<RelayRules> {
+        self.rules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn router(&self) -> Arc<Router> {
+        self.router
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Put reloaded rules and routes in force for the next delivery
+    /// attempts (one under way finishes with what it started with).
+    pub(crate) fn reconfigure(&self, rules: Arc<RelayRules>, router: Router) {
+        *self
+            .rules
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = rules;
+        *self
+            .router
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(router);
+    }
+
     pub(crate) fn spool(&self) -> &Spool {
         &self.spool
     }
 
     fn is_backup(&self, envelope: &Envelope) -> bool {
+        let rules = self.rules();
         envelope
             .recipients
             .iter()
-            .any(|r| self.rules.destination(&r.path) == Destination::Backup)
+            .any(|r| rules.destination(&r.path) == Destination::Backup)
     }
 
     fn enqueue_info(&self, info: &MessageInfo, now: SystemTime) {
@@ -307,13 +337,15 @@ impl Deliverer {
             .iter()
             .filter_map(|&i| info.envelope.recipients.get(i))
             .collect();
+        let rules = self.rules();
+        let router = self.router();
         let local = d.destination.is_empty()
-            || Domain::parse(&d.destination).is_ok_and(|dom| self.rules.is_local_domain(&dom));
+            || Domain::parse(&d.destination).is_ok_and(|dom| rules.is_local_domain(&dom));
         let mut via = String::from("maildir");
         let outcomes = if local {
             self.deliver_local(d, info, message).await
         } else {
-            match self.router.next_hop(&d.destination, self.clock.now()).await {
+            match router.next_hop(&d.destination, self.clock.now()).await {
                 Ok(hop) => {
                     via = hop
                         .hosts
@@ -322,7 +354,7 @@ impl Deliverer {
                         .collect::<Vec<_>>()
                         .join(",");
                     let req = DeliveryRequest::new(&hop, &info.envelope, &rcpts, message);
-                    let mut out = self.router.transport().deliver(req).await;
+                    let mut out = router.transport().deliver(req).await;
                     out.resize(rcpts.len(), Outcome::Deferred(Reply::temporary_failure()));
                     out
                 }
@@ -333,7 +365,7 @@ impl Deliverer {
             }
         };
         // Backup MX: what the primary said teaches which recipients exist.
-        self.rules.learn_outcomes(&rcpts, &outcomes);
+        rules.learn_outcomes(&rcpts, &outcomes);
         // One line per attempt: every recipient with its result and reply.
         let results: Vec<String> = rcpts
             .iter()
@@ -367,11 +399,12 @@ impl Deliverer {
         message: &[u8],
     ) -> Vec<Outcome> {
         let mut jobs = Vec::new();
+        let rules = self.rules();
         for &i in &d.recipients {
             let Some(r) = info.envelope.recipients.get(i) else {
                 continue;
             };
-            match self.rules.destination(&r.path) {
+            match rules.destination(&r.path) {
                 Destination::Local(addr) => jobs.push((i, Some(addr))),
                 _ => jobs.push((i, None)),
             }

@@ -223,10 +223,58 @@ pub(crate) fn dnsbl_filter(
         HickoryLookup::with_resolver_config(ResolverConfig::from_name_servers(servers), s.timeout)
     }
     .map_err(|e| format!("dnsbl: {e}"))?;
+    let lookup = TimedLookup(lookup);
     let dnsbl = portcullis_dnsbl::Dnsbl::new(s.config.clone(), Arc::new(lookup), clock);
     Ok(Arc::new(portcullis_dnsbl::DnsblFilter::new(Arc::new(
         dnsbl,
     ))))
+}
+
+/// DNS lookups timed for `portcullis_store_seconds{store="dnsbl"}` (cache
+/// misses only: the `Dnsbl` caches answers).
+struct TimedLookup<L>(L);
+
+#[portcullis_core::async_trait]
+impl<L: portcullis_dnsbl::DnsLookup> portcullis_dnsbl::DnsLookup for TimedLookup<L> {
+    async fn lookup_a(
+        &self,
+        name: &str,
+    ) -> Result<portcullis_dnsbl::DnsAnswer<Ipv4Addr>, portcullis_dnsbl::DnsblError> {
+        let started = tokio::time::Instant::now();
+        let r = self.0.lookup_a(name).await;
+        crate::metrics::store_call("dnsbl", "lookup_a", started.elapsed());
+        r
+    }
+    async fn lookup_txt(
+        &self,
+        name: &str,
+    ) -> Result<portcullis_dnsbl::DnsAnswer<String>, portcullis_dnsbl::DnsblError> {
+        let started = tokio::time::Instant::now();
+        let r = self.0.lookup_txt(name).await;
+        crate::metrics::store_call("dnsbl", "lookup_txt", started.elapsed());
+        r
+    }
+}
+
+/// The content scanner, timed for `portcullis_store_seconds{store="scan"}`
+/// (one `INSTREAM` scan: connect, stream, verdict).
+struct TimedScan(portcullis_scan::ScanFilter);
+
+#[portcullis_core::async_trait]
+impl Filter for TimedScan {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    async fn message(
+        &self,
+        cx: &mut portcullis_core::Context,
+        message: &[u8],
+    ) -> portcullis_core::Verdict {
+        let started = tokio::time::Instant::now();
+        let v = self.0.message(cx, message).await;
+        crate::metrics::store_call("scan", "instream", started.elapsed());
+        v
+    }
 }
 
 /// `[scan]` as written.
@@ -328,11 +376,11 @@ pub(crate) fn scan_filter(s: &ScanSettings) -> Result<Arc<dyn Filter>, String> {
             return Err(format!("scan.clamd {}: no Unix sockets here", p.display()));
         }
     };
-    Ok(Arc::new(portcullis_scan::ScanFilter::new(
+    Ok(Arc::new(TimedScan(portcullis_scan::ScanFilter::new(
         connector,
         s.config.clone(),
         s.policy,
-    )))
+    ))))
 }
 
 /// `[mailauth]` as written.

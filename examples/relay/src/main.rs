@@ -21,6 +21,7 @@ mod reload;
 mod routing;
 mod rules;
 mod server;
+mod stores;
 mod stream;
 mod tls;
 
@@ -31,12 +32,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use portcullis_core::{Chain, Clock, SystemClock};
+use portcullis_core::{Clock, SystemClock};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Settings;
-use crate::rules::{RelayFilter, RelayRules, Role};
+use crate::rules::Role;
 
 /// A mail relay built from the Portcullis crates: inbound MX for local
 /// domains, authenticated submission, a durable queue, delivery by MX,
@@ -160,7 +161,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Policyd(args)) => runtime.block_on(policyd::run(settings, args)),
         Some(Command::Admin(_)) => Ok(()),
-        None => runtime.block_on(run(settings)),
+        None => runtime.block_on(run(settings, overrides)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -347,7 +348,7 @@ fn addr_list(ls: &[TcpListener]) -> String {
         .join(",")
 }
 
-async fn run(settings: Settings) -> Result<(), String> {
+async fn run(settings: Settings, overrides: config::Overrides) -> Result<(), String> {
     init_logging(&settings);
     let settings = Arc::new(settings);
     std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
@@ -361,36 +362,30 @@ async fn run(settings: Settings) -> Result<(), String> {
     std::fs::create_dir_all(&mailboxes)
         .map_err(|e| format!("cannot create {}: {e}", mailboxes.display()))?;
 
-    let (tls_config, cert) = tls::load(settings.tls_cert.as_ref(), &data_dir, &settings.hostname)
-        .map_err(|e| format!("TLS: {e}"))?;
-    let tls = tokio_rustls::TlsAcceptor::from(tls_config);
-
     let accounts = open_accounts(&settings).await?;
     let users: Arc<dyn rules::LocalUsers> = match &accounts {
         Some(a) => Arc::new(DirectoryUsers(a.clone())),
         None => Arc::new(rules::NoUsers),
     };
-    let mut rules = RelayRules::new(&settings, users);
-    if let Some(srs) = &settings.srs {
-        rules = rules.with_srs(rules::SrsRewriter {
-            srs: portcullis_batv::Srs::new(&srs.secret).map_err(|e| format!("srs: {e}"))?,
-            domain: srs.domain.clone(),
-            clock: Arc::new(SystemClock),
-        });
-    }
-    if let Some(config) = settings.recipient_learning.clone() {
-        let path = data_dir.join("recipients.redb");
-        let store = portcullis_greylist::RedbStore::open(&path)
-            .map_err(|e| format!("recipient learning store {}: {e}", path.display()))?;
-        rules = rules.with_learning(rules::RecipientLearner {
-            learning: Arc::new(portcullis_greylist::RecipientLearning::new(
-                Arc::new(store),
-                config,
-            )),
-            clock: Arc::new(SystemClock),
-        });
-    }
-    let rules = Arc::new(rules);
+    let learning: Option<Arc<dyn portcullis_greylist::GreylistStore>> =
+        match settings.recipient_learning {
+            Some(_) => {
+                let path = data_dir.join("recipients.redb");
+                let store = portcullis_greylist::RedbStore::open(&path)
+                    .map_err(|e| format!("recipient learning store {}: {e}", path.display()))?;
+                Some(Arc::new(store))
+            }
+            None => None,
+        };
+    // Counters, greylist triplets, checksum counts: opened once, kept
+    // across reloads. A configured Redis must answer now.
+    let stores = {
+        let (s, d) = (settings.clone(), data_dir.clone());
+        tokio::task::spawn_blocking(move || stores::Stores::open(&s, &d))
+            .await
+            .map_err(|e| format!("store setup failed: {e}"))??
+    };
+    let stores = Arc::new(stores);
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let spool_dir = data_dir.join("spool");
@@ -425,20 +420,33 @@ async fn run(settings: Settings) -> Result<(), String> {
             .with_timeout(settings.command_timeout),
     )
     .map_err(|e| format!("SMTP client TLS setup: {e}"))?;
-    let router = routing::Router::new(
-        settings.routes.clone(),
-        settings.smarthost.clone(),
-        mx_router,
-        Arc::new(transport),
-        settings.hostname.clone(),
+    let clock_for_base = clock.clone();
+    // SIGHUP puts a re-read [policy] in force (same counter store).
+    let policy = reload::LivePolicy::new(
+        policy_config(&settings)?,
+        stores.counters.clone(),
+        clock.clone(),
     );
+    let base = Arc::new(reload::Base {
+        clock: clock_for_base,
+        data_dir: data_dir.clone(),
+        users,
+        stores,
+        policy: policy.clone(),
+        learning,
+        mx_router,
+        transport: Arc::new(transport),
+    });
+    let built = reload::build(settings.clone(), &base, None)?;
+    let cert = built.cert;
+    let rules = built.snapshot.rules.clone();
     let deliverer = delivery::Deliverer::new(
         spool,
         clock.clone(),
-        rules.clone(),
+        rules,
         mailboxes.clone(),
         settings.hostname.clone(),
-        router,
+        built.router,
         &delivery::DeliverySettings {
             max_lifetime: settings.max_queue_time,
             backup_hold: settings.backup_hold,
@@ -451,124 +459,22 @@ async fn run(settings: Settings) -> Result<(), String> {
     let submission = bind_all(&settings.submission_listen, "submission.listen").await?;
     let submissions = bind_all(&settings.submissions_listen, "submissions.listen").await?;
 
-    let relay_filter = |role| -> Arc<dyn portcullis_core::Filter> {
-        Arc::new(RelayFilter {
-            rules: rules.clone(),
-            role,
-        })
-    };
-    // SIGHUP puts a re-read [policy] in force (same counter store).
-    let policy = reload::LivePolicy::new(
-        policy_config(&settings)?,
-        Arc::new(portcullis_policy::MemoryStore::new()),
+    let (deadline_tx, deadline_rx) = watch::channel(false);
+    let shared = Arc::new(server::Shared::new(
+        built.snapshot,
+        accounts.clone(),
+        deliverer.clone(),
+        policy,
         clock.clone(),
-    );
-    reload::spawn_policy_reload(
+        deadline_rx,
+    ));
+    reload::spawn_config_reload(
         // `source` is the file's path, or a note when there is no file.
         Some(PathBuf::from(&settings.source)).filter(|p| p.is_file()),
-        policy.clone(),
+        overrides,
+        shared.clone(),
+        base,
     );
-    let policy_filter: Arc<dyn portcullis_core::Filter> = policy.clone();
-    let mut mx_chain = Chain::new();
-    let mut submission_chain = Chain::new();
-    if let Some(dnsbl) = &settings.dnsbl {
-        // First: a listed client is refused at connect, before anything else.
-        mx_chain.push(filters::dnsbl_filter(dnsbl, clock.clone())?);
-    }
-    if let Some(batv) = &settings.batv {
-        let ring = portcullis_batv::KeyRing::new(batv.key_number, &batv.secret)
-            .map_err(|e| format!("batv: {e}"))?;
-        let prvs = Arc::new(portcullis_batv::Prvs::new(ring));
-        let mut validate = portcullis_batv::BounceValidation::new(prvs.clone(), clock.clone());
-        let mut sign = portcullis_batv::PrvsSigning::new(prvs, clock.clone());
-        for d in &batv.domains {
-            validate = validate.protect_domain(d);
-            sign = sign.enable_domain(d);
-        }
-        // Before the relay rules: a valid tag is stripped from the
-        // recipient, so the rules judge the real address.
-        mx_chain.push(Arc::new(validate));
-        submission_chain.push(Arc::new(sign));
-    }
-    mx_chain.push(relay_filter(Role::Mx));
-    mx_chain.push(policy_filter.clone());
-    // Submission: the rules (AUTH required) first; signing is a MAIL FROM
-    // rewrite and refuses nothing, so it may run before them.
-    submission_chain.push(relay_filter(Role::Submission));
-    submission_chain.push(policy_filter);
-    if let Some(outbound) = settings.outbound_bulk {
-        // Message stage, before signing: near copies to too many
-        // recipients lock the account (policy crate).
-        submission_chain.push(Arc::new(outbound::OutboundBulkFilter::new(
-            outbound,
-            policy.clone(),
-            clock.clone(),
-        )));
-    }
-    if !settings.dkim.is_empty() {
-        let mut signer = portcullis_mailauth::DkimSigner::new();
-        for k in &settings.dkim {
-            let key = portcullis_mailauth::DkimSigningKey::from_pem(&k.pem)
-                .map_err(|e| format!("dkim {}: {e}", k.domain))?;
-            let identity = portcullis_mailauth::SigningIdentity::new(&k.domain, &k.selector, key)
-                .map_err(|e| format!("dkim {}: {e}", k.domain))?;
-            signer = signer.with_domain(identity);
-        }
-        // Last: sign what the other filters let through, as it will leave.
-        submission_chain.push(Arc::new(signer));
-    }
-    if let Some(config) = settings.greylist.clone() {
-        let path = data_dir.join("greylist.redb");
-        let store = portcullis_greylist::RedbStore::open(&path)
-            .map_err(|e| format!("greylist store {}: {e}", path.display()))?;
-        let greylist = Arc::new(portcullis_greylist::Greylist::new(Arc::new(store), config));
-        mx_chain.push(Arc::new(portcullis_greylist::GreylistFilter::new(
-            greylist,
-            clock.clone(),
-        )));
-    }
-    if let Some(config) = settings.bulk.clone() {
-        let window = config.window;
-        let checker = portcullis_fingerprint::BulkChecker::new(
-            Arc::new(portcullis_fingerprint::MemoryChecksumStore::new(window)),
-            config,
-        );
-        mx_chain.push(Arc::new(portcullis_fingerprint::FingerprintFilter::new(
-            Arc::new(portcullis_fingerprint::Fingerprinter::default()),
-            checker,
-            clock.clone(),
-        )));
-    }
-    // Message stage, last: the content scanner before the (DNS-heavy)
-    // SPF/DKIM/DMARC verification.
-    if let Some(scan) = &settings.scan {
-        mx_chain.push(filters::scan_filter(scan)?);
-    }
-    if let Some(mailauth) = &settings.mailauth {
-        mx_chain.push(filters::mailauth_filter(mailauth, &settings.hostname)?);
-    }
-    let (deadline_tx, deadline_rx) = watch::channel(false);
-    let shared = Arc::new(server::Shared {
-        settings: settings.clone(),
-        rules: rules.clone(),
-        // The relay's own rules first (no open relay), then the policy,
-        // then (MX only) greylisting.
-        mx_chain,
-        submission_chain,
-        tls,
-        accounts: accounts.clone(),
-        deliverer: deliverer.clone(),
-        sessions: portcullis_policy::SessionLimiter::new(portcullis_policy::SessionLimits {
-            per_client: settings.max_connections_per_client,
-            total: settings.max_connections,
-            v4_prefix: 32,
-            v6_prefix: 64,
-        }),
-        load_gate: settings.load_gate.map(portcullis_policy::LoadGate::new),
-        policy,
-        clock: clock.clone(),
-        deadline: deadline_rx,
-    });
 
     let metrics_socket = match settings.metrics {
         Some(a) => Some(bind_all(&[a], "metrics.listen").await?.remove(0)),
@@ -644,7 +550,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     if let Some(socket) = metrics_socket {
         tokio::spawn(metrics::serve(
             socket,
-            deliverer.spool().clone(),
+            Some(deliverer.spool().clone()),
             stop_rx.clone(),
         ));
     }

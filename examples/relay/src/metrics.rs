@@ -3,7 +3,8 @@
 //!
 //! The counters live in one process-wide registry so that the hooks in the
 //! session and delivery code are one line each. The queue gauges are taken
-//! from the spool when the endpoint is scraped.
+//! from the spool when the endpoint is scraped. `policyd` mode serves the
+//! same endpoint (its requests, decisions and latency; no queue).
 
 use std::net::SocketAddr;
 use std::sync::LazyLock;
@@ -56,6 +57,9 @@ pub(crate) struct Metrics {
     queue: IntGaugeVec,
     spool_store: Histogram,
     policy_check: HistogramVec,
+    store: HistogramVec,
+    policyd_requests: IntCounterVec,
+    policyd_latency: Histogram,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -123,6 +127,35 @@ fn build() -> Result<Metrics, prometheus::Error> {
     )?;
     registry.register(Box::new(spool_store.clone()))?;
     registry.register(Box::new(policy_check.clone()))?;
+    let store = HistogramVec::new(
+        HistogramOpts::new(
+            "store_seconds",
+            "Time of each call to a filter's store or service, by store (counter, greylist, checksum, dnsbl, scan) and operation",
+        )
+        .buckets(vec![
+            0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+        ]),
+        &["store", "op"],
+    )?;
+    let policyd_requests = IntCounterVec::new(
+        Opts::new(
+            "policyd_requests_total",
+            "Policy delegation requests answered (policyd mode), by decision (continue, accept, defer, reject, disconnect, error), action word and deciding filter",
+        ),
+        &["decision", "action", "filter"],
+    )?;
+    let policyd_latency = Histogram::with_opts(
+        HistogramOpts::new(
+            "policyd_request_seconds",
+            "Time to answer one policy delegation request (policyd mode)",
+        )
+        .buckets(vec![
+            0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+        ]),
+    )?;
+    registry.register(Box::new(store.clone()))?;
+    registry.register(Box::new(policyd_requests.clone()))?;
+    registry.register(Box::new(policyd_latency.clone()))?;
     Ok(Metrics {
         registry,
         sessions_total,
@@ -133,6 +166,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         queue,
         spool_store,
         policy_check,
+        store,
+        policyd_requests,
+        policyd_latency,
     })
 }
 
@@ -190,6 +226,27 @@ pub(crate) fn policy_check(stage: &str, took: Duration) {
     });
 }
 
+/// How long one call to `store`'s `op` took (`portcullis_store_seconds`).
+pub(crate) fn store_call(store: &str, op: &str, took: Duration) {
+    with(|m| {
+        m.store
+            .with_label_values(&[store, op])
+            .observe(took.as_secs_f64());
+    });
+}
+
+/// One policyd answer: the chain's decision, the action word (`DUNNO`,
+/// `DEFER_IF_PERMIT`, a reply code…), the deciding filter, and how long it
+/// took.
+pub(crate) fn policyd_request(decision: &str, action: &str, filter: Option<&str>, took: Duration) {
+    with(|m| {
+        m.policyd_requests
+            .with_label_values(&[decision, action, filter.unwrap_or("-")])
+            .inc();
+        m.policyd_latency.observe(took.as_secs_f64());
+    });
+}
+
 /// A recipient bounced because its message outlived the queue lifetime
 /// (no delivery attempt outcome says so).
 pub(crate) fn expired() {
@@ -211,22 +268,35 @@ pub(crate) fn delivery(outcomes: &[Outcome]) {
     });
 }
 
-/// The text exposition, with the queue gauges read from `spool` now.
-pub(crate) fn render(spool: &Spool) -> String {
+/// The text exposition, with the queue gauges read from `spool` now (no
+/// spool in policyd mode).
+pub(crate) fn render(spool: Option<&Spool>) -> String {
     let Some(m) = METRICS.as_ref() else {
         return String::new();
     };
-    let (mut active, mut held, mut quarantined) = (0i64, 0i64, 0i64);
-    for info in spool.list() {
-        match info.state.hold {
-            Hold::None => active += 1,
-            Hold::Quarantined { .. } => quarantined += 1,
-            _ => held += 1,
+    if let Some(spool) = spool {
+        let (mut active, mut held, mut quarantined) = (0i64, 0i64, 0i64);
+        for info in spool.list() {
+            match info.state.hold {
+                Hold::None => active += 1,
+                Hold::Quarantined { .. } => quarantined += 1,
+                _ => held += 1,
+            }
         }
+        m.queue.with_label_values(&["active"]).set(active);
+        m.queue.with_label_values(&["held"]).set(held);
+        m.queue.with_label_values(&["quarantined"]).set(quarantined);
     }
-    m.queue.with_label_values(&["active"]).set(active);
-    m.queue.with_label_values(&["held"]).set(held);
-    m.queue.with_label_values(&["quarantined"]).set(quarantined);
+    text_of(m)
+}
+
+/// The text exposition as it is now (no gauges refreshed).
+#[cfg(test)]
+pub(crate) fn text() -> String {
+    METRICS.as_ref().map(text_of).unwrap_or_default()
+}
+
+fn text_of(m: &Metrics) -> String {
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
         tracing::error!(error = %e, "cannot encode metrics");
@@ -235,7 +305,7 @@ pub(crate) fn render(spool: &Spool) -> String {
 }
 
 /// Serve `GET /metrics` on `socket` until `stop` turns true.
-pub(crate) async fn serve(socket: TcpListener, spool: Spool, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(socket: TcpListener, spool: Option<Spool>, stop: watch::Receiver<bool>) {
     http::serve(socket, stop, move |req| {
         let spool = spool.clone();
         async move {
@@ -245,7 +315,7 @@ pub(crate) async fn serve(socket: TcpListener, spool: Spool, stop: watch::Receiv
             if req.path != "/metrics" {
                 return http::Response::text(404, "try /metrics\n");
             }
-            match tokio::task::spawn_blocking(move || render(&spool)).await {
+            match tokio::task::spawn_blocking(move || render(spool.as_ref())).await {
                 Ok(body) => http::Response {
                     status: 200,
                     content_type: "text/plain; version=0.0.4",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::{Clock, Context, Filter, Reply, Verdict, async_trait};
-use portcullis_fingerprint::{Fingerprinter, MemoryChecksumStore, OutboundAbuse, recipient_key};
+use portcullis_fingerprint::{ChecksumStore, Fingerprinter, OutboundAbuse, recipient_key};
 use portcullis_policy::AbuseSignal;
 use serde::Deserialize;
 
@@ -66,17 +66,16 @@ pub(crate) struct OutboundBulkFilter {
 }
 
 impl OutboundBulkFilter {
+    /// Counts go to `store` (kept across reloads; see `stores`).
     pub(crate) fn new(
         settings: OutboundBulk,
+        store: Arc<dyn ChecksumStore>,
         policy: Arc<LivePolicy>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         OutboundBulkFilter {
             fingerprinter: Fingerprinter::default(),
-            outbound: OutboundAbuse::new(
-                Arc::new(MemoryChecksumStore::new(settings.window)),
-                settings.window,
-            ),
+            outbound: OutboundAbuse::new(store, settings.window),
             limit: settings.recipients,
             policy,
             clock,

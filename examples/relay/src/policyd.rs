@@ -96,9 +96,17 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
         }
         chain.push(Arc::new(validate));
     }
+    // `[policy] store` / `[greylist] store = "redis"` share state with the
+    // relays and other policy servers on the same Redis.
+    let stores = {
+        let (s, d) = (settings.clone(), settings.data_dir.clone());
+        tokio::task::spawn_blocking(move || crate::stores::Stores::open(&s, &d))
+            .await
+            .map_err(|e| format!("store setup failed: {e}"))??
+    };
     let policy = Arc::new(portcullis_policy::Policy::new(
         settings.policy.clone(),
-        Arc::new(portcullis_policy::MemoryStore::new()),
+        stores.counters.clone(),
     ));
     chain.push(Arc::new(portcullis_policy::PolicyFilter::new(
         policy,
@@ -107,8 +115,10 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
 
     let mut greylist = None;
     let mut redb = None;
+    let greylist_redis = settings.greylist_store == crate::stores::StoreKind::Redis;
     if let Some(config) = settings.greylist.clone() {
         let store: Arc<dyn portcullis_greylist::GreylistStore> = match args.greylist_store {
+            _ if greylist_redis => stores.greylist()?,
             GreylistStore::Memory => Arc::new(portcullis_greylist::MemoryStore::new()),
             GreylistStore::Redb => {
                 std::fs::create_dir_all(&settings.data_dir)
@@ -155,6 +165,7 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
         "portcullis-relay policyd listening: {local}; filters: {filters}; greylist store: {}; config: {}",
         match (&greylist, args.greylist_store) {
             (None, _) => "off".to_owned(),
+            (Some(_), _) if greylist_redis => "redis".to_owned(),
             (Some(_), GreylistStore::Memory) => "memory".to_owned(),
             (Some(_), GreylistStore::Redb) => settings
                 .data_dir
@@ -164,6 +175,17 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
         },
         settings.source
     );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut line = line;
+    if let Some(addr) = settings.metrics {
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (metrics.listen): {e}"))?;
+        if let Ok(a) = socket.local_addr() {
+            line.push_str(&format!("; metrics={a}"));
+        }
+        tokio::spawn(crate::metrics::serve(socket, None, stop_rx));
+    }
     println!("{line}");
     tracing::info!("{line}");
 
@@ -223,6 +245,7 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
         () = crate::wait_for_signal() => {}
     }
     housekeeping.abort();
+    let _ = stop_tx.send(true);
     if let Some(store) = &last_flush
         && let Err(e) = store.flush()
     {
@@ -260,7 +283,9 @@ async fn serve(
             let decoded = decoder.decode(input);
             input = &input[decoded.consumed..];
             let Some(item) = decoded.item else { continue };
+            let started = tokio::time::Instant::now();
             let answer = session.answer_item(item).await;
+            record(&answer, started.elapsed());
             if let Some(e) = &answer.error {
                 tracing::warn!(error = %e, action = %answer.action, "unusable policy request");
             } else {
@@ -274,4 +299,32 @@ async fn serve(
             out.clear();
         }
     }
+}
+
+/// `portcullis_policyd_requests_total` and `portcullis_policyd_request_seconds`.
+fn record(answer: &portcullis_policyd::Answer, took: Duration) {
+    use portcullis_core::Verdict;
+    let decision = match (&answer.error, &answer.verdict) {
+        (Some(_), _) => "error",
+        (None, None) => "none",
+        (None, Some(Verdict::Continue)) => "continue",
+        (None, Some(Verdict::Accept)) => "accept",
+        (None, Some(Verdict::Defer(_))) => "defer",
+        (None, Some(Verdict::Reject(_))) => "reject",
+        (None, Some(Verdict::Disconnect(_))) => "disconnect",
+        (None, Some(_)) => "other",
+    };
+    let code;
+    let action = match &answer.action {
+        PolicyAction::Dunno => "DUNNO",
+        PolicyAction::DeferIfPermit(_) => "DEFER_IF_PERMIT",
+        PolicyAction::Reply(r) => {
+            code = r.code().to_string();
+            &code
+        }
+        PolicyAction::Prepend { .. } => "PREPEND",
+        PolicyAction::Hold(_) => "HOLD",
+        _ => "OTHER",
+    };
+    crate::metrics::policyd_request(decision, action, answer.decided_by, took);
 }

@@ -1,10 +1,32 @@
-//! The policy as a filter that SIGHUP can replace without dropping
-//! sessions: a new `Policy` is built from the re-read configuration over
-//! the same counter store, so counters, blocks and locks carry over (the
-//! in-process list of recent violations starts afresh).
+//! Configuration reload on SIGHUP, without dropping sessions.
+//!
+//! What is built from the configuration file and read by sessions — the
+//! filter chains, `[limits]`, the relay rules (local domains, backup MX,
+//! forwards, relay networks), the TLS certificate — is a
+//! [`Snapshot`](crate::server::Snapshot). A reload builds a new one and
+//! swaps it in; sessions already open keep the one they started with.
+//! Routes and the smarthost go to the deliverer. The stores behind the
+//! filters ([`Stores`]: counters, greylist triplets, checksum counts,
+//! learned recipients) are opened once and shared by every snapshot, so
+//! nothing is reset. The policy is one [`LivePolicy`] for all snapshots: a
+//! new `Policy` over the same counter store (the in-process list of recent
+//! violations starts afresh), in force for open sessions too from their
+//! next command.
+//!
+//! Listener addresses, the data directory, `[metrics]`, `[admin]`,
+//! `[accounts]`, `[redis]` and the store kinds are bound at start: a
+//! reload that changes them logs a warning naming the key and keeps
+//! running with the old value.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+
+use portcullis_core::Chain;
+
+use crate::config::Settings;
+use crate::rules::{RelayFilter, RelayRules, Role};
+use crate::server::{Shared, Snapshot};
+use crate::stores::Stores;
 
 use portcullis_core::{Clock, Context, Filter, MailParams, Recipient, ReversePath, Verdict};
 use portcullis_policy::{CounterStore, Policy, PolicyConfig, PolicyFilter};
@@ -94,11 +116,284 @@ impl Filter for LivePolicy {
     }
 }
 
-/// On SIGHUP, re-read the configuration file and put its `[policy]`
-/// section (with the accounts file's per-account limits merged) in force.
-/// A file that does not load is reported and the policy in use is kept.
-/// The built-in defaults (no file) have nothing to re-read.
-pub(crate) fn spawn_policy_reload(source: Option<PathBuf>, live: Arc<LivePolicy>) {
+/// What survives a reload: built once at start.
+pub(crate) struct Base {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) users: Arc<dyn crate::rules::LocalUsers>,
+    pub(crate) stores: Arc<Stores>,
+    pub(crate) policy: Arc<LivePolicy>,
+    /// Backup-MX recipient learning store (`recipients.redb`), if on at start.
+    pub(crate) learning: Option<Arc<dyn portcullis_greylist::GreylistStore>>,
+    pub(crate) mx_router: Option<Arc<dyn portcullis_queue::Router>>,
+    pub(crate) transport: Arc<dyn portcullis_queue::Transport>,
+}
+
+/// A snapshot and the routing table built from one configuration.
+pub(crate) struct Built {
+    pub(crate) snapshot: Snapshot,
+    pub(crate) router: crate::routing::Router,
+    pub(crate) cert: crate::tls::CertSource,
+}
+
+/// Build everything a configuration describes over `base`'s stores.
+/// `previous` lends its session limiter and load gate when their limits
+/// did not change (their counts of open sessions carry on).
+pub(crate) fn build(
+    settings: Arc<Settings>,
+    base: &Base,
+    previous: Option<&Snapshot>,
+) -> Result<Built, String> {
+    let clock = &base.clock;
+    let (tls_config, cert) = crate::tls::load(
+        settings.tls_cert.as_ref(),
+        &base.data_dir,
+        &settings.hostname,
+    )
+    .map_err(|e| format!("TLS: {e}"))?;
+    let tls = tokio_rustls::TlsAcceptor::from(tls_config);
+
+    let mut rules = RelayRules::new(&settings, base.users.clone());
+    if let Some(srs) = &settings.srs {
+        rules = rules.with_srs(crate::rules::SrsRewriter {
+            srs: portcullis_batv::Srs::new(&srs.secret).map_err(|e| format!("srs: {e}"))?,
+            domain: srs.domain.clone(),
+            clock: clock.clone(),
+        });
+    }
+    if let (Some(config), Some(store)) = (settings.recipient_learning.clone(), &base.learning) {
+        rules = rules.with_learning(crate::rules::RecipientLearner {
+            learning: Arc::new(portcullis_greylist::RecipientLearning::new(
+                store.clone(),
+                config,
+            )),
+            clock: clock.clone(),
+        });
+    }
+    let rules = Arc::new(rules);
+    let router = crate::routing::Router::new(
+        settings.routes.clone(),
+        settings.smarthost.clone(),
+        base.mx_router.clone(),
+        base.transport.clone(),
+        settings.hostname.clone(),
+    );
+
+    let relay_filter = |role| -> Arc<dyn portcullis_core::Filter> {
+        Arc::new(RelayFilter {
+            rules: rules.clone(),
+            role,
+        })
+    };
+    let policy_filter: Arc<dyn portcullis_core::Filter> = base.policy.clone();
+    let mut mx_chain = Chain::new();
+    let mut submission_chain = Chain::new();
+    if let Some(dnsbl) = &settings.dnsbl {
+        // First: a listed client is refused at connect, before anything else.
+        mx_chain.push(crate::filters::dnsbl_filter(dnsbl, clock.clone())?);
+    }
+    if let Some(batv) = &settings.batv {
+        let ring = portcullis_batv::KeyRing::new(batv.key_number, &batv.secret)
+            .map_err(|e| format!("batv: {e}"))?;
+        let prvs = Arc::new(portcullis_batv::Prvs::new(ring));
+        let mut validate = portcullis_batv::BounceValidation::new(prvs.clone(), clock.clone());
+        let mut sign = portcullis_batv::PrvsSigning::new(prvs, clock.clone());
+        for d in &batv.domains {
+            validate = validate.protect_domain(d);
+            sign = sign.enable_domain(d);
+        }
+        // Before the relay rules: a valid tag is stripped from the
+        // recipient, so the rules judge the real address.
+        mx_chain.push(Arc::new(validate));
+        submission_chain.push(Arc::new(sign));
+    }
+    // The relay's own rules first (no open relay), then the policy, then
+    // (MX only) greylisting.
+    mx_chain.push(relay_filter(Role::Mx));
+    mx_chain.push(policy_filter.clone());
+    // Submission: the rules (AUTH required) first; signing is a MAIL FROM
+    // rewrite and refuses nothing, so it may run before them.
+    submission_chain.push(relay_filter(Role::Submission));
+    submission_chain.push(policy_filter);
+    if let Some(outbound) = settings.outbound_bulk {
+        // Message stage, before signing: near copies to too many
+        // recipients lock the account (policy crate).
+        submission_chain.push(Arc::new(crate::outbound::OutboundBulkFilter::new(
+            outbound,
+            base.stores.outbound(outbound.window),
+            base.policy.clone(),
+            clock.clone(),
+        )));
+    }
+    if !settings.dkim.is_empty() {
+        let mut signer = portcullis_mailauth::DkimSigner::new();
+        for k in &settings.dkim {
+            let key = portcullis_mailauth::DkimSigningKey::from_pem(&k.pem)
+                .map_err(|e| format!("dkim {}: {e}", k.domain))?;
+            let identity = portcullis_mailauth::SigningIdentity::new(&k.domain, &k.selector, key)
+                .map_err(|e| format!("dkim {}: {e}", k.domain))?;
+            signer = signer.with_domain(identity);
+        }
+        // Last: sign what the other filters let through, as it will leave.
+        submission_chain.push(Arc::new(signer));
+    }
+    if let Some(config) = settings.greylist.clone() {
+        let greylist = Arc::new(portcullis_greylist::Greylist::new(
+            base.stores.greylist()?,
+            config,
+        ));
+        mx_chain.push(Arc::new(portcullis_greylist::GreylistFilter::new(
+            greylist,
+            clock.clone(),
+        )));
+    }
+    if let Some(config) = settings.bulk.clone() {
+        let checker =
+            portcullis_fingerprint::BulkChecker::new(base.stores.checksums(config.window)?, config);
+        mx_chain.push(Arc::new(portcullis_fingerprint::FingerprintFilter::new(
+            Arc::new(portcullis_fingerprint::Fingerprinter::default()),
+            checker,
+            clock.clone(),
+        )));
+    }
+    // Message stage, last: the content scanner before the (DNS-heavy)
+    // SPF/DKIM/DMARC verification.
+    if let Some(scan) = &settings.scan {
+        mx_chain.push(crate::filters::scan_filter(scan)?);
+    }
+    if let Some(mailauth) = &settings.mailauth {
+        mx_chain.push(crate::filters::mailauth_filter(
+            mailauth,
+            &settings.hostname,
+        )?);
+    }
+
+    let same_caps = |p: &&Snapshot| {
+        p.settings.max_connections == settings.max_connections
+            && p.settings.max_connections_per_client == settings.max_connections_per_client
+    };
+    let sessions = match previous.filter(same_caps) {
+        Some(p) => p.sessions.clone(),
+        None => Arc::new(portcullis_policy::SessionLimiter::new(
+            portcullis_policy::SessionLimits {
+                per_client: settings.max_connections_per_client,
+                total: settings.max_connections,
+                v4_prefix: 32,
+                v6_prefix: 64,
+            },
+        )),
+    };
+    let load_gate = match previous.filter(|p| p.settings.load_gate == settings.load_gate) {
+        Some(p) => p.load_gate.clone(),
+        None => settings
+            .load_gate
+            .map(|t| Arc::new(portcullis_policy::LoadGate::new(t))),
+    };
+    Ok(Built {
+        snapshot: Snapshot {
+            settings,
+            rules,
+            mx_chain,
+            submission_chain,
+            tls,
+            sessions,
+            load_gate,
+        },
+        router,
+        cert,
+    })
+}
+
+/// The keys whose new value a reload cannot apply (bound at start).
+fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut check = |key: &'static str, changed: bool| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    check("mx.listen", old.mx_listen != new.mx_listen);
+    check(
+        "submission.listen",
+        old.submission_listen != new.submission_listen,
+    );
+    check(
+        "submissions.listen",
+        old.submissions_listen != new.submissions_listen,
+    );
+    check("server.data_dir", old.data_dir != new.data_dir);
+    check("server.log", old.log != new.log);
+    check("metrics.listen", old.metrics != new.metrics);
+    check(
+        "admin",
+        format!("{:?}", old.admin) != format!("{:?}", new.admin),
+    );
+    check("accounts.file", old.accounts_file != new.accounts_file);
+    check(
+        "accounts.postgres",
+        old.accounts_postgres != new.accounts_postgres,
+    );
+    check("redis", old.redis != new.redis);
+    check("policy.store", old.policy_store != new.policy_store);
+    check("greylist.store", old.greylist_store != new.greylist_store);
+    check("bulk.store", old.bulk_store != new.bulk_store);
+    check("delivery.mx_port", old.mx_port != new.mx_port);
+    check("delivery.tls", old.delivery_tls != new.delivery_tls);
+    check(
+        "delivery.command_timeout_secs",
+        old.command_timeout != new.command_timeout,
+    );
+    check(
+        "delivery.concurrency",
+        old.delivery_concurrency != new.delivery_concurrency,
+    );
+    check(
+        "delivery.max_queue_secs",
+        old.max_queue_time != new.max_queue_time,
+    );
+    check(
+        "delivery.first_retry_secs",
+        old.first_retry != new.first_retry,
+    );
+    check("backup_mx.hold_secs", old.backup_hold != new.backup_hold);
+    check(
+        "backup_mx.learn_recipients",
+        old.recipient_learning.is_some() != new.recipient_learning.is_some(),
+    );
+    keys
+}
+
+/// Re-read the configuration and put it in force for new sessions.
+fn reload(
+    path: &std::path::Path,
+    overrides: &crate::config::Overrides,
+    shared: &Shared,
+    base: &Base,
+) -> Result<Vec<&'static str>, String> {
+    let settings = crate::config::load(Some(path), overrides).map_err(|e| e.to_string())?;
+    let policy = crate::policy_config(&settings)?;
+    let old = shared.snapshot();
+    let restart = needs_restart(&old.settings, &settings);
+    let built = build(Arc::new(settings), base, Some(&old))?;
+    base.policy.replace(policy);
+    shared
+        .deliverer
+        .reconfigure(built.snapshot.rules.clone(), built.router);
+    shared.replace(built.snapshot);
+    Ok(restart)
+}
+
+/// On SIGHUP, re-read the configuration file (with the same command-line
+/// overrides) and put it in force; a file that does not load, or that
+/// names a certificate, key or DKIM key that does not load, is reported
+/// and the configuration in use is kept. The built-in defaults (no file)
+/// have nothing to re-read.
+pub(crate) fn spawn_config_reload(
+    source: Option<PathBuf>,
+    overrides: crate::config::Overrides,
+    shared: Arc<Shared>,
+    base: Arc<Base>,
+) {
     let Some(path) = source else {
         return;
     };
@@ -109,20 +404,30 @@ pub(crate) fn spawn_policy_reload(source: Option<PathBuf>, live: Arc<LivePolicy>
             return;
         };
         while hup.recv().await.is_some() {
-            let loaded = crate::config::load(Some(&path), &crate::config::Overrides::default())
-                .map_err(|e| e.to_string())
-                .and_then(|s| crate::policy_config(&s));
-            match loaded {
-                Ok(config) => {
-                    live.replace(config);
-                    tracing::info!(file = %path.display(), "policy limits reloaded");
+            let (shared, base, path2, overrides2) = (
+                shared.clone(),
+                base.clone(),
+                path.clone(),
+                overrides.clone(),
+            );
+            // Files are read and keys parsed: off the runtime's workers.
+            let result =
+                tokio::task::spawn_blocking(move || reload(&path2, &overrides2, &shared, &base))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+            match result {
+                Ok(restart) => {
+                    tracing::info!(file = %path.display(), "configuration reloaded: policy limits reloaded, filter chains, limits, local domains, routes and TLS rebuilt for new sessions");
+                    for key in restart {
+                        tracing::warn!(file = %path.display(), key, "{key} changed but is bound at start: restart the relay to apply it (the old value stays in force)");
+                    }
                 }
                 Err(e) => {
-                    tracing::error!(file = %path.display(), error = %e, "policy not reloaded; keeping the old one")
+                    tracing::error!(file = %path.display(), error = %e, "configuration not reloaded (policy not reloaded); keeping the old one")
                 }
             }
         }
     });
     #[cfg(not(unix))]
-    let _ = (path, live);
+    let _ = (path, overrides, shared, base);
 }

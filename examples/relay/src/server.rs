@@ -3,7 +3,7 @@
 //! answers every decision through the listener's filter `Chain`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use portcullis_accounts::{AccountDirectory, AuthOutcome};
@@ -27,25 +27,74 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every session shares.
 pub(crate) struct Shared {
-    pub(crate) settings: Arc<Settings>,
-    pub(crate) rules: Arc<RelayRules>,
-    pub(crate) mx_chain: Chain,
-    pub(crate) submission_chain: Chain,
-    pub(crate) tls: TlsAcceptor,
+    /// The configuration in force for new sessions; SIGHUP swaps it
+    /// (`reload`). A session takes the snapshot at accept and keeps it to
+    /// the end, so a reload never changes a session under way.
+    current: RwLock<Arc<Snapshot>>,
     pub(crate) accounts: Option<Arc<dyn AccountDirectory>>,
     pub(crate) deliverer: Arc<Deliverer>,
-    /// Simultaneous sessions, in total and per client (policy crate).
-    pub(crate) sessions: SessionLimiter,
-    /// `[limits] load_gate_*`: closes to new clients under load (policy
-    /// crate), fed at each connect.
-    pub(crate) load_gate: Option<LoadGate>,
     /// Failure caps (AUTH, unknown recipients) noted outside the chain.
-    /// Replaced on SIGHUP (`reload`).
+    /// Replaced on SIGHUP (`reload`); shared by every snapshot, so open
+    /// sessions see new limits from their next command.
     pub(crate) policy: Arc<crate::reload::LivePolicy>,
     pub(crate) clock: Arc<dyn Clock>,
     /// Turns true when the grace period after a shutdown signal is over:
     /// sessions still open get 421 and are closed.
     pub(crate) deadline: watch::Receiver<bool>,
+}
+
+/// What a reload replaces: everything built from the configuration file
+/// that a session reads (the stores behind the filters are shared and
+/// carry over).
+pub(crate) struct Snapshot {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) rules: Arc<RelayRules>,
+    pub(crate) mx_chain: Chain,
+    pub(crate) submission_chain: Chain,
+    pub(crate) tls: TlsAcceptor,
+    /// Simultaneous sessions, in total and per client (policy crate); kept
+    /// across a reload that does not change the caps.
+    pub(crate) sessions: Arc<SessionLimiter>,
+    /// `[limits] load_gate_*`: closes to new clients under load (policy
+    /// crate), fed at each connect; kept across a reload that does not
+    /// change it.
+    pub(crate) load_gate: Option<Arc<LoadGate>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        snapshot: Snapshot,
+        accounts: Option<Arc<dyn AccountDirectory>>,
+        deliverer: Arc<Deliverer>,
+        policy: Arc<crate::reload::LivePolicy>,
+        clock: Arc<dyn Clock>,
+        deadline: watch::Receiver<bool>,
+    ) -> Self {
+        Shared {
+            current: RwLock::new(Arc::new(snapshot)),
+            accounts,
+            deliverer,
+            policy,
+            clock,
+            deadline,
+        }
+    }
+
+    /// The configuration new sessions get.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Put `snapshot` in force for sessions accepted from now on.
+    pub(crate) fn replace(&self, snapshot: Snapshot) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snapshot);
+    }
 }
 
 /// One listening socket and what it is for.
@@ -56,7 +105,7 @@ pub(crate) struct Listener {
     pub(crate) implicit_tls: bool,
 }
 
-impl Shared {
+impl Snapshot {
     fn session_config(&self, role: Role) -> SessionConfig {
         let s = &self.settings;
         let mut c = SessionConfig::new(s.hostname.clone());
@@ -128,12 +177,14 @@ async fn connection(
     implicit_tls: bool,
 ) {
     let _ = tcp.set_nodelay(true);
+    // This session runs on the configuration in force now, to its end.
+    let snap = shared.snapshot();
     // The load gate, before this session counts: fed with the sessions
     // already open (and the queue), it closes at its maximum and reopens
     // below `reopen_percent` of it (hysteresis in the policy crate).
-    if let Some(gate) = &shared.load_gate {
+    if let Some(gate) = &snap.load_gate {
         gate.update(Load {
-            sessions: u64::try_from(shared.sessions.open_sessions()).unwrap_or(u64::MAX),
+            sessions: u64::try_from(snap.sessions.open_sessions()).unwrap_or(u64::MAX),
             queue: u64::try_from(shared.deliverer.queued()).unwrap_or(u64::MAX),
         });
         match gate.admit(false) {
@@ -149,7 +200,7 @@ async fn connection(
     }
     // Session caps (total and per client): shed load with 421 rather than
     // fall over.
-    let _permit = match shared.sessions.try_open(peer.ip()) {
+    let _permit = match snap.sessions.try_open(peer.ip()) {
         Ok(p) => p,
         Err(reply) => {
             let mut tcp = tcp;
@@ -160,7 +211,7 @@ async fn connection(
     };
     let _counted = crate::metrics::session_opened(role.as_str());
     let stream = if implicit_tls {
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, shared.tls.accept(tcp)).await {
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, snap.tls.accept(tcp)).await {
             Ok(Ok(s)) => Stream::Tls(Box::new(s)),
             Ok(Err(e)) => {
                 tracing::info!(client = %peer, error = %e, "TLS handshake failed");
@@ -177,10 +228,11 @@ async fn connection(
     let mut client = Client::new(peer);
     client.local = local;
     client.tls = implicit_tls;
-    client.trusted_network = shared.rules.is_trusted(peer.ip());
-    let session = Session::new(shared.session_config(role), client.clone());
+    client.trusted_network = snap.rules.is_trusted(peer.ip());
+    let session = Session::new(snap.session_config(role), client.clone());
     let mut conn = Conn {
         shared: shared.clone(),
+        snap,
         role,
         cx: Context::new(client),
         message: Vec::new(),
@@ -209,6 +261,7 @@ struct Stats {
 
 struct Conn {
     shared: Arc<Shared>,
+    snap: Arc<Snapshot>,
     role: Role,
     cx: Context,
     message: Vec<u8>,
@@ -233,7 +286,7 @@ impl Conn {
                     let Some(tcp) = stream.take_plain() else {
                         return "STARTTLS on a TLS connection";
                     };
-                    let acceptor = self.shared.tls.clone();
+                    let acceptor = self.snap.tls.clone();
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => stream = Stream::Tls(Box::new(tls)),
                         Ok(Err(e)) => {
@@ -260,7 +313,7 @@ impl Conn {
             }
             let idle = session
                 .idle_timeout()
-                .unwrap_or(self.shared.settings.idle_timeout);
+                .unwrap_or(self.snap.settings.idle_timeout);
             tokio::select! {
                 r = stream.read(&mut buf) => match r {
                     Ok(0) => return "client closed",
@@ -303,7 +356,7 @@ impl Conn {
     }
 
     async fn handle(&mut self, event: Event, session: &mut Session) {
-        let chain = self.shared.chain(self.role).clone();
+        let chain = self.snap.chain(self.role).clone();
         match event {
             Event::Connect { decision } => {
                 self.cx.client = session.client().clone();
@@ -519,13 +572,13 @@ impl Conn {
             return Reply::bad_sequence();
         };
         let may_relay = self.cx.client.authenticated.is_some() || self.cx.client.trusted_network;
-        if let Some(sender) = self.shared.rules.srs_sender(may_relay, &envelope) {
+        if let Some(sender) = self.snap.rules.srs_sender(may_relay, &envelope) {
             envelope.reverse_path = sender;
         }
         let mut data = Vec::with_capacity(self.message.len() + 512);
         received_header(
             &self.cx.client,
-            &self.shared.settings.hostname,
+            &self.snap.settings.hostname,
             &envelope,
             SystemTime::UNIX_EPOCH + unix_now(),
             &mut data,
@@ -540,9 +593,9 @@ impl Conn {
                 _ => {}
             }
         }
-        if self.shared.settings.mailauth.is_some() {
+        if self.snap.settings.mailauth.is_some() {
             // RFC 8601 §5: results claiming our authserv-id are forged.
-            let hostname = &self.shared.settings.hostname;
+            let hostname = &self.snap.settings.hostname;
             data.extend_from_slice(&crate::filters::strip_own_auth_results(
                 &self.message,
                 hostname,

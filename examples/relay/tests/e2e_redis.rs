@@ -1,0 +1,153 @@
+//! `store = "redis"`: two relay processes on one Redis share policy
+//! counters and greylist triplets; a relay whose Redis does not answer
+//! refuses to start, naming the key.
+//!
+//! The shared-state tests run when `REDIS_URL` is set (e.g.
+//! `redis://127.0.0.1:6379`) and print `skipping: …` otherwise. Each run
+//! uses its own key prefix.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use common::{BIN, Client, Relay};
+
+const LOCAL: &str = "[local]\ndomains = [\"example.org\"]\nmailboxes = [\"alice@example.org\", \"bob@example.org\"]\n";
+
+fn redis_url() -> Option<String> {
+    match std::env::var("REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            println!("skipping: REDIS_URL is not set (e.g. redis://127.0.0.1:6379)");
+            None
+        }
+    }
+}
+
+/// A key prefix no other run uses.
+fn unique_prefix(test: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "portcullis-relay-e2e:{test}:{}:{nanos}:",
+        std::process::id()
+    )
+}
+
+/// One message to the MX; the final reply code (of MAIL or RCPT if refused).
+fn send(relay: &Relay, from: &str, to: &str) -> u16 {
+    let mut c = Client::greeted(relay.mx);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    let r = c.cmd(&format!("MAIL FROM:<{from}>"));
+    if r.code != 250 {
+        return r.code;
+    }
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    if r.code != 250 {
+        return r.code;
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send_raw(&common::message("redis", from, to, "shared state"));
+    c.send_raw(b".\r\n");
+    let code = c.reply().unwrap().code;
+    let _ = c.cmd("QUIT");
+    code
+}
+
+fn rcpt(relay: &Relay, from: &str, to: &str) -> u16 {
+    let mut c = Client::greeted(relay.mx);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).code, 250);
+    let code = c.cmd(&format!("RCPT TO:<{to}>")).code;
+    let _ = c.cmd("QUIT");
+    code
+}
+
+#[test]
+fn a_rate_limit_counted_on_relay_a_is_enforced_on_relay_b() {
+    let Some(url) = redis_url() else { return };
+    let config = format!(
+        "{LOCAL}[redis]\nurl = \"{url}\"\nprefix = \"{}\"\n[policy]\nstore = \"redis\"\nmessages_per_minute = 2\n",
+        unique_prefix("rate")
+    );
+    let (a, _ta) = Relay::start(&config);
+    let (b, _tb) = Relay::start(&config);
+    // One message on each relay: two for this client network in the shared
+    // counter.
+    assert_eq!(send(&a, "x@world.test", "alice@example.org"), 250);
+    assert_eq!(send(&b, "x@world.test", "alice@example.org"), 250);
+    // The third of the minute is refused on both: each relay counted the
+    // other's message.
+    for (name, relay) in [("A", &a), ("B", &b)] {
+        let third = send(relay, "x@world.test", "alice@example.org");
+        assert!((400..500).contains(&third), "{name} accepted: {third}");
+    }
+}
+
+#[test]
+fn a_greylist_triplet_passed_on_relay_a_passes_on_relay_b() {
+    let Some(url) = redis_url() else { return };
+    let config = format!(
+        "{LOCAL}[redis]\nurl = \"{url}\"\nprefix = \"{}\"\n[greylist]\nenabled = true\nstore = \"redis\"\ndelay_secs = 1\n",
+        unique_prefix("greylist")
+    );
+    let (a, _ta) = Relay::start(&config);
+    let (b, _tb) = Relay::start(&config);
+    assert_eq!(rcpt(&a, "patient@world.test", "alice@example.org"), 451);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(send(&a, "patient@world.test", "alice@example.org"), 250);
+    // B never saw this triplet itself.
+    assert_eq!(send(&b, "patient@world.test", "alice@example.org"), 250);
+    // A triplet nobody saw is still greylisted on B.
+    assert_eq!(rcpt(&b, "patient@world.test", "bob@example.org"), 451);
+}
+
+#[test]
+fn a_relay_whose_redis_does_not_answer_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let config = tmp.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        "[mx]\nlisten = [\"127.0.0.1:0\"]\n[submission]\nlisten = [\"127.0.0.1:0\"]\n\
+         [redis]\nurl = \"redis://127.0.0.1:1\"\ntimeout_ms = 500\n\
+         [greylist]\nenabled = true\nstore = \"redis\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without Redis: {stderr}");
+    assert!(
+        stderr.contains("redis.url redis://127.0.0.1:1: Redis does not answer")
+            && stderr.contains("[greylist]"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "printed a startup line");
+
+    // `store = "redis"` without [redis] is a configuration error by key.
+    std::fs::write(&config, "[policy]\nstore = \"redis\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("policy.store"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
