@@ -63,18 +63,23 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn word_hash(word: &[u8]) -> u64 {
-    // FNV-1a, then mixed: cheap and fixed.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in word {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+/// Bytes that make up words in normalised text: ASCII letters and digits,
+/// `#` (a masked token) and every byte of a non-ASCII character.
+const WORD_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'#' || b >= 0x80;
+        c += 1;
     }
-    mix(h)
-}
+    t
+};
 
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'#' || b >= 0x80
-}
+/// FNV-1a of a word is folded in byte by byte as the word is scanned, then
+/// mixed: cheap and fixed.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 impl FuzzyFingerprint {
     /// The signature of `text`, which should already be normalised
@@ -151,7 +156,9 @@ impl FuzzyFingerprint {
 #[derive(Debug, Clone)]
 pub(crate) struct FuzzyBuilder {
     slots: [u32; SLOTS],
-    window: [u64; SHINGLE_WORDS],
+    /// The hashes of the two words before the next one (oldest first).
+    older: u64,
+    old: u64,
     words: usize,
 }
 
@@ -159,44 +166,57 @@ impl Default for FuzzyBuilder {
     fn default() -> Self {
         FuzzyBuilder {
             slots: [EMPTY; SLOTS],
-            window: [0; SHINGLE_WORDS],
+            older: 0,
+            old: 0,
             words: 0,
         }
     }
 }
 
 impl FuzzyBuilder {
+    /// Add the words of `text` (normalised): each word is hashed once as it
+    /// is scanned, and each shingle's hash is a rotate-and-xor of its three
+    /// word hashes (kept in two fields, no window shifting).
     pub(crate) fn add_text(&mut self, text: &str) {
-        let b = text.as_bytes();
+        self.add_bytes(text.as_bytes());
+    }
+
+    /// [`add_text`](Self::add_text) over UTF-8 bytes.
+    pub(crate) fn add_bytes(&mut self, b: &[u8]) {
         let mut i = 0;
-        while i < b.len() {
-            if !is_word_byte(b[i]) {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            while i < b.len() && is_word_byte(b[i]) {
+        loop {
+            while b.get(i).is_some_and(|&c| !WORD_BYTE[usize::from(c)]) {
                 i += 1;
             }
-            self.add_word(&b[start..i]);
+            if i >= b.len() {
+                break;
+            }
+            let mut h = FNV_OFFSET;
+            while let Some(&c) = b.get(i) {
+                if !WORD_BYTE[usize::from(c)] {
+                    break;
+                }
+                h = (h ^ u64::from(c)).wrapping_mul(FNV_PRIME);
+                i += 1;
+            }
+            self.add_word(mix(h));
         }
     }
 
-    fn add_word(&mut self, word: &[u8]) {
-        self.window.rotate_left(1);
-        self.window[SHINGLE_WORDS - 1] = word_hash(word);
+    #[inline]
+    fn add_word(&mut self, hash: u64) {
+        let (older, old) = (self.older, self.old);
+        self.older = old;
+        self.old = hash;
         self.words += 1;
         if self.words >= SHINGLE_WORDS {
-            self.add_shingle();
+            self.add_shingle(older, old, hash);
         }
     }
 
-    fn add_shingle(&mut self) {
-        let mut h = 0u64;
-        for (k, w) in self.window.iter().enumerate() {
-            h ^= w.rotate_left(21 * k as u32);
-        }
-        let h = mix(h);
+    #[inline]
+    fn add_shingle(&mut self, a: u64, b: u64, c: u64) {
+        let h = mix(a ^ b.rotate_left(21) ^ c.rotate_left(42));
         // Top 6 bits pick the bin (SLOTS = 64), the low 32 bits are the value.
         let bin = (h >> 58) as usize % SLOTS;
         let value = (h as u32).min(EMPTY - 1);
@@ -210,8 +230,14 @@ impl FuzzyBuilder {
             return None;
         }
         if self.words < SHINGLE_WORDS {
-            // Too short for one full shingle: the words seen are the shingle.
-            self.add_shingle();
+            // Too short for one full shingle: the words seen are the shingle
+            // (missing words hash as 0).
+            let (older, old) = (self.older, self.old);
+            if self.words == 1 {
+                self.add_shingle(0, 0, old);
+            } else {
+                self.add_shingle(0, older, old);
+            }
         }
         // Rotation densification: an empty bin borrows the next non-empty
         // bin's value, offset by the distance so borrowed values differ.
@@ -347,6 +373,96 @@ mod tests {
         let b = FuzzyFingerprint::of_text(&changed.join(" ")).unwrap();
         let s = a.similarity(&b);
         assert!((0.55..0.95).contains(&s), "similarity {s}");
+    }
+
+    /// The signature as first written (per-word FNV-1a over a separately
+    /// found word, a shifted three-word window): the optimised builder must
+    /// give the same slots, so stored signatures stay valid.
+    fn reference_signature(text: &str) -> Option<[u32; SLOTS]> {
+        let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'#' || c >= 0x80;
+        let mut slots = [EMPTY; SLOTS];
+        let mut window = [0u64; SHINGLE_WORDS];
+        let mut words = 0;
+        let shingle = |window: &[u64; SHINGLE_WORDS], slots: &mut [u32; SLOTS]| {
+            let mut h = 0u64;
+            for (k, w) in window.iter().enumerate() {
+                h ^= w.rotate_left(21 * k as u32);
+            }
+            let h = mix(h);
+            let bin = (h >> 58) as usize % SLOTS;
+            slots[bin] = slots[bin].min((h as u32).min(EMPTY - 1));
+        };
+        for word in text.as_bytes().split(|&c| !is_word(c)) {
+            if word.is_empty() {
+                continue;
+            }
+            let mut h = FNV_OFFSET;
+            for &c in word {
+                h = (h ^ u64::from(c)).wrapping_mul(FNV_PRIME);
+            }
+            window.rotate_left(1);
+            window[SHINGLE_WORDS - 1] = mix(h);
+            words += 1;
+            if words >= SHINGLE_WORDS {
+                shingle(&window, &mut slots);
+            }
+        }
+        if words == 0 {
+            return None;
+        }
+        if words < SHINGLE_WORDS {
+            shingle(&window, &mut slots);
+        }
+        let filled = slots;
+        for bin in 0..SLOTS {
+            if filled[bin] != EMPTY {
+                continue;
+            }
+            for d in 1..SLOTS {
+                let v = filled[(bin + d) % SLOTS];
+                if v != EMPTY {
+                    slots[bin] = (mix(u64::from(v) ^ (d as u64) << 32) as u32).min(EMPTY - 1);
+                    break;
+                }
+            }
+        }
+        Some(slots)
+    }
+
+    #[test]
+    fn builder_matches_reference_signature() {
+        let texts = [
+            String::new(),
+            "one".into(),
+            "two words".into(),
+            "  three words here, and # more ## text; é日本 x".into(),
+            words(300, "w"),
+            "a".repeat(100) + " " + &"b1".repeat(50),
+        ];
+        // And pseudo-random texts over word bytes, separators and UTF-8.
+        let alphabet = ["a", "Z", "0", "#", " ", ",", "\n", "é", "日", "--"];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let random = (0..300).map(|n| {
+            (0..n % 97)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    alphabet[(seed >> 59) as usize % alphabet.len()]
+                })
+                .collect::<String>()
+        });
+        for t in texts.into_iter().chain(random) {
+            let t = &t;
+            let fast = FuzzyFingerprint::of_text(t).map(|f| f.slots);
+            assert_eq!(fast, reference_signature(t), "{t:?}");
+        }
+        // Fed in pieces (one per part), words do not join across pieces.
+        let mut b = FuzzyBuilder::default();
+        b.add_text("alpha beta");
+        b.add_bytes(b"gamma delta");
+        assert_eq!(
+            b.finish().map(|f| f.slots),
+            reference_signature("alpha beta gamma delta")
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use mail_parser::{Encoding, Message, MessageParser, MessagePart, PartType};
 
 use crate::checksum::Checksum;
 use crate::fuzzy::{FuzzyBuilder, FuzzyFingerprint};
-use crate::normalize::{Normalization, html_to_text, latin1};
+use crate::normalize::{Normalization, html_to_text_into, latin1};
 
 /// Nested `message/rfc822` parts deeper than this are not descended into
 /// (their bytes still count in the raw-body checksum).
@@ -187,7 +187,10 @@ struct Walk<'a> {
     body: blake3::Hasher,
     parts: Vec<PartChecksum>,
     fuzzy: Option<FuzzyBuilder>,
-    text: String,
+    /// Normalised text of the current part; reused across parts.
+    text: Vec<u8>,
+    /// HTML reduced to text; reused across parts.
+    html: String,
     words: usize,
 }
 
@@ -213,7 +216,8 @@ impl Fingerprinter {
             body: blake3::Hasher::new(),
             parts: Vec::new(),
             fuzzy: self.options.fuzzy.then(FuzzyBuilder::default),
-            text: String::new(),
+            text: Vec::new(),
+            html: String::new(),
             words: 0,
         };
         match self.parser.parse(message) {
@@ -349,20 +353,21 @@ impl Walk<'_> {
 
     fn text_part(&mut self, kind: PartKind, text: &str) {
         let n = &self.options.normalization;
-        let reduced;
         let source = if kind == PartKind::Html && n.html_to_text {
-            reduced = html_to_text(text);
-            reduced.as_str()
+            self.html.clear();
+            html_to_text_into(text, &mut self.html);
+            self.html.as_str()
         } else {
             text
         };
         self.text.clear();
-        self.words += n.normalize_into(source, &mut self.text);
-        let checksum = Checksum::of(self.text.as_bytes());
+        self.text.reserve(source.len());
+        self.words += n.normalize_bytes(source, &mut self.text);
+        let checksum = Checksum::of(&self.text);
         self.body.update(&[0xFF]);
         self.body.update(checksum.as_bytes());
         if let Some(fuzzy) = &mut self.fuzzy {
-            fuzzy.add_text(&self.text);
+            fuzzy.add_bytes(&self.text);
         }
         self.parts.push(PartChecksum { kind, checksum });
     }

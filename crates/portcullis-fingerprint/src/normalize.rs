@@ -87,168 +87,212 @@ impl Normalization {
     ///
     /// Runs steps 4–8 of the [module docs](self); the caller has done 1–3.
     pub fn normalize_into(&self, input: &str, out: &mut String) -> usize {
-        // Text that needs no change is copied in spans (`input[copied..i]`);
-        // ASCII case is folded in one pass over the output at the end.
+        let mut bytes = std::mem::take(out).into_bytes();
+        let words = self.normalize_bytes(input, &mut bytes);
+        // Always UTF-8: only whole characters of `input`, `#`, spaces and
+        // lower-cased characters are written.
+        *out = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        words
+    }
+
+    /// [`normalize_into`](Self::normalize_into) writing UTF-8 bytes, for
+    /// callers that hash the result (no validation pass).
+    pub(crate) fn normalize_bytes(&self, input: &str, out: &mut Vec<u8>) -> usize {
+        // One pass. Text that needs no change is not copied byte by byte but
+        // in spans (`input[copied..i]`) when something must change; ASCII
+        // case is folded over the output at the end, eight bytes at a time.
+        // Runs of plain text (ASCII words of letters, punctuation, single
+        // spaces) are skipped eight bytes at a time (`quiet_run`); the token
+        // loop below handles the rest with one table look-up per byte.
         let b = input.as_bytes();
         let start_len = out.len();
         let mut words = 0;
         let mut copied = 0;
         let mut i = 0;
-        while i < b.len() {
-            i = self.skip_unchanged(b, i, &mut words, out.len() > start_len || copied < i);
-            let Some(&c) = b.get(i) else {
-                break;
-            };
-            let (kind, width) = if c < 0x80 {
-                (CLASS[usize::from(c)], 1)
-            } else {
-                match input[i..].chars().next() {
-                    Some(ch) if ch.is_whitespace() => (WS, ch.len_utf8()),
-                    Some(ch) if ch.is_alphanumeric() => (ALNUM, ch.len_utf8()),
-                    Some(ch) => (0, ch.len_utf8()),
-                    None => (0, 1),
-                }
-            };
-            if kind == WS {
-                if !self.fold_whitespace {
-                    i += width;
-                    continue;
-                }
-                let mut j = i + width;
-                while j < b.len() {
-                    match ws_width(input, j) {
-                        Some(w) => j += w,
-                        None => break,
+        while let Some(&c) = b.get(i) {
+            let k = CLASS[usize::from(c)];
+            if k & ALNUM != 0 {
+                // URLs: keep scheme, host and path; drop what tracks the recipient.
+                if self.strip_url_queries
+                    && (c | 0x20) == b'h'
+                    && let Some(scheme_len) = url_scheme_len(&b[i..])
+                {
+                    words += 1;
+                    let end = i + url_len(&b[i..]);
+                    if let Some(cut) = b[i + scheme_len..end]
+                        .iter()
+                        .position(|&d| d == b'?' || d == b'#')
+                    {
+                        out.extend_from_slice(&b[copied..i + scheme_len + cut]);
+                        copied = end;
                     }
-                }
-                let emitted = out.len() > start_len || copied < i;
-                if c == b' ' && j == i + 1 && j < b.len() && emitted {
-                    // One space between text: already normal.
-                    i = j;
+                    i = end;
                     continue;
                 }
-                out.push_str(&input[copied..i]);
-                // Something always follows a run that does not end the text.
-                if j < b.len() && out.len() > start_len {
-                    out.push(' ');
-                }
-                copied = j;
-                i = j;
-                continue;
-            }
-            if kind & ALNUM == 0 {
-                i += width;
-                continue;
-            }
-            // URLs: keep scheme, host and path; drop what tracks the recipient.
-            if self.strip_url_queries
-                && (c == b'h' || c == b'H')
-                && let Some(scheme_len) = url_scheme_len(&b[i..])
-            {
-                let end = i + url_len(&b[i..]);
-                if let Some(cut) = input[i + scheme_len..end].find(['?', '#']) {
-                    out.push_str(&input[copied..i + scheme_len + cut]);
-                    copied = end;
+                if k & DIGIT == 0 {
+                    let (end, n) = self.quiet_run(b, i);
+                    if end > i {
+                        words += n;
+                        i = end;
+                        continue;
+                    }
                 }
                 words += 1;
-                i = end;
+                let s = i;
+                i += ascii_letter_run(b, i);
+                // Only ASCII letters: nothing to mask, case folds at the end.
+                if b.get(i)
+                    .is_some_and(|&d| CLASS[usize::from(d)] & (ALNUM | HIGH) != 0)
+                {
+                    i = self.word(input, s, &mut copied, out);
+                }
                 continue;
             }
-            // A word: letters and digits.
-            let s = i;
-            // The classes seen, OR-ed: one table load per byte.
-            let mut seen = 0u8;
-            loop {
-                while let Some(&d) = b.get(i) {
-                    let k = if d < 0x80 { CLASS[usize::from(d)] } else { 0 };
-                    if k & ALNUM == 0 {
-                        break;
-                    }
-                    seen |= k;
+            if k & WS != 0 {
+                if !self.fold_whitespace {
                     i += 1;
+                    continue;
                 }
-                // Non-ASCII continues the word only through a letter or digit.
-                if b.get(i).is_none_or(|&d| d < 0x80) {
-                    break;
-                }
-                match input.get(i..).and_then(|r| r.chars().next()) {
-                    Some(ch) if ch.is_alphanumeric() => {
-                        seen |= OTHER_LETTER | NON_ASCII;
-                        i += ch.len_utf8();
-                    }
-                    _ => break,
-                }
-            }
-            let (digit, hex_letter) = (seen & DIGIT != 0, seen & HEX_LETTER != 0);
-            let (non_hex, non_ascii) = (seen & OTHER_LETTER != 0, seen & NON_ASCII != 0);
-            words += 1;
-            let word = &input[s..i];
-            let hex = self.hex_token_min > 0
-                && word.len() >= self.hex_token_min
-                && digit
-                && hex_letter
-                && !non_hex;
-            let masked_digits =
-                digit && self.digit_run_min > 0 && has_run(word.as_bytes(), self.digit_run_min);
-            if hex || masked_digits || (non_ascii && self.fold_case) {
-                out.push_str(&input[copied..s]);
-                if hex {
-                    out.push('#');
+                // One space between text is already normal.
+                let single = c == b' '
+                    && b.get(i + 1)
+                        .is_some_and(|&d| CLASS[usize::from(d)] & (WS | HIGH) == 0)
+                    && (copied < i || out.len() > start_len);
+                i = if single {
+                    i + 1
                 } else {
-                    self.push_word(word, out);
+                    fold_space(input, i, start_len, &mut copied, out)
+                };
+                continue;
+            }
+            if k & HIGH == 0 {
+                i += 1; // ASCII punctuation: kept.
+                continue;
+            }
+            match input.get(i..).and_then(|r| r.chars().next()) {
+                Some(ch) if ch.is_whitespace() => {
+                    i = if self.fold_whitespace {
+                        fold_space(input, i, start_len, &mut copied, out)
+                    } else {
+                        i + ch.len_utf8()
+                    };
                 }
-                copied = i;
+                Some(ch) if ch.is_alphanumeric() => {
+                    words += 1;
+                    i = self.word(input, i, &mut copied, out);
+                }
+                Some(ch) => i += ch.len_utf8(),
+                None => i += 1,
             }
         }
-        out.push_str(&input[copied..]);
+        out.extend_from_slice(&b[copied.min(b.len())..]);
         if self.fold_case {
-            out[start_len..].make_ascii_lowercase();
+            ascii_lowercase(&mut out[start_len..]);
         }
         words
     }
 
-    /// The fast path: from `i` (never inside a word), skip what needs no
-    /// change — ASCII words without digits, ASCII punctuation, single spaces
-    /// between text — counting words. Returns where the general loop must
-    /// take over: the start of a word or white-space run that may need work.
+    /// From `start`, an ASCII letter starting a word after text was written,
+    /// skip eight bytes at a time what needs no change: ASCII letters,
+    /// ASCII punctuation and single spaces followed by text. Stops before a
+    /// digit, control character, non-ASCII byte, doubled or final space, or
+    /// a word starting with `h` (maybe a URL); a word that turns out to hold
+    /// a digit or a non-ASCII letter is left whole to the caller. Returns
+    /// where to go on (never inside a word) and the words skipped.
     #[inline]
-    fn skip_unchanged(&self, b: &[u8], mut i: usize, words: &mut usize, emitted: bool) -> usize {
-        let mut emitted = emitted;
-        let mut word_start = None;
-        while let Some(&d) = b.get(i) {
-            let k = if d < 0x80 {
-                CLASS[usize::from(d)]
-            } else {
-                SLOW
-            };
-            if k & ALNUM != 0 && k & DIGIT == 0 {
-                if word_start.is_none() {
-                    if self.strip_url_queries && (d | 0x20) == b'h' {
-                        break; // maybe a URL
-                    }
-                    word_start = Some(i);
-                    *words += 1;
+    fn quiet_run(&self, b: &[u8], start: usize) -> (usize, usize) {
+        let mut i = start;
+        let mut words = 0;
+        // Whether the byte before the chunk was a letter (bit 7 set).
+        let mut carry = 0u64;
+        // The word at `start` itself may start with `h`: not a URL (checked).
+        let mut first = 0x80u64;
+        while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+            let v = u64::from_le_bytes(chunk);
+            let lo = v & !TOP;
+            let ascii = !v & TOP;
+            let x = lo | splat(0x20);
+            let letter = (x + splat(0x1f)) & !(x + splat(0x05)) & ascii;
+            let digit = (lo + splat(0x50)) & !(lo + splat(0x46)) & ascii;
+            let ctrl = !(lo + splat(0x60)) & ascii;
+            let sp = v ^ splat(0x20);
+            let space = !(((sp & !TOP) + !TOP) | sp) & TOP;
+            let mut bad = (v & TOP) | digit | ctrl;
+            if self.fold_whitespace {
+                // A space must be followed, in this chunk, by text.
+                bad |= space & (((space | ctrl | (v & TOP)) >> 8) | (0x80 << 56));
+            }
+            let starts = letter & !(letter << 8 | carry);
+            if self.strip_url_queries {
+                let h = x ^ splat(0x68);
+                let is_h = !(((h & !TOP) + !TOP) | h) & ascii;
+                bad |= is_h & starts & !first;
+            }
+            if bad != 0 {
+                let at = bad.trailing_zeros() as usize / 8;
+                let below = (1u64 << (8 * at)) - 1;
+                words += count_top_bits(starts & below);
+                // Only a digit or a non-ASCII byte can continue a word.
+                if ((digit | (v & TOP)) >> (8 * at)) & 0x80 == 0 {
+                    return (i + at, words);
                 }
-            } else if k == 0 {
-                word_start = None; // ASCII punctuation
-            } else if d == b' '
-                && (!self.fold_whitespace
-                    || (emitted
-                        && b.get(i + 1)
-                            .is_some_and(|&n| n < 0x80 && CLASS[usize::from(n)] != WS)))
-            {
-                word_start = None;
-            } else {
-                // A digit, other white space or non-ASCII: the general loop
-                // redoes the word in progress.
-                if let Some(s) = word_start {
-                    *words -= 1;
-                    return s;
+                return back_to_word_start(b, start, i + at, words);
+            }
+            words += count_top_bits(starts);
+            carry = letter >> 56;
+            first = 0;
+            i += 8;
+        }
+        back_to_word_start(b, start, i, words)
+    }
+
+    /// The word starting at `s` when it may need work (digits, non-ASCII):
+    /// find its end (returned), and mask or fold it into `out` if needed.
+    fn word(&self, input: &str, s: usize, copied: &mut usize, out: &mut Vec<u8>) -> usize {
+        let b = input.as_bytes();
+        let mut i = s;
+        // The classes seen, OR-ed: one table load per byte.
+        let mut seen = 0u8;
+        loop {
+            while let Some(&d) = b.get(i) {
+                let k = CLASS[usize::from(d)];
+                if k & ALNUM == 0 {
+                    break;
                 }
+                seen |= k;
+                i += 1;
+            }
+            // Non-ASCII continues the word only through a letter or digit.
+            if b.get(i).is_none_or(|&d| d < 0x80) {
                 break;
             }
-            emitted = true;
-            i += 1;
+            match input.get(i..).and_then(|r| r.chars().next()) {
+                Some(ch) if ch.is_alphanumeric() => {
+                    seen |= OTHER_LETTER | NON_ASCII;
+                    i += ch.len_utf8();
+                }
+                _ => break,
+            }
+        }
+        let (digit, hex_letter) = (seen & DIGIT != 0, seen & HEX_LETTER != 0);
+        let (non_hex, non_ascii) = (seen & OTHER_LETTER != 0, seen & NON_ASCII != 0);
+        let word = &input[s..i];
+        let hex = self.hex_token_min > 0
+            && word.len() >= self.hex_token_min
+            && digit
+            && hex_letter
+            && !non_hex;
+        let masked_digits =
+            digit && self.digit_run_min > 0 && has_run(word.as_bytes(), self.digit_run_min);
+        if hex || masked_digits || (non_ascii && self.fold_case) {
+            out.extend_from_slice(&b[*copied..s]);
+            if hex {
+                out.push(b'#');
+            } else {
+                self.push_word(word, out);
+            }
+            *copied = i;
         }
         i
     }
@@ -261,15 +305,17 @@ impl Normalization {
     }
 
     /// Push `s`, Unicode-lower-cased when folding (ASCII is folded later, in bulk).
-    fn push_cased(&self, s: &str, out: &mut String) {
+    fn push_cased(&self, s: &str, out: &mut Vec<u8>) {
         if self.fold_case && !s.is_ascii() {
-            out.extend(s.chars().flat_map(char::to_lowercase));
+            for c in s.chars().flat_map(char::to_lowercase) {
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            }
         } else {
-            out.push_str(s);
+            out.extend_from_slice(s.as_bytes());
         }
     }
 
-    fn push_word(&self, word: &str, out: &mut String) {
+    fn push_word(&self, word: &str, out: &mut Vec<u8>) {
         let w = word.as_bytes();
         if self.digit_run_min == 0 || !w.iter().any(u8::is_ascii_digit) {
             self.push_cased(word, out);
@@ -283,7 +329,7 @@ impl Normalization {
                 let run_end = i + w[i..].iter().take_while(|c| c.is_ascii_digit()).count();
                 if run_end - i >= self.digit_run_min {
                     self.push_cased(&word[last..i], out);
-                    out.push('#');
+                    out.push(b'#');
                     last = run_end;
                 }
                 i = run_end;
@@ -303,16 +349,18 @@ const HEX_LETTER: u8 = 8;
 const OTHER_LETTER: u8 = 16;
 /// Seen in a word: a non-ASCII letter or digit.
 const NON_ASCII: u8 = 32;
-/// A non-ASCII byte in the fast path: hand over to the general loop.
-const SLOW: u8 = 64;
+/// A byte of a non-ASCII character: the character decides.
+const HIGH: u8 = 64;
 
-/// Character classes of ASCII bytes.
-const CLASS: [u8; 128] = {
-    let mut t = [0u8; 128];
+/// Character classes of bytes.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut c = 0;
-    while c < 128 {
+    while c < 256 {
         let b = c as u8;
-        t[c] = if b.is_ascii_whitespace() || b == 0x0b {
+        t[c] = if b >= 0x80 {
+            HIGH
+        } else if b.is_ascii_whitespace() || b == 0x0b {
             WS
         } else if b.is_ascii_digit() {
             ALNUM | DIGIT
@@ -328,13 +376,106 @@ const CLASS: [u8; 128] = {
     t
 };
 
+/// One in every byte of a `u64`.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The top bit of every byte of a `u64`.
+const TOP: u64 = 0x8080_8080_8080_8080;
+
+/// `b` in every byte of a `u64`.
+const fn splat(b: u8) -> u64 {
+    b as u64 * ONES
+}
+
+/// How many bytes of `mask` (only top bits set) are set: summed into the top
+/// byte by one multiply (no `popcnt` needed).
+#[inline]
+fn count_top_bits(mask: u64) -> usize {
+    ((mask >> 7).wrapping_mul(ONES) >> 56) as usize
+}
+
+/// The length of the run of ASCII letters at `start`, eight bytes at a time.
+#[inline]
+fn ascii_letter_run(b: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+        let v = u64::from_le_bytes(chunk);
+        // Per byte, without carries between bytes: lower-case ASCII (x <= 0x7f),
+        // then the top bit of x + 0x1f says x >= 'a', of x + 0x05 x > 'z'.
+        let x = (v | splat(0x20)) & !TOP;
+        let letters = (x + splat(0x1f)) & !(x + splat(0x05)) & !v & TOP;
+        let others = !letters & TOP;
+        if others != 0 {
+            return i - start + (others.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(u8::is_ascii_alphabetic) {
+        i += 1;
+    }
+    i - start
+}
+
+/// `end` as a place to go on from: if it is inside a word (after a letter),
+/// move back to the word's start (not before `start`) and uncount it.
+fn back_to_word_start(b: &[u8], start: usize, end: usize, words: usize) -> (usize, usize) {
+    if end == start || !b[end - 1].is_ascii_alphabetic() {
+        return (end, words);
+    }
+    let mut s = end - 1;
+    while s > start && b[s - 1].is_ascii_alphabetic() {
+        s -= 1;
+    }
+    (s, words.saturating_sub(1))
+}
+
+/// ASCII upper case to lower case, eight bytes at a time.
+fn ascii_lowercase(b: &mut [u8]) {
+    let mut chunks = b.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let Ok(bytes) = <[u8; 8]>::try_from(&*c) else {
+            continue;
+        };
+        let v = u64::from_le_bytes(bytes);
+        let lo = v & !TOP;
+        // Top bit per byte: 'A' <= byte <= 'Z' (and ASCII).
+        let upper = (lo + splat(0x3f)) & !(lo + splat(0x25)) & !v & TOP;
+        // Unconditional store: capitals come at random, a branch would miss.
+        c.copy_from_slice(&(v | (upper >> 2)).to_le_bytes());
+    }
+    chunks.into_remainder().make_ascii_lowercase();
+}
+
+/// Fold the white-space run at `i` (fold_whitespace on): flush the pending
+/// span, write one space unless the run starts or ends the text. Returns the
+/// end of the run.
+fn fold_space(
+    input: &str,
+    i: usize,
+    start_len: usize,
+    copied: &mut usize,
+    out: &mut Vec<u8>,
+) -> usize {
+    let b = input.as_bytes();
+    let mut j = i;
+    while let Some(w) = ws_width(input, j) {
+        j += w;
+    }
+    out.extend_from_slice(&b[*copied..i]);
+    // Something always follows a run that does not end the text.
+    if j < b.len() && out.len() > start_len {
+        out.push(b' ');
+    }
+    *copied = j;
+    j
+}
+
 /// Width of the white-space character at `i`, if it is one.
 fn ws_width(s: &str, i: usize) -> Option<usize> {
     let c = *s.as_bytes().get(i)?;
     if c < 0x80 {
         return (CLASS[usize::from(c)] == WS).then_some(1);
     }
-    s[i..]
+    s.get(i..)?
         .chars()
         .next()
         .filter(|ch| ch.is_whitespace())
@@ -390,6 +531,12 @@ pub(crate) fn latin1(bytes: &[u8]) -> String {
 /// it makes sense.
 pub fn html_to_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len() / 2);
+    html_to_text_into(html, &mut out);
+    out
+}
+
+/// [`html_to_text`], appending to `out` (so one buffer serves many parts).
+pub fn html_to_text_into(html: &str, out: &mut String) {
     let b = html.as_bytes();
     let mut i = 0;
     let mut skip_until: Option<&'static str> = None;
@@ -400,7 +547,7 @@ pub fn html_to_text(html: &str) -> String {
                 continue;
             }
             let end = tag_end(b, i + 1);
-            let tag = &html[i + 1..end.min(b.len())];
+            let tag = html.get(i + 1..end.min(b.len())).unwrap_or("");
             i = (end + 1).min(b.len());
             let (closing, name) = match tag.strip_prefix('/') {
                 Some(rest) => (true, rest),
@@ -426,20 +573,21 @@ pub fn html_to_text(html: &str) -> String {
                 }
             }
             if !closing {
-                for skipped in ["head", "style", "script", "template"] {
-                    if tag_name.eq_ignore_ascii_case(skipped) {
-                        skip_until = Some(skipped);
+                if (4..=8).contains(&tag_name.len()) {
+                    for skipped in ["head", "style", "script", "template"] {
+                        if tag_name.eq_ignore_ascii_case(skipped) {
+                            skip_until = Some(skipped);
+                        }
+                    }
+                    if skip_until.is_some() {
+                        continue;
                     }
                 }
-                if skip_until.is_some() {
-                    continue;
-                }
-                for attr in ["href", "src"] {
-                    if let Some(v) = attribute(name, attr) {
-                        out.push(' ');
-                        push_decoded(v, &mut out);
-                        out.push(' ');
-                    }
+                let (href, src) = link_attributes(name);
+                for v in [href, src].into_iter().flatten() {
+                    out.push(' ');
+                    push_decoded(v, out);
+                    out.push(' ');
                 }
             }
             // Tags separate words (block layout or not).
@@ -448,11 +596,10 @@ pub fn html_to_text(html: &str) -> String {
         }
         let next = memchr_lt(b, i);
         if skip_until.is_none() {
-            push_decoded(&html[i..next], &mut out);
+            push_decoded(&html[i..next], out);
         }
         i = next;
     }
-    out
 }
 
 fn memchr_lt(b: &[u8], from: usize) -> usize {
@@ -485,45 +632,63 @@ fn tag_end(hay: &[u8], from: usize) -> usize {
     hay.len()
 }
 
-/// The value of attribute `name` in a tag's text, quoted or not.
-fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+/// The values of the `href` and `src` attributes in a tag's text (the first
+/// of each), quoted or not. An attribute name counts at the start of the
+/// text or after white space, and must be followed by `=`.
+fn link_attributes(tag: &str) -> (Option<&str>, Option<&str>) {
     let b = tag.as_bytes();
+    let (mut href, mut src) = (None, None);
     let mut i = 0;
-    while i + name.len() < b.len() {
-        let before_ok = i == 0 || b[i - 1].is_ascii_whitespace();
-        if before_ok && b[i..i + name.len()].eq_ignore_ascii_case(name.as_bytes()) {
-            let mut j = i + name.len();
-            while j < b.len() && b[j].is_ascii_whitespace() {
-                j += 1;
-            }
-            if j < b.len() && b[j] == b'=' {
-                j += 1;
-                while j < b.len() && b[j].is_ascii_whitespace() {
-                    j += 1;
-                }
-                let (start, end) = match b.get(j) {
-                    Some(&q @ (b'"' | b'\'')) => {
-                        let s = j + 1;
-                        let e = b[s..]
-                            .iter()
-                            .position(|&c| c == q)
-                            .map_or(b.len(), |p| s + p);
-                        (s, e)
-                    }
-                    _ => {
-                        let e = b[j..]
-                            .iter()
-                            .position(|c| c.is_ascii_whitespace() || *c == b'>')
-                            .map_or(b.len(), |p| j + p);
-                        (j, e)
-                    }
-                };
-                return tag.get(start..end);
+    while i < b.len() && (href.is_none() || src.is_none()) {
+        let starts = i == 0 || b[i - 1].is_ascii_whitespace();
+        if starts && matches!(b[i] | 0x20, b'h' | b's') {
+            if href.is_none() && has_prefix_ci(&b[i..], b"href") {
+                href = attribute_value(tag, i + 4);
+            } else if src.is_none() && has_prefix_ci(&b[i..], b"src") {
+                src = attribute_value(tag, i + 3);
             }
         }
         i += 1;
     }
-    None
+    (href, src)
+}
+
+fn has_prefix_ci(b: &[u8], prefix: &[u8]) -> bool {
+    b.len() > prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// After an attribute name ending at `j`: `=` (white space around it
+/// allowed) and the value, quoted or not; `None` without `=`.
+fn attribute_value(tag: &str, mut j: usize) -> Option<&str> {
+    let b = tag.as_bytes();
+    while j < b.len() && b[j].is_ascii_whitespace() {
+        j += 1;
+    }
+    if b.get(j) != Some(&b'=') {
+        return None;
+    }
+    j += 1;
+    while j < b.len() && b[j].is_ascii_whitespace() {
+        j += 1;
+    }
+    let (start, end) = match b.get(j) {
+        Some(&q @ (b'"' | b'\'')) => {
+            let s = j + 1;
+            let e = b[s..]
+                .iter()
+                .position(|&c| c == q)
+                .map_or(b.len(), |p| s + p);
+            (s, e)
+        }
+        _ => {
+            let e = b[j..]
+                .iter()
+                .position(|c| c.is_ascii_whitespace() || *c == b'>')
+                .map_or(b.len(), |p| j + p);
+            (j, e)
+        }
+    };
+    tag.get(start..end)
 }
 
 /// Append `text` with character references (`&amp;`, `&#65;`, `&#x41;`, ...) decoded.
