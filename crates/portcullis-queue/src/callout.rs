@@ -81,7 +81,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use portcullis_core::{Address, Clock, Reply};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, timeout_at};
 
 use crate::smtp_transport::{SmtpTransport, SmtpTransportConfig, SmtpTransportError, TlsPolicy};
@@ -215,6 +215,64 @@ pub struct SmtpCallout {
     clock: Arc<dyn Clock>,
     cache: Mutex<Cache>,
     slots: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
+    /// Callouts under way, by recipient key, for callers to share.
+    inflight: Mutex<HashMap<String, Arc<OnceCell<CalloutResult>>>>,
+}
+
+/// A caller's share of an in-flight callout. Its drop removes the entry
+/// once the answer is in (it is cached by then) or when the last caller
+/// gives up, so abandoned callouts do not pile up. Every clone and drop of
+/// the cell happens under the `inflight` lock, which keeps the count exact.
+struct Inflight<'a> {
+    callout: &'a SmtpCallout,
+    key: String,
+    cell: Option<Arc<OnceCell<CalloutResult>>>,
+}
+
+impl<'a> Inflight<'a> {
+    fn join(callout: &'a SmtpCallout, key: String) -> Self {
+        let cell = callout
+            .lock_inflight()
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        Inflight {
+            callout,
+            key,
+            cell: Some(cell),
+        }
+    }
+
+    /// The shared answer, running `ask` if no one else is (or if the one
+    /// who was got cancelled).
+    async fn answer<F: Future<Output = CalloutResult>>(
+        &self,
+        ask: impl FnOnce() -> F,
+    ) -> CalloutResult {
+        match &self.cell {
+            Some(cell) => cell.get_or_init(ask).await.clone(),
+            // Only after drop began; not reachable from `verify`.
+            None => ask().await,
+        }
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self.callout.lock_inflight();
+        let Some(cell) = self.cell.take() else {
+            return;
+        };
+        let ours = inflight
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &cell));
+        // Two references: the map's and ours.
+        if ours && (cell.initialized() || Arc::strong_count(&cell) == 2) {
+            inflight.remove(&self.key);
+        }
+        drop(cell);
+        drop(inflight);
+    }
 }
 
 impl std::fmt::Debug for SmtpCallout {
@@ -249,6 +307,7 @@ impl SmtpCallout {
             transport,
             clock,
             slots: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
         })
     }
 
@@ -258,8 +317,21 @@ impl SmtpCallout {
     }
 
     /// Whether `recipient` exists, asking `primaries` (in order) unless a
-    /// cached answer is still fresh.
+    /// cached answer is still fresh. Concurrent calls for the same
+    /// recipient share one callout (the first caller's `primaries`); if the
+    /// caller running it is cancelled, a waiting one takes over.
     pub async fn verify(&self, recipient: &Address, primaries: &[HopHost]) -> CalloutResult {
+        if let Some(hit) = self.cached(recipient) {
+            return hit;
+        }
+        let share = Inflight::join(self, recipient.key());
+        share
+            .answer(|| self.ask_and_remember(recipient, primaries))
+            .await
+    }
+
+    async fn ask_and_remember(&self, recipient: &Address, primaries: &[HopHost]) -> CalloutResult {
+        // A callout that finished between our cache miss and joining.
         if let Some(hit) = self.cached(recipient) {
             return hit;
         }
@@ -303,6 +375,12 @@ impl SmtpCallout {
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_inflight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<CalloutResult>>>> {
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn slot(&self, host: &HopHost) -> Arc<Semaphore> {
@@ -481,6 +559,31 @@ mod tests {
         c.insert("b".into(), neg, t(100), t(20));
         assert_eq!(c.entries.len(), 1);
         assert_eq!(c.by_expiry.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn abandoned_and_finished_callouts_leave_no_inflight_entry() {
+        let clock = Arc::new(portcullis_core::ManualClock::default());
+        let callout = SmtpCallout::new(CalloutConfig::new("backup.test"), clock).unwrap();
+        let len = || callout.lock_inflight().len();
+        // Two callers give up before an answer: the entry goes with the last.
+        let a = Inflight::join(&callout, "x@example.net".into());
+        let b = Inflight::join(&callout, "x@example.net".into());
+        assert_eq!(len(), 1);
+        drop(a);
+        assert_eq!(len(), 1);
+        drop(b);
+        assert_eq!(len(), 0);
+        // Answered: the first caller to leave removes it; the other still
+        // holds the answer.
+        let a = Inflight::join(&callout, "y@example.net".into());
+        let b = Inflight::join(&callout, "y@example.net".into());
+        let answer = a.answer(|| async { CalloutResult::Exists }).await;
+        assert_eq!(answer, CalloutResult::Exists);
+        drop(a);
+        assert_eq!(len(), 0);
+        let shared = b.answer(|| async { panic!("asked twice") }).await;
+        assert_eq!(shared, CalloutResult::Exists);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use portcullis_queue::{
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -61,6 +61,26 @@ impl Seen {
         .expect("connections closed");
     }
 
+    /// Wait (bounded) until some connection has sent `RCPT`.
+    async fn wait_rcpt(&self) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let changed = self.changed.notified();
+                let rcpt = self
+                    .sessions()
+                    .iter()
+                    .flatten()
+                    .any(|c| c.starts_with("RCPT"));
+                if rcpt {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .expect("a RCPT");
+    }
+
     /// Wait until at least `n` connections were once open together.
     async fn wait_max_open(&self, n: usize) {
         loop {
@@ -88,6 +108,8 @@ struct Script {
     answer_quit: bool,
     /// Hold every RCPT reply until this many connections were open at once.
     rcpt_gate: Option<usize>,
+    /// Hold every RCPT reply until the test adds a permit.
+    rcpt_hold: Option<Arc<Semaphore>>,
 }
 
 impl Script {
@@ -98,6 +120,7 @@ impl Script {
             rcpt: Box::new(f),
             answer_quit: true,
             rcpt_gate: None,
+            rcpt_hold: None,
         }
     }
 
@@ -152,6 +175,7 @@ async fn session(stream: tokio::net::TcpStream, script: &Script, seen: &Seen, in
     // Until the client closes: a silent server just keeps reading.
     while let Ok(Some(line)) = lines.next_line().await {
         seen.sessions.lock().unwrap()[index].push(line.clone());
+        seen.changed.notify_waiters();
         if !script.greet {
             continue;
         }
@@ -167,6 +191,9 @@ async fn session(stream: tokio::net::TcpStream, script: &Script, seen: &Seen, in
             "RCPT" => {
                 if let Some(n) = script.rcpt_gate {
                     seen.wait_max_open(n).await;
+                }
+                if let Some(hold) = &script.rcpt_hold {
+                    hold.acquire().await.unwrap().forget();
                 }
                 (script.rcpt)(&line)
             }
@@ -515,6 +542,76 @@ async fn concurrency_per_host_is_capped() {
     seen.wait_closed(6).await;
     assert_eq!(seen.connections(), 6);
     assert_eq!(seen.max_open.load(Ordering::SeqCst), 2);
+}
+
+/// Spawn a verification of `who`, as a session task would.
+fn spawn_verify(
+    callout: &Arc<SmtpCallout>,
+    hosts: &Arc<[HopHost]>,
+    who: &'static str,
+) -> tokio::task::JoinHandle<CalloutResult> {
+    let (callout, hosts) = (callout.clone(), hosts.clone());
+    tokio::spawn(async move { callout.verify(&addr(who), &hosts).await })
+}
+
+/// Let every other ready task on this (current-thread) runtime run until
+/// it waits.
+async fn let_others_run() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_callouts_for_one_recipient_share_one_connection() {
+    let hold = Arc::new(Semaphore::new(0));
+    let mut script = Script::knows_alice();
+    script.rcpt_hold = Some(hold.clone());
+    let (host, seen) = primary(script).await;
+    let callout = Arc::new(callout(config()).0);
+    let hosts: Arc<[HopHost]> = Arc::new([host]);
+
+    let first = spawn_verify(&callout, &hosts, "alice@example.net");
+    seen.wait_rcpt().await;
+    // Three more RCPTs for the same recipient while the first is under way:
+    // each is past its cache check once it has run.
+    let others: Vec<_> = (0..3)
+        .map(|_| spawn_verify(&callout, &hosts, "alice@example.net"))
+        .collect();
+    let_others_run().await;
+    hold.add_permits(100);
+    assert_eq!(first.await.unwrap(), CalloutResult::Exists);
+    for o in others {
+        assert_eq!(o.await.unwrap(), CalloutResult::Exists);
+    }
+    assert_eq!(seen.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_waiting_caller_takes_over_when_the_first_is_cancelled() {
+    let hold = Arc::new(Semaphore::new(0));
+    let mut script = Script::knows_alice();
+    script.rcpt_hold = Some(hold.clone());
+    let (host, seen) = primary(script).await;
+    let callout = Arc::new(callout(config()).0);
+    let hosts: Arc<[HopHost]> = Arc::new([host]);
+
+    let first = spawn_verify(&callout, &hosts, "alice@example.net");
+    seen.wait_rcpt().await;
+    let second = spawn_verify(&callout, &hosts, "alice@example.net");
+    let_others_run().await;
+    // The first client hung up: its session task (and callout) is dropped.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    hold.add_permits(100);
+    assert_eq!(second.await.unwrap(), CalloutResult::Exists);
+    assert_eq!(seen.connections(), 2);
+    // A later caller is answered from the cache.
+    assert_eq!(
+        callout.verify(&addr("alice@example.net"), &hosts).await,
+        CalloutResult::Exists
+    );
+    assert_eq!(seen.connections(), 2);
 }
 
 #[tokio::test]
