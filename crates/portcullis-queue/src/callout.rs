@@ -31,8 +31,9 @@
 //! lifetimes: positive longer than negative (1 h and 10 min by default, so
 //! a mailbox created on the primary soon becomes reachable through the
 //! backup) and unknown shortest (1 min, so a primary that is down costs one
-//! timeout per recipient per minute, not one per `RCPT`). Expiry is read
-//! from the [`Clock`]; timeouts use the tokio timer.
+//! timeout per recipient per minute, not one per `RCPT`). Concurrent
+//! callers for one recipient share a single callout. Expiry is read from
+//! the [`Clock`]; timeouts use the tokio timer.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
