@@ -119,7 +119,10 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
     if let Some(config) = settings.greylist.clone() {
         let store: Arc<dyn portcullis_greylist::GreylistStore> = match args.greylist_store {
             _ if greylist_redis => stores.greylist()?,
-            GreylistStore::Memory => Arc::new(portcullis_greylist::MemoryStore::new()),
+            GreylistStore::Memory => Arc::new(crate::stores::Timed::local(
+                "greylist",
+                portcullis_greylist::MemoryStore::new(),
+            )),
             GreylistStore::Redb => {
                 std::fs::create_dir_all(&settings.data_dir)
                     .map_err(|e| format!("cannot create {}: {e}", settings.data_dir.display()))?;
@@ -135,7 +138,7 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
                 if sync == portcullis_greylist::RedbSync::OnFlush {
                     redb = Some(store.clone());
                 }
-                store
+                Arc::new(crate::stores::Timed::local("greylist", store))
             }
         };
         let g = Arc::new(portcullis_greylist::Greylist::new(store, config));

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Client, Relay};
+use common::{Client, Relay, fake_clamd};
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -369,46 +369,6 @@ fn sighup_puts_new_policy_limits_in_force_without_dropping_sessions() {
         .log_text()
         .contains("policy not reloaded")));
     assert_eq!(send(relay.mx, "a@example.net", "alice@localhost"), 250);
-}
-
-/// A stand-in for clamd's `INSTREAM` (clamd(8)): reads the framed stream
-/// and calls anything containing `QUARANTINE-ME` a virus.
-fn fake_clamd() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut command = [0u8; 10];
-            if conn.read_exact(&mut command).is_err() || &command != b"zINSTREAM\0" {
-                continue;
-            }
-            let mut data = Vec::new();
-            loop {
-                let mut len = [0u8; 4];
-                if conn.read_exact(&mut len).is_err() {
-                    break;
-                }
-                let len = u32::from_be_bytes(len) as usize;
-                if len == 0 {
-                    break;
-                }
-                let mut chunk = vec![0u8; len];
-                if conn.read_exact(&mut chunk).is_err() {
-                    break;
-                }
-                data.extend_from_slice(&chunk);
-            }
-            let found = data.windows(13).any(|w| w == b"QUARANTINE-ME");
-            let reply: &[u8] = if found {
-                b"stream: Fake-Test-Virus FOUND\0"
-            } else {
-                b"stream: OK\0"
-            };
-            let _ = conn.write_all(reply);
-        }
-    });
-    addr
 }
 
 #[test]

@@ -113,7 +113,8 @@ fn send(relay: &Relay, helo: &str, from: &str, data: &[u8]) -> common::Reply {
 #[test]
 fn dnsbl_listed_client_is_refused_at_connect() {
     let (relay, _tmp) = Relay::start(&format!(
-        "{LOCAL}[dnsbl]\nnameservers = [\"{}\"]\n[[dnsbl.zone]]\nzone = \"bl.test\"\n",
+        "{LOCAL}[metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [dnsbl]\nnameservers = [\"{}\"]\n[[dnsbl.zone]]\nzone = \"bl.test\"\n",
         dns()
     ));
     let mut c = Client::connect(relay.mx);
@@ -131,6 +132,15 @@ fn dnsbl_listed_client_is_refused_at_connect() {
     // RFC 5321 §3.1: after a 554 greeting only QUIT is useful.
     let next = c.cmd("EHLO client.test");
     assert_eq!(next.code, 503, "{next:?}");
+    // The lookup's latency is in the metrics.
+    let text = common::scrape(common::endpoint(&relay.startup_line, "metrics"));
+    assert!(
+        common::sample(
+            &text,
+            "portcullis_store_seconds_count{op=\"lookup_a\",store=\"dnsbl\"}"
+        ) >= 1.0,
+        "{text}"
+    );
 }
 
 #[test]

@@ -520,3 +520,70 @@ pub fn message_id(msg: &[u8]) -> Option<String> {
         .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
         .map(|l| l[11..].trim().to_owned())
 }
+
+/// A stand-in for clamd's `INSTREAM` (clamd(8)): reads the framed stream
+/// and calls anything containing `QUARANTINE-ME` a virus.
+pub fn fake_clamd() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut command = [0u8; 10];
+            if conn.read_exact(&mut command).is_err() || &command != b"zINSTREAM\0" {
+                continue;
+            }
+            let mut data = Vec::new();
+            loop {
+                let mut len = [0u8; 4];
+                if conn.read_exact(&mut len).is_err() {
+                    break;
+                }
+                let len = u32::from_be_bytes(len) as usize;
+                if len == 0 {
+                    break;
+                }
+                let mut chunk = vec![0u8; len];
+                if conn.read_exact(&mut chunk).is_err() {
+                    break;
+                }
+                data.extend_from_slice(&chunk);
+            }
+            let found = data.windows(13).any(|w| w == b"QUARANTINE-ME");
+            let reply: &[u8] = if found {
+                b"stream: Fake-Test-Virus FOUND\0"
+            } else {
+                b"stream: OK\0"
+            };
+            let _ = conn.write_all(reply);
+        }
+    });
+    addr
+}
+
+/// `GET /metrics` on `addr`.
+pub fn scrape(addr: SocketAddr) -> String {
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(tcp, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// The value of one sample line (0 when absent).
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// `name=ADDR` from a startup line.
+pub fn endpoint(line: &str, name: &str) -> SocketAddr {
+    line.split([' ', ';', '\n'])
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+}
