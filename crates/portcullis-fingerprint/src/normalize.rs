@@ -513,11 +513,21 @@ fn url_scheme_len(b: &[u8]) -> Option<usize> {
 /// A URL ends at white space, quotes, angle brackets or a non-ASCII byte.
 fn url_len(b: &[u8]) -> usize {
     b.iter()
-        .position(|&c| {
-            c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'<' | b'>') || c >= 0x80
-        })
+        .position(|&c| URL_END[usize::from(c)])
         .unwrap_or(b.len())
 }
+
+/// The bytes that end a URL (see [`url_len`]).
+const URL_END: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>') || b >= 0x80;
+        c += 1;
+    }
+    t
+};
 
 /// Octets as Latin-1 characters: what "charset conversion off" reads, so the
 /// bytes sent decide the checksum.
@@ -616,18 +626,20 @@ fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 /// The index of the `>` closing a tag that starts at `from`, skipping quoted
 /// attribute values; `hay.len()` when there is none.
 fn tag_end(hay: &[u8], from: usize) -> usize {
-    let mut quote = None;
     let mut i = from;
-    while i < hay.len() {
-        let c = hay[i];
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == b'"' || c == b'\'' => quote = Some(c),
-            None if c == b'>' => return i,
-            None => {}
+    while let Some(p) = hay
+        .get(i..)
+        .and_then(|r| memchr::memchr3(b'>', b'"', b'\'', r))
+    {
+        let at = i + p;
+        match hay[at] {
+            b'>' => return at,
+            // A quoted value: skip to its closing quote.
+            q => match hay.get(at + 1..).and_then(|r| memchr::memchr(q, r)) {
+                Some(close) => i = at + 1 + close + 1,
+                None => return hay.len(),
+            },
         }
-        i += 1;
     }
     hay.len()
 }
@@ -694,7 +706,7 @@ fn attribute_value(tag: &str, mut j: usize) -> Option<&str> {
 /// Append `text` with character references (`&amp;`, `&#65;`, `&#x41;`, ...) decoded.
 fn push_decoded(text: &str, out: &mut String) {
     let mut rest = text;
-    while let Some(amp) = rest.find('&') {
+    while let Some(amp) = memchr::memchr(b'&', rest.as_bytes()) {
         out.push_str(&rest[..amp]);
         rest = &rest[amp..];
         let semi = rest.as_bytes().iter().take(12).position(|&c| c == b';');
