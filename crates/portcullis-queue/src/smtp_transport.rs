@@ -240,7 +240,11 @@ impl SmtpTransport {
         let mut client = SmtpClient::connect(addr, t)
             .await
             .map_err(|e| error_reply(&e))?;
-        let greeting = client.read().await.map_err(|e| error_reply(&e))?;
+        // mail-send's `read` has no timeout of its own (its `cmd` does): a
+        // host that accepts and never greets must not hold the delivery.
+        let greeting = read_within(&mut client, t)
+            .await
+            .map_err(|e| error_reply(&e))?;
         if greeting.code != 220 {
             return Err(reply_of(&greeting));
         }
@@ -348,7 +352,7 @@ impl SmtpTransport {
                 Ok(Err(e)) => return Err(local(451, (4, 4, 2), format!("Write failed: {e}"))),
                 Err(_) => return Err(local(451, (4, 4, 7), "Timeout sending data".into())),
             }
-            let r = c.read().await.map_err(|e| error_reply(&e))?;
+            let r = read_within(c, timeout).await.map_err(|e| error_reply(&e))?;
             reply_of(&r)
         };
         conn.sent += 1;
@@ -370,6 +374,16 @@ impl Connection {
             .map(|r| reply_of(&r))
             .map_err(|e| error_reply(&e))
     }
+}
+
+/// One reply, or [`SendError::Timeout`] after `t`.
+async fn read_within<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
+    t: Duration,
+) -> Result<smtp_proto::Response<String>, SendError> {
+    tokio::time::timeout(t, client.read())
+        .await
+        .unwrap_or(Err(SendError::Timeout))
 }
 
 fn no_outcome() -> Outcome {

@@ -271,3 +271,77 @@ async fn smtp_transport_maps_replies_and_reuses_connections() {
         .await;
     assert!(matches!(&out[0], Outcome::Deferred(r) if r.code() == 451));
 }
+
+/// A host that accepts the connection and never greets, or never answers
+/// the end of data: the delivery is deferred after the configured timeout
+/// (4.4.7), not held forever.
+#[tokio::test]
+async fn smtp_transport_times_out_silent_greeting_and_final_reply() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s); // keep it open, say nothing
+        }
+    });
+    // Greets and answers everything but the end of data.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_port = mute.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = mute.accept().await {
+            tokio::spawn(async move {
+                let (rd, mut wr) = s.into_split();
+                let mut rd = BufReader::new(rd);
+                wr.write_all(b"220 mute\r\n").await.unwrap();
+                let mut line = String::new();
+                let mut in_data = false;
+                loop {
+                    line.clear();
+                    if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if in_data {
+                        continue; // swallow the message and its final dot
+                    }
+                    let reply: &[u8] = match line.get(..4).map(str::to_ascii_uppercase) {
+                        Some(v) if v == "EHLO" => b"250 mute\r\n",
+                        Some(v) if v == "DATA" => {
+                            in_data = true;
+                            b"354 go\r\n"
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    wr.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+
+    let t = SmtpTransport::new(
+        SmtpTransportConfig::new("relay.portcullis.test")
+            .with_tls(TlsPolicy::Never)
+            .with_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let env = envelope(&["<ok@x.example>"]);
+    let rcpts: Vec<&Recipient> = env.recipients.iter().collect();
+    for (name, port) in [("silent", silent_port), ("mute", mute_port)] {
+        let hop = NextHop::new(
+            "x.example",
+            vec![HopHost::new(name, vec!["127.0.0.1".parse().unwrap()], port)],
+        );
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            t.deliver(DeliveryRequest::new(&hop, &env, &rcpts, b"x\r\n")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: delivery hung past its timeout"));
+        assert!(
+            matches!(&out[0], Outcome::Deferred(r) if r.enhanced().unwrap().to_string() == "4.4.7"),
+            "{name}: {out:?}"
+        );
+    }
+}
