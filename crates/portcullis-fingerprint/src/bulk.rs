@@ -228,9 +228,8 @@ impl BulkChecker {
         recipients: impl IntoIterator<Item = &'a str>,
         now: SystemTime,
     ) -> Result<u64, FingerprintError> {
-        for r in recipients {
-            self.store.record_many(keys, r, now)?;
-        }
+        let recipients: Vec<&str> = recipients.into_iter().collect();
+        self.store.record_recipients(keys, &recipients, now)?;
         self.store
             .max_distinct_recipients(keys, self.config.window, now)
     }
@@ -289,9 +288,8 @@ impl OutboundAbuse {
         now: SystemTime,
     ) -> Result<u64, FingerprintError> {
         let keys = Self::keys(account, fp);
-        for r in recipients {
-            self.store.record_many(&keys, r, now)?;
-        }
+        let recipients: Vec<&str> = recipients.into_iter().collect();
+        self.store.record_recipients(&keys, &recipients, now)?;
         self.store.max_distinct_recipients(&keys, self.window, now)
     }
 

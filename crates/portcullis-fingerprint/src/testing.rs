@@ -116,6 +116,33 @@ pub fn checksum_store_contract(store: &dyn ChecksumStore) {
     );
     assert_eq!(store.max_distinct_recipients(&[], DAY, t0()).unwrap(), 0);
 
+    // record_recipients: every recipient under every checksum, repeats not
+    // added, later times kept; empty batches do nothing.
+    let (b1, b2) = (c("batch-1"), c("batch-2"));
+    store
+        .record_recipients(
+            &[b1, b2],
+            &["u@x.example", "v@x.example", "u@x.example"],
+            t0(),
+        )
+        .unwrap();
+    store
+        .record_recipients(&[b2], &["w@x.example"], t0() + 20 * HOUR)
+        .unwrap();
+    store
+        .record_recipients(&[], &["nobody@x.example"], t0())
+        .unwrap();
+    store.record_recipients(&[b1], &[], t0()).unwrap();
+    assert_eq!(store.distinct_recipients(&b1, DAY, t0()).unwrap(), 2);
+    assert_eq!(store.distinct_recipients(&b2, DAY, t0()).unwrap(), 3);
+    assert_eq!(
+        store
+            .distinct_recipients(&b2, DAY, t0() + 30 * HOUR)
+            .unwrap(),
+        1,
+        "each recipient keeps its own time"
+    );
+
     // Non-ASCII and odd recipients are just bytes.
     let u = c("utf8");
     store.record(&u, "józef@bücher.example", t0()).unwrap();

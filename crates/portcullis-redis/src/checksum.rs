@@ -15,7 +15,7 @@ use portcullis_fingerprint::{Checksum, ChecksumStore, DEFAULT_WINDOW, Fingerprin
 use crate::connection::RedisPool;
 
 /// A [`ChecksumStore`] in Redis. Thread-safe; every call is one round trip
-/// (`record_many` is one atomic pipeline). Redis errors become
+/// (`record_many` and `record_recipients` are one atomic pipeline). Redis errors become
 /// [`FingerprintError::Store`].
 #[derive(Debug, Clone)]
 pub struct RedisChecksumStore {
@@ -67,7 +67,18 @@ impl ChecksumStore for RedisChecksumStore {
         recipient: &str,
         at: SystemTime,
     ) -> Result<(), FingerprintError> {
-        if checksums.is_empty() {
+        self.record_recipients(checksums, &[recipient], at)
+    }
+
+    /// One atomic pipeline for the whole batch: per checksum one `ZADD GT`
+    /// with every recipient, the trim and the expiry.
+    fn record_recipients(
+        &self,
+        checksums: &[Checksum],
+        recipients: &[&str],
+        at: SystemTime,
+    ) -> Result<(), FingerprintError> {
+        if checksums.is_empty() || recipients.is_empty() {
             return Ok(());
         }
         let t = unix_millis(at);
@@ -77,12 +88,11 @@ impl ChecksumStore for RedisChecksumStore {
         pipe.atomic();
         for c in checksums {
             let key = self.key(c);
-            pipe.cmd("ZADD")
-                .arg(&key)
-                .arg("GT")
-                .arg(t)
-                .arg(recipient)
-                .ignore();
+            let zadd = pipe.cmd("ZADD").arg(&key).arg("GT");
+            for r in recipients {
+                zadd.arg(t).arg(*r);
+            }
+            zadd.ignore();
             pipe.cmd("ZREMRANGEBYSCORE")
                 .arg(&key)
                 .arg("-inf")
