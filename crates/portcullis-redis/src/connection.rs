@@ -90,3 +90,30 @@ impl RedisPool {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_fails_when_nothing_answers() {
+        // Port 1 on loopback: nothing listens there.
+        let pool = RedisPool::new("redis://127.0.0.1:1", "p:")
+            .unwrap()
+            .with_timeout(Duration::from_millis(500));
+        assert!(pool.ping().is_err());
+        assert_eq!(pool.key("k"), "p:k");
+    }
+
+    #[test]
+    fn ping_answers_when_redis_runs() {
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            println!("skipping: REDIS_URL is not set");
+            return;
+        };
+        let pool = RedisPool::new(&url, "p:")
+            .unwrap()
+            .with_timeout(Duration::from_secs(2));
+        pool.ping().unwrap();
+    }
+}

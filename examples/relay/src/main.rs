@@ -146,6 +146,19 @@ fn main() -> ExitCode {
             settings.max_queue_time.as_secs(),
             settings.backup_hold.as_secs()
         );
+        println!(
+            "  stores: policy {}, greylist {}, bulk {}{}",
+            settings.policy_store.as_str(),
+            settings.greylist_store.as_str(),
+            settings.bulk_store.as_str(),
+            settings
+                .redis
+                .as_ref()
+                .map_or_else(String::new, |r| format!(
+                    "; redis {} (prefix {:?})",
+                    r.url, r.prefix
+                ))
+        );
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

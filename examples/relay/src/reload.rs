@@ -323,6 +323,11 @@ fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
     );
     check("server.data_dir", old.data_dir != new.data_dir);
     check("server.log", old.log != new.log);
+    check("server.hostname", old.hostname != new.hostname);
+    check(
+        "limits.shutdown_grace_secs",
+        old.shutdown_grace != new.shutdown_grace,
+    );
     check("metrics.listen", old.metrics != new.metrics);
     check(
         "admin",
@@ -370,10 +375,13 @@ fn reload(
     shared: &Shared,
     base: &Base,
 ) -> Result<Vec<&'static str>, String> {
-    let settings = crate::config::load(Some(path), overrides).map_err(|e| e.to_string())?;
+    let mut settings = crate::config::load(Some(path), overrides).map_err(|e| e.to_string())?;
     let policy = crate::policy_config(&settings)?;
     let old = shared.snapshot();
     let restart = needs_restart(&old.settings, &settings);
+    // The SMTP client and the DSNs keep the name they started with; the
+    // greeting and Received: fields must say the same.
+    settings.hostname = old.settings.hostname.clone();
     let built = build(Arc::new(settings), base, Some(&old))?;
     base.policy.replace(policy);
     shared

@@ -140,6 +140,8 @@ impl Stores {
     /// `PING` now.
     pub(crate) fn open(settings: &Settings, data_dir: &std::path::Path) -> Result<Self, String> {
         let redis = match &settings.redis {
+            // `[redis]` that no store uses: nothing to connect to.
+            Some(_) if settings.redis_users().is_empty() => None,
             None => None,
             Some(r) => {
                 let pool = RedisPool::new(&r.url, r.prefix.clone())
