@@ -29,7 +29,8 @@ pub struct Account {
     // rather than once per decision.
     msg_key: String,
     rcpt_key: String,
-    dist_key: String,
+    /// Byte offset of the last `@` of `name`, found once.
+    at: Option<usize>,
 }
 
 impl Account {
@@ -47,7 +48,7 @@ impl Account {
         Account {
             msg_key: format!("msg:{key}"),
             rcpt_key: format!("rcpt:{key}"),
-            dist_key: format!("dist:{key}"),
+            at: name.rfind('@'),
             key,
             kind,
             name,
@@ -99,21 +100,22 @@ impl Account {
         &self.msg_key
     }
 
-    /// Store key of the recipient-rate counter.
+    /// Store key of the recipient-rate counter and of the distinct-recipient set.
     pub(crate) fn rcpt_key(&self) -> &str {
         &self.rcpt_key
     }
 
-    /// Store key of the distinct-recipient set.
-    pub(crate) fn dist_key(&self) -> &str {
-        &self.dist_key
+    /// `(local part, domain)` of a `user@domain` name (split at the last `@`).
+    pub(crate) fn split_name(&self) -> Option<(&str, &str)> {
+        let at = self.at?;
+        Some((self.name.get(..at)?, self.name.get(at + 1..)?))
     }
 
     /// The domain whose limits apply when the account has none of its own:
     /// the domain of a user, or the domain account itself.
     pub fn domain(&self) -> Option<&str> {
         match self.kind {
-            AccountKind::User => self.name.rsplit_once('@').map(|(_, d)| d),
+            AccountKind::User => self.split_name().map(|(_, d)| d),
             AccountKind::Domain => Some(&self.name),
             AccountKind::Network | AccountKind::Client => None,
         }

@@ -143,14 +143,13 @@ impl FromRules {
 
     fn owns(&self, account: &Account, sender: &Address) -> bool {
         let own = match account.kind() {
-            AccountKind::User => account
-                .name()
-                .rsplit_once('@')
-                .is_some_and(|(local, domain)| {
-                    local.eq_ignore_ascii_case(sender.local_part().as_str())
-                        && domain.eq_ignore_ascii_case(sender.domain().ascii())
-                }),
-            AccountKind::Domain => sender.domain().ascii().eq_ignore_ascii_case(account.name()),
+            // Account names are ASCII-lower-cased and `Domain::ascii` is the
+            // lower-case A-label, so the exact comparison is tried first.
+            AccountKind::User => account.split_name().is_some_and(|(local, domain)| {
+                eq_ignore_case(local, sender.local_part().as_str())
+                    && eq_ignore_case(domain, sender.domain().ascii())
+            }),
+            AccountKind::Domain => eq_ignore_case(account.name(), sender.domain().ascii()),
             AccountKind::Network | AccountKind::Client => true,
         };
         own || self.identities.get(account.name()).is_some_and(|ids| {
@@ -163,6 +162,11 @@ impl FromRules {
             })
         })
     }
+}
+
+/// ASCII case-insensitive equality, with the (usual) exact match first.
+fn eq_ignore_case(a: &str, b: &str) -> bool {
+    a == b || a.eq_ignore_ascii_case(b)
 }
 
 /// A FROM check failed: a violation, or the directory could not answer.

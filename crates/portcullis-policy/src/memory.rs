@@ -15,19 +15,48 @@ use crate::store::{
 
 /// Live buckets of a window. A few stay inline (a typical counter has
 /// traffic in few buckets at once), saving a pointer hop per lookup.
-type Slots = SmallVec<[(u64, u64); 4]>;
+type Slots = SmallVec<[(u64, u64); 2]>;
 
-/// One window of one counter: non-empty buckets `(index, count)`, by index.
+/// One window of one counter: its geometry (with the derived bucket width
+/// and span cached, so a decision divides once per window) and its
+/// non-empty buckets `(index, count)`, by index.
 #[derive(Debug)]
 struct WindowState {
-    window: Window,
+    /// Identity: windows are keyed by geometry only (the limit is a
+    /// property of the request, so changing a limit keeps the history).
+    length: Duration,
+    buckets: u32,
+    /// `g` in ms.
+    bucket_ms: u64,
+    /// `k = ceil(T / g)`.
+    span: u64,
     slots: Slots,
 }
 
 impl WindowState {
-    /// Drop buckets that no longer count and return the window's count.
-    fn prune_and_count(&mut self, now_ms: u64) -> u64 {
-        let oldest = self.window.oldest_counted(now_ms);
+    fn new(window: &Window) -> Self {
+        WindowState {
+            length: window.length,
+            buckets: window.buckets,
+            bucket_ms: window.bucket_ms(),
+            span: window.span(),
+            slots: Slots::new(),
+        }
+    }
+
+    fn is(&self, window: &Window) -> bool {
+        self.length == window.length && self.buckets == window.buckets
+    }
+
+    /// Index of the bucket that holds a hit at `now_ms`.
+    fn bucket_of(&self, now_ms: u64) -> u64 {
+        now_ms / self.bucket_ms
+    }
+
+    /// Drop buckets that no longer count when the current bucket is
+    /// `current`, and return the window's count.
+    fn prune_and_count(&mut self, current: u64) -> u64 {
+        let oldest = current.saturating_sub(self.span);
         let stale = self.slots.iter().take_while(|&&(i, _)| i < oldest).count();
         if stale > 0 {
             self.slots.drain(..stale);
@@ -38,6 +67,21 @@ impl WindowState {
     fn add(&mut self, index: u64, cost: u64) {
         // Almost always the last bucket or a new one after it; a clock that
         // stepped back inserts in order.
+        match self.slots.last_mut() {
+            Some(last) if last.0 == index => {
+                last.1 = last.1.saturating_add(cost);
+                return;
+            }
+            Some(last) if last.0 < index => {
+                self.slots.push((index, cost));
+                return;
+            }
+            None => {
+                self.slots.push((index, cost));
+                return;
+            }
+            Some(_) => {}
+        }
         match self.slots.iter().rposition(|&(i, _)| i <= index) {
             Some(p) if self.slots[p].0 == index => {
                 self.slots[p].1 = self.slots[p].1.saturating_add(cost);
@@ -55,8 +99,8 @@ impl WindowState {
     }
 }
 
-/// A key's identity in the maps: two independent keyed SipHash values of
-/// it (see [`MemoryStore`] on collisions).
+/// A key's identity in the maps: two foldhash values of it under
+/// independent random seeds (see [`MemoryStore`] on collisions).
 type Id = u128;
 
 /// The maps are keyed by [`Id`]s, which are random already: hash them by
@@ -84,75 +128,50 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = DashMap<Id, V, BuildHasherDefault<IdHasher>>;
 
-#[derive(Debug, Default)]
-struct CounterEntry {
+/// Everything the store keeps under one key: the windows of its counter
+/// and its distinct set. A request whose distinct set and counter share a
+/// key (the policy's recipient checks do) finds both in one map entry,
+/// one cache miss instead of two.
+#[derive(Debug)]
+struct Entry {
     /// The logical key, for reports.
     key: Box<str>,
-    /// The first two windows (minute and hour, typically) live inline in
-    /// the map's table, one pointer hop less than a `Vec`.
-    inline: [Option<WindowState>; 2],
-    more: Vec<WindowState>,
+    /// The windows of the counter (minute and hour, typically, inline).
+    windows: SmallVec<[WindowState; 2]>,
+    /// Keyed hash of a distinct member → last seen (ms).
+    members: Members,
 }
 
-impl CounterEntry {
-    fn windows_mut(&mut self) -> impl Iterator<Item = &mut WindowState> {
-        self.inline.iter_mut().flatten().chain(self.more.iter_mut())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.inline.iter().all(Option::is_none) && self.more.is_empty()
+impl Entry {
+    fn new(key: &str) -> Self {
+        Entry {
+            key: key.into(),
+            windows: SmallVec::new(),
+            members: Members::default(),
+        }
     }
 
     fn state(&mut self, window: &Window) -> &mut WindowState {
-        // Windows are keyed by geometry only: the limit is a property of
-        // the request, so changing a limit keeps the history.
-        let same = |s: &WindowState| {
-            s.window.length == window.length && s.window.buckets == window.buckets
-        };
-        let fresh = || WindowState {
-            window: *window,
-            slots: Slots::new(),
-        };
-        let inline_at = self
-            .inline
-            .iter()
-            .position(|s| s.as_ref().is_some_and(same))
-            .or_else(|| {
-                if self.more.iter().any(same) {
-                    None
-                } else {
-                    self.inline.iter().position(Option::is_none)
-                }
-            });
-        let state = match inline_at {
-            Some(i) => self.inline[i].get_or_insert_with(fresh),
+        let at = match self.windows.iter().position(|s| s.is(window)) {
+            Some(at) => at,
             None => {
-                let at = match self.more.iter().position(same) {
-                    Some(at) => at,
-                    None => {
-                        self.more.push(fresh());
-                        self.more.len() - 1
-                    }
-                };
-                &mut self.more[at]
+                self.windows.push(WindowState::new(window));
+                self.windows.len() - 1
             }
         };
-        state.window.limit = window.limit;
-        state
+        &mut self.windows[at]
     }
-}
 
-#[derive(Debug, Default)]
-struct DistinctEntry {
-    /// Keyed hash of the member → last seen (ms).
-    members: Members,
+    fn is_empty(&self) -> bool {
+        self.windows.is_empty() && self.members.is_empty()
+    }
 }
 
 /// Members of a distinct set: a few inline (scanned; no pointer hop for the
 /// typical small set), a hash map once the set grows.
 #[derive(Debug)]
 enum Members {
-    Small(SmallVec<[(u64, u64); 6]>),
+    Small(SmallVec<[(u64, u64); 4]>),
     Large(HashMap<u64, u64, BuildHasherDefault<IdHasher>>),
 }
 
@@ -220,30 +239,89 @@ impl Members {
     }
 }
 
-/// The in-memory [`CounterStore`]: dashmap maps of counters, distinct sets,
-/// blocks and lock records. Each key is updated under its dashmap entry
-/// lock; a request touching several keys rolls back its earlier counters
-/// when a later one refuses (so a racing request may be refused
-/// conservatively, never admitted over a limit).
+/// The in-memory [`CounterStore`]: a dashmap of counters and distinct sets
+/// (one entry per key), one of blocks and one of lock records. Each key is
+/// updated under its dashmap entry lock; a request touching several keys
+/// rolls back its earlier counters when a later one refuses (so a racing
+/// request may be refused conservatively, never admitted over a limit).
 ///
 /// Memory grows with the number of keys; call [`purge`](MemoryStore::purge)
 /// now and then to drop keys whose data no longer counts.
 ///
-/// Counter, set and block keys are held as 128-bit keyed hashes (two
-/// SipHash-1-3 values under random per-store keys), and distinct members
-/// as 64-bit ones, so a lookup never chases a key string. Two keys could
-/// only share a counter with probability about `n² / 2¹²⁹` (a shared
-/// counter is stricter, never laxer); two members of one set collide with
-/// probability about `m² / 2⁶⁵`, and an attacker cannot aim for it without
-/// the store's random keys.
+/// Counter, set and block keys are held as 128-bit ids (two foldhash
+/// values under independent random per-store seeds), so a lookup never
+/// chases a key string. Two keys sharing an id would share a counter and a
+/// set, which only makes both stricter (their counts add up), never laxer;
+/// by accident that happens with probability about `n² / 2¹²⁹`. Distinct
+/// members are 64-bit *keyed SipHash* values instead: two members sharing
+/// one would make the second look known (laxer), so there the hash must be
+/// one an attacker cannot aim at without the store's random keys; the
+/// chance is about `m² / 2⁶⁵` for a set of `m`.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    hash_hi: RandomState,
-    hash_lo: RandomState,
-    counters: IdMap<CounterEntry>,
-    distinct: IdMap<DistinctEntry>,
+    // foldhash, not SipHash: ids are computed once or twice per decision
+    // and a collision can only make a limit stricter (see above).
+    hash_hi: foldhash::fast::RandomState,
+    hash_lo: foldhash::fast::RandomState,
+    member_hash: RandomState,
+    entries: IdMap<Entry>,
     blocks: IdMap<u64>,
     locks: DashMap<String, LockRecord>,
+}
+
+/// Check every window of `counter` in `entry` and add its cost when all fit.
+fn check_and_add_in(
+    entry: &mut Entry,
+    counter: &Counter<'_>,
+    now_ms: u64,
+) -> Option<(usize, u64, Duration)> {
+    // Where the first windows' states are and their current buckets, found
+    // once (a counter has one or two windows, rarely more).
+    let mut found = [(usize::MAX, 0u64); 4];
+    let windows = &mut entry.windows;
+    for (wi, w) in counter.windows.iter().enumerate() {
+        let at = match windows.iter().position(|s| s.is(w)) {
+            Some(at) => at,
+            None => {
+                windows.push(WindowState::new(w));
+                windows.len() - 1
+            }
+        };
+        let Some(state) = windows.get_mut(at) else {
+            continue;
+        };
+        let index = state.bucket_of(now_ms);
+        let count = state.prune_and_count(index);
+        if let Some(slot) = found.get_mut(wi) {
+            *slot = (at, index);
+        }
+        if count.saturating_add(counter.cost) <= w.limit {
+            continue;
+        }
+        if let Some(retry) = w.retry_after(state.slots.iter().copied(), counter.cost, now_ms) {
+            return Some((wi, count, retry));
+        }
+    }
+    for (wi, w) in counter.windows.iter().enumerate() {
+        let (at, index) = match found.get(wi) {
+            Some(&(at, index)) => (at, Some(index)),
+            None => (
+                windows.iter().position(|s| s.is(w)).unwrap_or(usize::MAX),
+                None,
+            ),
+        };
+        if let Some(state) = windows.get_mut(at) {
+            let index = index.unwrap_or_else(|| state.bucket_of(now_ms));
+            state.add(index, counter.cost);
+        }
+    }
+    None
+}
+
+/// Whether two keys are equal, trying the pointers first (the policy
+/// passes the same string for a set and its counter).
+fn same_key(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
 /// How far the distinct step got, to undo it on refusal.
@@ -264,50 +342,37 @@ impl MemoryStore {
     }
 
     fn member(&self, member: &str) -> u64 {
-        self.hash_lo.hash_one(("member", member))
+        self.member_hash.hash_one(member)
     }
 
-    fn counter_entry(&self, key: &str) -> dashmap::mapref::one::RefMut<'_, Id, CounterEntry> {
-        self.counters
-            .entry(self.id(key))
-            .or_insert_with(|| CounterEntry {
-                key: key.into(),
-                inline: [None, None],
-                more: Vec::new(),
-            })
+    fn entry(&self, id: Id, key: &str) -> dashmap::mapref::one::RefMut<'_, Id, Entry> {
+        self.entries.entry(id).or_insert_with(|| Entry::new(key))
     }
 
     /// Drop counters, distinct members and blocks that no longer count at
     /// `now` (lock records are kept: they are history).
     pub fn purge(&self, now: SystemTime) {
         let now_ms = to_ms(now);
-        self.counters.retain(|_, entry| {
-            for slot in &mut entry.inline {
-                if slot
-                    .as_mut()
-                    .is_some_and(|w| w.prune_and_count(now_ms) == 0)
-                {
-                    *slot = None;
-                }
-            }
-            entry.more.retain_mut(|w| w.prune_and_count(now_ms) > 0);
+        // A distinct set forgets a member after its window; the window is
+        // per request, so keep members seen within a day (the longest sane one).
+        let day = 86_400_000;
+        self.entries.retain(|_, entry| {
+            entry
+                .windows
+                .retain(|w| w.prune_and_count(w.bucket_of(now_ms)) > 0);
+            entry
+                .members
+                .retain(|seen| seen.saturating_add(day) > now_ms);
             !entry.is_empty()
         });
         self.blocks.retain(|_, until| *until > now_ms);
-        // A distinct set forgets a member after its window; the window is
-        // per request, so keep sets seen within a day (the longest sane one).
-        let day = 86_400_000;
-        self.distinct.retain(|_, d| {
-            d.members.retain(|seen| seen.saturating_add(day) > now_ms);
-            !d.members.is_empty()
-        });
     }
 
     fn apply(&self, counter: &Counter<'_>, now_ms: u64, sign_add: bool) {
-        let mut entry = self.counter_entry(counter.key);
+        let mut entry = self.entry(self.id(counter.key), counter.key);
         for w in counter.windows {
             let state = entry.state(w);
-            let index = w.bucket_of(now_ms);
+            let index = state.bucket_of(now_ms);
             if sign_add {
                 state.add(index, counter.cost);
             } else {
@@ -317,35 +382,26 @@ impl MemoryStore {
     }
 
     /// Check every window of `counter` and add its cost when all fit.
-    fn check_and_add(&self, counter: &Counter<'_>, now_ms: u64) -> Option<(usize, u64, Duration)> {
-        let mut entry = self.counter_entry(counter.key);
-        for (wi, w) in counter.windows.iter().enumerate() {
-            let state = entry.state(w);
-            let count = state.prune_and_count(now_ms);
-            if count.saturating_add(counter.cost) <= w.limit {
-                continue;
-            }
-            if let Some(retry) = w.retry_after(state.slots.iter().copied(), counter.cost, now_ms) {
-                return Some((wi, count, retry));
-            }
-        }
-        for w in counter.windows {
-            entry.state(w).add(w.bucket_of(now_ms), counter.cost);
-        }
-        None
+    fn check_and_add(
+        &self,
+        id: Id,
+        counter: &Counter<'_>,
+        now_ms: u64,
+    ) -> Option<(usize, u64, Duration)> {
+        check_and_add_in(&mut self.entry(id, counter.key), counter, now_ms)
     }
 
     fn undo_distinct(&self, request: &Request<'_>, undo: DistinctUndo) {
         let Some(d) = request.distinct else { return };
-        if let Some(mut set) = self.distinct.get_mut(&self.id(d.key)) {
+        if let Some(mut entry) = self.entries.get_mut(&self.id(d.key)) {
             let member = self.member(d.member);
             match undo {
                 DistinctUndo::None => {}
                 DistinctUndo::Inserted => {
-                    set.members.remove(member);
+                    entry.members.remove(member);
                 }
                 DistinctUndo::Refreshed(seen) => {
-                    set.members.insert(member, seen);
+                    entry.members.insert(member, seen);
                 }
             }
         }
@@ -377,22 +433,28 @@ impl CounterStore for MemoryStore {
         }
 
         let mut undo = DistinctUndo::None;
+        // The entry of the distinct key, still locked, for a counter of the
+        // same key to use without a second lookup. Only one entry is ever
+        // locked at a time (two in one shard would deadlock).
+        let mut held = None;
         if let Some(d) = request.distinct {
             let member = self.member(d.member);
-            let mut set = self.distinct.entry(self.id(d.key)).or_default();
+            let id = self.id(d.key);
+            let mut entry = self.entry(id, d.key);
+            let set = &mut entry.members;
             // A member counts while last seen within (now - window, now].
             let horizon = now_ms.saturating_sub(duration_ms(d.window));
-            if let Some(seen) = set.members.get_mut(member).filter(|s| **s > horizon) {
+            if let Some(seen) = set.get_mut(member).filter(|s| **s > horizon) {
                 undo = DistinctUndo::Refreshed(*seen);
                 *seen = now_ms.max(*seen);
             } else {
                 // Only prune when the cap could bind, so a typical hit is O(1).
-                if set.members.len() as u64 >= d.limit {
-                    set.members.retain(|seen| seen > horizon);
+                if set.len() as u64 >= d.limit {
+                    set.retain(|seen| seen > horizon);
                 }
-                let count = set.members.len() as u64;
+                let count = set.len() as u64;
                 if count >= d.limit {
-                    drop(set);
+                    drop(entry);
                     for c in request.counters {
                         if c.counting == Counting::Strict {
                             self.apply(c, now_ms, true);
@@ -400,13 +462,23 @@ impl CounterStore for MemoryStore {
                     }
                     return Ok(Outcome::DistinctExceeded { count });
                 }
-                set.members.insert(member, now_ms);
+                set.insert(member, now_ms);
                 undo = DistinctUndo::Inserted;
             }
+            held = Some((d.key, entry));
         }
 
         for (ci, counter) in request.counters.iter().enumerate() {
-            if let Some((window, count, retry_after)) = self.check_and_add(counter, now_ms) {
+            let refused = match held.take() {
+                Some((key, mut entry)) if same_key(key, counter.key) => {
+                    check_and_add_in(&mut entry, counter, now_ms)
+                }
+                other => {
+                    drop(other);
+                    self.check_and_add(self.id(counter.key), counter, now_ms)
+                }
+            };
+            if let Some((window, count, retry_after)) = refused {
                 for (cj, c) in request.counters.iter().enumerate() {
                     match (cj < ci, c.counting) {
                         (true, Counting::Leaky) => self.apply(c, now_ms, false),
@@ -477,15 +549,14 @@ impl CounterStore for MemoryStore {
     fn counters(&self, now: SystemTime) -> Result<Vec<CounterSnapshot>, StoreError> {
         let now_ms = to_ms(now);
         let mut out = Vec::new();
-        for mut entry in self.counters.iter_mut() {
+        for mut entry in self.entries.iter_mut() {
             let entry = entry.value_mut();
-            let key = entry.key.to_string();
-            for w in entry.windows_mut() {
-                let count = w.prune_and_count(now_ms);
+            for w in &mut entry.windows {
+                let count = w.prune_and_count(w.bucket_of(now_ms));
                 if count > 0 {
                     out.push(CounterSnapshot {
-                        key: key.clone(),
-                        window: w.window.length,
+                        key: entry.key.to_string(),
+                        window: w.length,
                         count,
                     });
                 }

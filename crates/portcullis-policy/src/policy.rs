@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use portcullis_core::{Client, ForwardPath, MailParams, Reply, ReversePath, Verdict, mask_ip};
+use portcullis_core::{
+    Address, Client, ForwardPath, MailParams, Reply, ReversePath, Verdict, mask_ip,
+};
 
 use crate::account::{Account, network_key};
 use crate::config::{
@@ -613,22 +615,20 @@ impl Policy {
         let limits = self.config.limits_for(account);
         let blocks = self.invalid_recipient_blocks(client, account);
         let blocks: Vec<&str> = blocks.iter().map(String::as_str).collect();
-        let distinct_key;
-        let member;
+        let mut buf = [0u8; 128];
+        let mut spill = String::new();
         let distinct = match limits.distinct_recipients_per_day {
             Some(limit) => {
-                distinct_key = account.dist_key();
-                member = rcpt.address().map_or_else(
-                    || "postmaster".to_owned(),
-                    |a| {
-                        let mut m = a.key();
-                        m.make_ascii_lowercase();
-                        m
-                    },
-                );
+                let member = match rcpt.address() {
+                    Some(a) => member_key(a, &mut buf, &mut spill),
+                    None => "postmaster",
+                };
                 Some(Distinct {
-                    key: distinct_key,
-                    member: &member,
+                    // The set lives under the recipient-rate key: a store
+                    // may keep both in one place (the memory store does:
+                    // one lookup per decision instead of two).
+                    key: account.rcpt_key(),
+                    member,
                     window: Duration::from_secs(86_400),
                     limit,
                 })
@@ -797,6 +797,35 @@ impl Policy {
             violations,
         })
     }
+}
+
+/// The distinct-set member of a recipient: local part `@` A-label domain,
+/// lower-cased (one mailbox, one member; case-insensitive in practice).
+/// Joining at `@` is unambiguous since a domain never contains one. Built
+/// in `buf` (no allocation per decision) unless too long, then in `spill`.
+fn member_key<'b>(address: &Address, buf: &'b mut [u8; 128], spill: &'b mut String) -> &'b str {
+    let local = address.local_part().as_str();
+    let domain = address.domain().ascii();
+    let len = local.len() + 1 + domain.len();
+    if let Some(out) = buf.get_mut(..len) {
+        let (l, rest) = out.split_at_mut(local.len());
+        l.copy_from_slice(local.as_bytes());
+        if let Some((at, d)) = rest.split_first_mut() {
+            *at = b'@';
+            d.copy_from_slice(domain.as_bytes());
+        }
+        out.make_ascii_lowercase();
+        // Always valid: UTF-8 pieces joined at an ASCII byte, ASCII-lowered.
+        if let Ok(m) = std::str::from_utf8(out) {
+            return m;
+        }
+    }
+    spill.clear();
+    spill.push_str(local);
+    spill.push('@');
+    spill.push_str(domain);
+    spill.make_ascii_lowercase();
+    spill
 }
 
 fn lock_key(account: &Account) -> String {

@@ -325,6 +325,9 @@ pub enum StoreError {
 ///   the distinct member, or admits none: then only `Strict` counters are
 ///   incremented. A store may refuse conservatively while a concurrent
 ///   request is being rolled back; it never admits over a limit.
+/// - **Keys**: a distinct set and a counter may share a key; they stay
+///   separate data (a store may keep them together, as the memory store
+///   does, to find both with one lookup).
 /// - **Misses**: an unknown key is an empty counter, an absent block or an
 ///   unlocked account. Data older than its window may be dropped at any
 ///   time (keys carry TTLs); dropping it must not change any answer.

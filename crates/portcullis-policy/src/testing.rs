@@ -61,6 +61,7 @@ pub fn run_all<S: CounterStore + 'static>(fresh: impl Fn() -> S) {
     strict_counts_refusals_leaky_does_not(&fresh());
     all_windows_and_counters_or_none(&fresh());
     distinct_members_count_once_and_expire(&fresh());
+    a_set_and_a_counter_may_share_a_key(&fresh());
     blocks_end_at_their_instant(&fresh());
     locks_auto_unlock_then_turn_permanent(&fresh());
     snapshots_report_current_counts(&fresh());
@@ -310,6 +311,44 @@ pub fn distinct_members_count_once_and_expire<S: CounterStore + ?Sized>(store: &
         store.decide(&distinct_req("q@a", 1, &[]), c.now()).unwrap(),
         Outcome::Admitted,
         "p was not recorded, so q fits a cap of 1"
+    );
+}
+
+/// A distinct set and a counter under the same key are separate data (the
+/// policy keeps an account's recipient set and rate under one key).
+pub fn a_set_and_a_counter_may_share_a_key<S: CounterStore + ?Sized>(store: &S) {
+    let c = clock();
+    let w = [Window::per_minute(5)];
+    let counters = [Counter {
+        key: "shared",
+        cost: 1,
+        windows: &w,
+        counting: Counting::Leaky,
+    }];
+    let req = |member: &'static str| Request {
+        distinct: Some(Distinct {
+            key: "shared",
+            member,
+            window: Duration::from_secs(86_400),
+            limit: 2,
+        }),
+        counters: &counters,
+        ..Request::default()
+    };
+    for m in ["a@x", "b@x", "a@x", "a@x", "b@x"] {
+        assert_eq!(store.decide(&req(m), c.now()).unwrap(), Outcome::Admitted);
+    }
+    assert!(
+        matches!(
+            store.decide(&req("a@x"), c.now()).unwrap(),
+            Outcome::Limited { count: 5, .. }
+        ),
+        "the counter holds five hits, not two members"
+    );
+    assert_eq!(
+        store.decide(&req("c@x"), c.now()).unwrap(),
+        Outcome::DistinctExceeded { count: 2 },
+        "the set holds two members, not five hits"
     );
 }
 
