@@ -29,7 +29,10 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct Shared {
     /// The configuration in force for new sessions; SIGHUP swaps it
     /// (`reload`). A session takes the snapshot at accept and keeps it to
-    /// the end, so a reload never changes a session under way.
+    /// the end, so a reload never changes a session under way. A plain
+    /// `RwLock<Arc<_>>` (one uncontended read per accepted connection, a
+    /// write per SIGHUP) rather than `arc-swap`: no new dependency for a
+    /// lock that is never held across an await or for longer than a clone.
     current: RwLock<Arc<Snapshot>>,
     pub(crate) accounts: Option<Arc<dyn AccountDirectory>>,
     pub(crate) deliverer: Arc<Deliverer>,
