@@ -13,13 +13,7 @@
 //! read to its real end so that nothing after a smuggled terminator is ever
 //! taken as a command.
 
-use std::sync::LazyLock;
-
-use memchr::memmem::Finder;
 use memchr::memrchr;
-
-/// Finds `CRLF.`: the only place a line can start with a dot.
-static STUFFED: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n."));
 
 /// Why a message has to be refused once its end is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -86,11 +80,25 @@ pub enum DataStatus {
     },
 }
 
+/// Octets the fast path looks at per step (a multiple of [`LANE`]).
+const BLOCK: usize = 128;
+/// The fast path needs one octet before a block and three after it (a
+/// line-start dot is decided by the two octets that follow it).
+const BLOCK_SPAN: usize = BLOCK + 4;
+
 /// Decodes a DATA message: finds `<CRLF>.<CRLF>`, removes dot-stuffing, and
 /// checks line endings, line length and size.
+///
+/// One pass: blocks of 128 octets are checked at once for the two things
+/// that need attention, a CR not followed by LF (or an LF not preceded by
+/// CR) and a dot after an LF; a block with neither (almost all of them) is
+/// just copied. The octets of a call that do not fill a block, and the
+/// first two, go through a one-octet-at-a-time state machine with the same
+/// rules, so how the input is split never changes the result.
 #[derive(Debug, Clone)]
 pub struct DataDecoder {
     state: State,
+    /// Octets since the last LF, CR and a stuffed dot included.
     line_len: usize,
     max_line: Option<usize>,
     max_size: Option<u64>,
@@ -149,14 +157,6 @@ impl DataDecoder {
         self.wire_octets
     }
 
-    fn fail(&mut self, e: DataError) {
-        match e {
-            DataError::BareNewline => self.bare_newline = true,
-            DataError::LineTooLong => self.line_too_long = true,
-            DataError::TooBig => self.too_big = true,
-        }
-    }
-
     #[inline]
     fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
         self.size += bytes.len() as u64;
@@ -182,137 +182,192 @@ impl DataDecoder {
 
     fn decode_inner(&mut self, input: &[u8], out: &mut Vec<u8>) -> DataStatus {
         let len = input.len();
-        if len == 0 {
-            return DataStatus::NeedMore;
+        let mut i = 0;
+        // The first two octets, and a line-start dot, one at a time: the
+        // fast path looks back two octets.
+        while i < len
+            && (i < 2
+                || matches!(self.state, State::Dot | State::DotCr)
+                || (self.state == State::LineStart && input[i] == b'.'))
+        {
+            if self.step(input[i], out) {
+                return DataStatus::Complete { consumed: i + 1 };
+            }
+            i += 1;
         }
-        // Whether the octet before input[0] was a CR, for the pairing check.
-        let prev_cr = matches!(self.state, State::Cr | State::DotCr);
-        let mut i = 0; // next octet to look at
-        let mut seg = 0; // start of the octets not yet written out
-        let mut end = len; // how far this call consumes
-        let mut complete = false;
-        'outer: loop {
-            // Line-start states, one octet at a time (a few octets at most).
-            while self.state != State::Mid {
-                if i >= len {
-                    break 'outer;
-                }
-                let b = input[i];
-                match self.state {
-                    State::LineStart if b == b'.' => {
-                        self.emit(out, &input[seg..i]);
-                        i += 1;
-                        seg = i; // the dot is dropped unless it starts `.CRLF`
-                        self.state = State::Dot;
-                    }
-                    State::Cr if b == b'\n' => {
-                        i += 1;
-                        self.state = State::LineStart;
-                    }
-                    State::Dot if b == b'\r' => {
-                        seg = i; // the CR is written unless LF follows
-                        i += 1;
-                        self.state = State::DotCr;
-                    }
-                    State::DotCr if b == b'\n' => {
-                        end = i + 1;
-                        complete = true;
-                        break 'outer;
-                    }
-                    State::DotCr => {
-                        if seg == i {
-                            // The CR came in an earlier input: write it now.
-                            self.emit(out, b"\r");
-                        }
-                        self.state = State::Mid;
-                    }
-                    // A stuffed dot (RFC 5321 §4.5.2) or an ordinary line.
-                    _ => self.state = State::Mid,
-                }
-            }
-            // Inside a line: jump from `CRLF.` to `CRLF.`; everything between
-            // is message text. (A bare LF never starts a line, so `LF.` is
-            // text too; the pairing check below refuses it.) One iterator
-            // for the whole run: restarting a search per candidate costs.
-            let mut near_end = None;
-            for off in STUFFED.find_iter(&input[i..]) {
-                let c = i + off; // CR at c, LF at c+1, dot at c+2
-                if c + 4 >= len {
-                    near_end = Some(c);
-                    break;
-                }
-                self.emit(out, &input[seg..c + 2]);
-                if input[c + 3] == b'\r' && input[c + 4] == b'\n' {
-                    end = c + 5;
-                    seg = end;
-                    complete = true;
-                    break 'outer;
-                }
-                seg = c + 3; // drop the stuffed dot
-            }
-            match near_end {
-                Some(c) => {
-                    // Too near the end to decide: octet by octet.
-                    self.emit(out, &input[seg..c + 2]);
-                    seg = c + 2;
-                    i = c + 2;
-                    self.state = State::LineStart;
-                }
-                None => {
-                    self.state = if input[len - 1] == b'\r' {
-                        State::Cr
-                    } else if len >= 2 && input[len - 2..] == *b"\r\n" {
-                        State::LineStart
-                    } else {
-                        State::Mid
-                    };
-                    break 'outer;
-                }
+        if i >= 2 && i + BLOCK_SPAN <= len {
+            match self.bulk(input, i, out) {
+                Ok(next) => i = next,
+                Err(consumed) => return DataStatus::Complete { consumed },
             }
         }
-        if !complete && seg < len && !matches!(self.state, State::Dot | State::DotCr) {
-            self.emit(out, &input[seg..len]);
+        while i < len {
+            if self.step(input[i], out) {
+                return DataStatus::Complete { consumed: i + 1 };
+            }
+            i += 1;
         }
-        let region = &input[..end];
-        // Every CR followed by LF, every LF preceded by CR (RFC 5321 §2.3.8).
-        if !self.bare_newline && !crlf_paired(prev_cr, region) {
-            self.fail(DataError::BareNewline);
+        DataStatus::NeedMore
+    }
+
+    /// One octet, the slow and obvious way. Returns whether it ended the
+    /// data (it was the LF of `<CRLF>.<CRLF>`).
+    fn step(&mut self, b: u8, out: &mut Vec<u8>) -> bool {
+        // The dot (and CR) of a pending `.CRLF` count towards the line's
+        // length only once they turn out to be text, as in the fast path.
+        match self.state {
+            State::LineStart if b == b'.' => {
+                // Dropped unless it starts `.CRLF` (RFC 5321 §4.5.2).
+                self.state = State::Dot;
+                return false;
+            }
+            State::Dot if b == b'\r' => {
+                self.state = State::DotCr;
+                return false;
+            }
+            State::DotCr if b == b'\n' => return true,
+            State::DotCr => {
+                // The CR after the dot was not followed by LF: text, and bare.
+                self.count_octets(2);
+                self.emit(out, b"\r");
+                self.bare_newline = true;
+                self.state = State::Mid;
+            }
+            State::Dot => {
+                // The dot was stuffing: dropped, but it was on the wire.
+                self.count_octets(1);
+                self.state = State::Mid;
+            }
+            _ => {}
         }
-        if let Some(max) = self.max_line {
-            self.check_lines(region, max);
-        }
-        if complete {
-            DataStatus::Complete { consumed: end }
+        let prev_cr = self.state == State::Cr;
+        if b == b'\n' {
+            // RFC 5321 §2.3.8: an LF must follow a CR.
+            self.bare_newline |= !prev_cr;
+            self.line_len = 0;
+            self.state = if prev_cr {
+                State::LineStart
+            } else {
+                State::Mid
+            };
         } else {
-            DataStatus::NeedMore
+            // ... and a CR must be followed by an LF.
+            self.bare_newline |= prev_cr;
+            self.count_octets(1);
+            self.state = if b == b'\r' { State::Cr } else { State::Mid };
+        }
+        self.emit(out, std::slice::from_ref(&b));
+        false
+    }
+
+    /// `n` more octets in the current line (not its LF).
+    #[inline]
+    fn count_octets(&mut self, n: usize) {
+        self.line_len += n;
+        // A line of `max` octets before its LF is over the limit with it
+        // (RFC 5321 §4.5.3.1.6: the limit includes CRLF).
+        if self.max_line.is_some_and(|max| self.line_len >= max) {
+            self.line_too_long = true;
         }
     }
 
-    /// RFC 5321 §4.5.3.1.6: no line (wire octets, CRLF included) over
-    /// `max`. Looks at windows of `max` octets for their last LF rather
-    /// than at every line: one search per window.
+    /// The fast path over whole blocks from `start` (at least 2, in state
+    /// `LineStart`, `Mid` or `Cr`, and not at a line-start dot). Returns
+    /// where the octet-wise path must take over, or `Err(consumed)` at the
+    /// end of the data.
+    fn bulk(&mut self, input: &[u8], start: usize, out: &mut Vec<u8>) -> Result<usize, usize> {
+        let mut p = start;
+        let mut seg = start; // first octet not yet written out
+        let mut end = None;
+        // Block p looks at the pairs (p - 1 + j, p + j) and at the dots at
+        // p + 1 + j after an LF, for j in 0..BLOCK; deciding a dot needs the
+        // two octets after it.
+        let blocks = (input.len() - start - (BLOCK_SPAN - BLOCK)) / BLOCK;
+        let a_blocks = &input[start - 1..].as_chunks::<BLOCK>().0[..blocks];
+        let b_blocks = &input[start..].as_chunks::<BLOCK>().0[..blocks];
+        let c_blocks = &input[start + 1..].as_chunks::<BLOCK>().0[..blocks];
+        for k in 0..blocks {
+            let (a, b, c) = (&a_blocks[k], &b_blocks[k], &c_blocks[k]);
+            if !needs_attention(a, b, c) {
+                p += BLOCK;
+                continue;
+            }
+            let mut pairs = BLOCK; // pairs of this block to check
+            let b_lanes = b.as_chunks::<LANE>().0;
+            let c_lanes = c.as_chunks::<LANE>().0;
+            'lanes: for (n, (bl, cl)) in b_lanes.iter().zip(c_lanes).enumerate() {
+                if !dot_after_lf(bl, cl) {
+                    continue;
+                }
+                let mut hits = dot_after_lf_mask(bl, cl);
+                while hits != 0 {
+                    let j = hits.trailing_zeros() as usize / 8;
+                    hits &= hits - 1;
+                    let d = p + 1 + n * LANE + j; // '.' at d, LF at d - 1
+                    if input[d - 2] != b'\r' {
+                        continue; // after a bare LF: not a line, just text
+                    }
+                    self.emit(out, &input[seg..d]);
+                    seg = d + 1;
+                    if input[d + 1] == b'\r' && input[d + 2] == b'\n' {
+                        // <CRLF>.<CRLF>: nothing after it is looked at.
+                        pairs = (d + 1 - p).min(BLOCK);
+                        end = Some(d);
+                        break 'lanes;
+                    }
+                }
+            }
+            if unpaired(&a[..pairs], &b[..pairs]) {
+                self.bare_newline = true;
+            }
+            if end.is_some() {
+                break;
+            }
+            p += BLOCK;
+        }
+        // A stuffed dot at p was dropped already.
+        let resume = end.unwrap_or(p.max(seg));
+        if let Some(max) = self.max_line {
+            self.check_lines(&input[start..resume], max);
+        }
+        if let Some(d) = end {
+            return Err(d + 3);
+        }
+        self.emit(out, &input[seg.min(resume)..resume]);
+        self.state = if input[resume - 1] == b'\r' {
+            State::Cr
+        } else if input[resume - 1] == b'\n' && input[resume - 2] == b'\r' {
+            State::LineStart
+        } else {
+            State::Mid
+        };
+        Ok(resume)
+    }
+
+    /// RFC 5321 §4.5.3.1.6 over a region the fast path went through: no run
+    /// of `max` octets without an LF. Looks at windows of `max` octets for
+    /// their last LF rather than at every line: one search per window.
     fn check_lines(&mut self, region: &[u8], max: usize) {
         let mut p = 0;
         while p < region.len() {
-            if self.line_len >= max {
-                self.fail(DataError::LineTooLong);
-                return;
-            }
             // The current line began `line_len` octets before `p`; it may
-            // have at most `budget` more octets including its LF.
-            let budget = max - self.line_len;
+            // have fewer than `budget` more octets before its LF.
+            let budget = max.saturating_sub(self.line_len);
             let window = &region[p..region.len().min(p + budget)];
             match memrchr(b'\n', window) {
                 Some(q) => {
                     p += q + 1;
                     self.line_len = 0;
                 }
-                None if window.len() == budget => {
-                    self.fail(DataError::LineTooLong);
-                    return;
-                }
                 None => {
-                    self.line_len += window.len();
+                    self.line_len += region.len() - p;
+                    if self.line_len >= max {
+                        self.line_too_long = true;
+                    }
+                    // Count the rest of a long line exactly, for the next call.
+                    if let Some(q) = memrchr(b'\n', &region[p..]) {
+                        self.line_len = region.len() - (p + q + 1);
+                    }
                     return;
                 }
             }
@@ -320,32 +375,63 @@ impl DataDecoder {
     }
 }
 
-/// Whether, in `r` (preceded by a CR iff `prev_cr`), every LF follows a CR
-/// and every CR but a final one is followed by LF. Written as a branch-free
-/// fold over blocks so the compiler vectorises it.
-fn crlf_paired(prev_cr: bool, r: &[u8]) -> bool {
-    let Some(&first) = r.first() else {
-        return true;
+/// Whether a block holds a CR/LF pairing fault (`a` is the octet before
+/// `b`) or a dot after an LF (`c` is the octet after `b`): one fold
+/// without early exit, so it vectorises.
+#[inline]
+fn needs_attention(a: &[u8; BLOCK], b: &[u8; BLOCK], c: &[u8; BLOCK]) -> bool {
+    let mut acc = 0u8;
+    for j in 0..BLOCK {
+        let lf = u8::from(b[j] == b'\n');
+        acc |= (u8::from(a[j] == b'\r') ^ lf) | (lf & u8::from(c[j] == b'.'));
+    }
+    acc != 0
+}
+
+/// Octets looked at together when a block needs attention.
+const LANE: usize = 16;
+
+/// The high bit of octet j set where `b[j]` is an LF followed by a dot
+/// `c[j]` (eight octets a word, in the two halves of the result).
+#[inline]
+fn dot_after_lf_mask(b: &[u8; LANE], c: &[u8; LANE]) -> u128 {
+    let word = |x: &[u8; LANE], half: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&x[half * 8..half * 8 + 8]);
+        u64::from_le_bytes(w)
     };
-    if (first == b'\n') != prev_cr {
-        return false;
+    let half = |h: usize| eq_octets(word(b, h), b'\n') & eq_octets(word(c, h), b'.');
+    u128::from(half(0)) | (u128::from(half(1)) << 64)
+}
+
+/// The high bit of each octet of `w` equal to `v`, and nothing else.
+#[inline]
+fn eq_octets(w: u64, v: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let t = w ^ (u64::from(v) * 0x0101_0101_0101_0101);
+    // Per octet: the high bit of (t & 0x7f) + 0x7f, or of t, is set iff t != 0.
+    !(((t & LOW7) + LOW7) | t | LOW7)
+}
+
+/// Whether some `b[j]` is an LF followed by a dot `c[j]`.
+#[inline]
+fn dot_after_lf(b: &[u8; LANE], c: &[u8; LANE]) -> bool {
+    let mut acc = 0u8;
+    for j in 0..LANE {
+        acc |= u8::from(b[j] == b'\n') & u8::from(c[j] == b'.');
     }
-    let a = &r[..r.len() - 1];
-    let b = &r[1..];
-    const BLOCK: usize = 256;
-    let mut start = 0;
-    while start < a.len() {
-        let stop = (start + BLOCK).min(a.len());
-        let mut acc = 0u8;
-        for (x, y) in a[start..stop].iter().zip(&b[start..stop]) {
-            acc |= u8::from(*x == b'\r') ^ u8::from(*y == b'\n');
-        }
-        if acc != 0 {
-            return false;
-        }
-        start = stop;
+    acc != 0
+}
+
+/// Whether some CR in `a` is not followed by LF, or some LF in `b` not
+/// preceded by CR (`b` is `a` one octet on).
+#[inline]
+fn unpaired(a: &[u8], b: &[u8]) -> bool {
+    let mut acc = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        acc |= u8::from(*x == b'\r') ^ u8::from(*y == b'\n');
     }
-    true
+    acc != 0
 }
 
 /// Dot-stuff a message for sending with DATA (RFC 5321 §4.5.2): a `.` is

@@ -329,3 +329,78 @@ proptest! {
         }
     }
 }
+
+/// Longer inputs, so that most octets go through the decoder's block-wise
+/// fast path (it needs 68 octets at once), with the awkward sequences at
+/// every offset relative to a block.
+fn long_nasty_bytes() -> impl Strategy<Value = Vec<u8>> {
+    const SEPARATORS: &[&[u8]] = &[
+        b"\r\n",
+        b"\r\n",
+        b"\r\n",
+        b"\r\n.",
+        b"\r\n..",
+        b"\n",
+        b"\r",
+        b"\n.",
+        b"\r\n.\r",
+        b"\r\n.\n",
+        b"\r\n.\r\n",
+        b".",
+        b"\r\r\n",
+    ];
+    prop::collection::vec((0usize..150, prop::sample::select(SEPARATORS)), 0..40).prop_map(
+        |parts| {
+            let mut v = Vec::new();
+            for (run, sep) in parts {
+                v.extend((0..run).map(|k| b"abc .xyz"[k % 8]));
+                v.extend_from_slice(sep);
+            }
+            v
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn decoder_matches_reference_long(
+        bytes in long_nasty_bytes(),
+        max_line in 3usize..300,
+        mut cuts in prop::collection::vec(0usize..6000, 0..6),
+    ) {
+        cuts.sort_unstable();
+        let (want_end, want_err, want_out) = reference_decode(&bytes, max_line);
+        let run = |cuts: &[usize]| {
+            let mut d = DataDecoder::new(Some(max_line), None);
+            let mut out = Vec::new();
+            let mut start = 0;
+            let mut end = None;
+            for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
+                let c = c.clamp(start, bytes.len());
+                if let DataStatus::Complete { consumed } = d.decode(&bytes[start..c], &mut out) {
+                    end = Some(start + consumed);
+                    break;
+                }
+                start = c;
+            }
+            (end, d.error(), out)
+        };
+        let (end, err, out) = run(&cuts);
+        prop_assert_eq!(end, want_end);
+        if end.is_some() {
+            prop_assert_eq!(err, want_err);
+            if want_err.is_none() {
+                prop_assert_eq!(&out, &want_out);
+            }
+        }
+        // Split invariance holds before the end as well.
+        let (end1, err1, out1) = run(&[]);
+        prop_assert_eq!(end1, end);
+        prop_assert_eq!(err1, err);
+        if err.is_none() {
+            prop_assert_eq!(out1, out);
+        }
+    }
+}
