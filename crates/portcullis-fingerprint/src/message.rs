@@ -355,6 +355,7 @@ impl Walk<'_> {
         let n = &self.options.normalization;
         let source = if kind == PartKind::Html && n.html_to_text {
             self.html.clear();
+            self.html.reserve(text.len());
             html_to_text_into(text, &mut self.html);
             self.html.as_str()
         } else {

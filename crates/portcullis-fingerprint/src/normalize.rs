@@ -137,6 +137,21 @@ impl Normalization {
                         i = end;
                         continue;
                     }
+                } else {
+                    // A short number ("3", "30") on its own needs no change.
+                    let mut j = i + 1;
+                    while b.get(j).is_some_and(u8::is_ascii_digit) {
+                        j += 1;
+                    }
+                    let short = self.digit_run_min == 0 || j - i < self.digit_run_min;
+                    if short
+                        && b.get(j)
+                            .is_none_or(|&d| CLASS[usize::from(d)] & (ALNUM | HIGH) == 0)
+                    {
+                        words += 1;
+                        i = j;
+                        continue;
+                    }
                 }
                 words += 1;
                 let s = i;
@@ -604,11 +619,19 @@ pub fn html_to_text_into(html: &str, out: &mut String) {
             out.push(' ');
             continue;
         }
-        let next = memchr_lt(b, i);
-        if skip_until.is_none() {
-            push_decoded(&html[i..next], out);
+        if skip_until.is_some() {
+            i = memchr_lt(b, i);
+            continue;
         }
+        // Text up to the next tag or character reference.
+        let next = memchr::memchr2(b'<', b'&', &b[i..]).map_or(b.len(), |p| i + p);
+        out.push_str(&html[i..next]);
         i = next;
+        if b.get(i) == Some(&b'&') {
+            let (c, len) = entity_at(&html[i..]);
+            out.push(c);
+            i += len;
+        }
     }
 }
 
@@ -708,21 +731,21 @@ fn push_decoded(text: &str, out: &mut String) {
     let mut rest = text;
     while let Some(amp) = memchr::memchr(b'&', rest.as_bytes()) {
         out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let semi = rest.as_bytes().iter().take(12).position(|&c| c == b';');
-        let decoded = semi.and_then(|s| entity(&rest[1..s]).map(|c| (c, s)));
-        match decoded {
-            Some((c, s)) => {
-                out.push(c);
-                rest = &rest[s + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
+        let (c, len) = entity_at(&rest[amp..]);
+        out.push(c);
+        rest = &rest[amp + len..];
     }
     out.push_str(rest);
+}
+
+/// The character reference at the start of `at` (which starts with `&`):
+/// the character and the bytes it takes, or `&` alone when it is none.
+fn entity_at(at: &str) -> (char, usize) {
+    let semi = at.as_bytes().iter().take(12).position(|&c| c == b';');
+    match semi.and_then(|s| Some((entity(at.get(1..s)?)?, s + 1))) {
+        Some(found) => found,
+        None => ('&', 1),
+    }
 }
 
 fn entity(name: &str) -> Option<char> {
@@ -815,6 +838,50 @@ mod tests {
     }
 
     #[test]
+    fn long_plain_runs_match_word_by_word() {
+        // Plain runs across many eight-byte blocks, broken by each kind of
+        // stop at every offset: the same result as normalising word by word
+        // (where no run is longer than a word).
+        let base = "The quick brown fox, jumps over; the lazy dog. ".repeat(4);
+        let n = Normalization::default();
+        let stops = [
+            "",
+            " 12345 ",
+            "  ",
+            "\r\n",
+            "\t",
+            "Été",
+            "日本",
+            " http://x.example/a?b ",
+            " half ",
+            "ab12cd",
+            "X",
+            "\u{3000}",
+        ];
+        for stop in stops {
+            for at in (0..base.len()).step_by(3) {
+                let text = format!("{}{stop}{}", &base[..at], &base[at..]);
+                let words: Vec<String> = text
+                    .split(|c: char| c.is_whitespace())
+                    .map(|w| n.normalize(w))
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                assert_eq!(n.normalize(&text), words.join(" "), "{text:?}");
+                let mut out = String::new();
+                let counted = n.normalize_into(&text, &mut out);
+                let (_, expected) = text.split(|c: char| c.is_whitespace()).fold(
+                    (String::new(), 0),
+                    |(s, k), w| {
+                        let mut o = String::new();
+                        (s, k + n.normalize_into(w, &mut o))
+                    },
+                );
+                assert_eq!(counted, expected, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
     fn html_reduced_to_text() {
         let html = "<html><head><title>t</title><style>p{x:1}</style></head><body>\
             <p>Hello&nbsp;<b>World</b> &amp; friends &#65;&#x42;</p><!-- hidden -->\
@@ -826,6 +893,12 @@ mod tests {
             n,
             "hello world & friends ab https://shop.example/x buy https://img.example/a.png &bogus; done"
         );
+        // Attribute names in any case, spaced `=`, values quoted or not; a
+        // name inside another value does not count; quoted `>` stays inside.
+        assert_eq!(html_to_text("<a HREF = \"x y\" src=z>t</a>"), " x y  z  t ");
+        assert_eq!(html_to_text("<img alt=href src=q>"), " q  ");
+        assert_eq!(html_to_text("<p title='a>b'>c"), " c");
+        assert_eq!(html_to_text("x&amp<b>y &lt;&#x3C;"), "x&amp y <<");
         // Unterminated constructs do not lose the text before them or panic.
         assert_eq!(html_to_text("abc <b"), "abc  ");
         assert_eq!(html_to_text("abc <!-- x"), "abc ");
