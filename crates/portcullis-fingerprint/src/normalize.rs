@@ -742,10 +742,8 @@ fn push_decoded(text: &str, out: &mut String) {
 /// the character and the bytes it takes, or `&` alone when it is none.
 fn entity_at(at: &str) -> (char, usize) {
     let semi = at.as_bytes().iter().take(12).position(|&c| c == b';');
-    match semi.and_then(|s| Some((entity(at.get(1..s)?)?, s + 1))) {
-        Some(found) => found,
-        None => ('&', 1),
-    }
+    semi.and_then(|s| Some((entity(at.get(1..s)?)?, s + 1)))
+        .unwrap_or(('&', 1))
 }
 
 fn entity(name: &str) -> Option<char> {
