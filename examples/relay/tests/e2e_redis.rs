@@ -1,6 +1,6 @@
 //! `store = "redis"`: two relay processes on one Redis share policy
-//! counters and greylist triplets; a relay whose Redis does not answer
-//! refuses to start, naming the key.
+//! counters and greylist triplets, and so do a relay and `policyd`; a relay
+//! whose Redis does not answer refuses to start, naming the key.
 //!
 //! The shared-state tests run when `REDIS_URL` is set (e.g.
 //! `redis://127.0.0.1:6379`) and print `skipping: …` otherwise. Each run
@@ -10,6 +10,8 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -105,6 +107,81 @@ fn a_greylist_triplet_passed_on_relay_a_passes_on_relay_b() {
     assert_eq!(send(&b, "patient@world.test", "alice@example.org"), 250);
     // A triplet nobody saw is still greylisted on B.
     assert_eq!(rcpt(&b, "patient@world.test", "bob@example.org"), 451);
+}
+
+/// One policy delegation request to `policyd`; the `action=` line.
+fn ask(policyd: SocketAddr, sender: &str, recipient: &str) -> String {
+    let mut tcp = TcpStream::connect_timeout(&policyd, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
+         client_address=127.0.0.1\nclient_name=localhost\nhelo_name=client.test\n\
+         sender={sender}\nrecipient={recipient}\n\n"
+    )
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(tcp).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+#[test]
+fn policyd_shares_greylist_triplets_with_the_relays() {
+    let Some(url) = redis_url() else { return };
+    let config = format!(
+        "{LOCAL}[redis]\nurl = \"{url}\"\nprefix = \"{}\"\n[greylist]\nenabled = true\nstore = \"redis\"\ndelay_secs = 1\n",
+        unique_prefix("policyd")
+    );
+    let (relay, tmp) = Relay::start(&config);
+    // The same file, as Postfix's policy server (its --greylist-store is
+    // overridden by `store = "redis"`).
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&relay.config)
+        .arg("--data-dir")
+        .arg(tmp.path().join("policyd-data"))
+        .args([
+            "policyd",
+            "--listen",
+            "127.0.0.1:0",
+            "--greylist-store",
+            "memory",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        assert!(line.contains("greylist store: redis"), "{line}");
+        let policyd: SocketAddr = line
+            .split("listening: ")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no startup line: {line:?}"));
+        // Seen first by the policy server, passed on the relay after the
+        // delay, then known to the policy server too.
+        let first = ask(policyd, "patient@world.test", "alice@example.org");
+        assert!(first.starts_with("action=DEFER_IF_PERMIT"), "{first}");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(send(&relay, "patient@world.test", "alice@example.org"), 250);
+        let again = ask(policyd, "patient@world.test", "alice@example.org");
+        assert!(!again.starts_with("action=DEFER"), "{again}");
+        // The relay sees a triplet only the policy server saw.
+        let seen = ask(policyd, "other@world.test", "bob@example.org");
+        assert!(seen.starts_with("action=DEFER_IF_PERMIT"), "{seen}");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(send(&relay, "other@world.test", "bob@example.org"), 250);
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
 }
 
 #[test]
