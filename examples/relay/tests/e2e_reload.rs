@@ -1,5 +1,6 @@
 //! SIGHUP rebuilds what the configuration file describes — local domains,
-//! `[limits]`, the filter chains, the TLS certificate — for new sessions,
+//! `[limits]`, the filter chains (greylisting turned off), the TLS
+//! certificate — for new sessions,
 //! while a session open across the reload carries on with what it started
 //! with; stores (greylist triplets) carry over; a listener change is
 //! warned about by key; a configuration that does not load keeps the old
@@ -215,4 +216,18 @@ fn sighup_keeps_stores_warns_about_listeners_and_survives_a_bad_file() {
     assert_eq!(c.cmd("EHLO retrying.test").code, 250);
     assert_eq!(c.cmd("MAIL FROM:<new@world.test>").code, 250);
     assert_eq!(c.cmd("RCPT TO:<alice@example.org>").code, 451);
+    drop(c);
+
+    // A filter chain change: greylisting off for new sessions.
+    std::fs::write(
+        &relay.config,
+        good.replace("[greylist]\nenabled = true", "[greylist]\nenabled = false"),
+    )
+    .unwrap();
+    hup(&relay);
+    wait_log(&relay, "configuration reloaded", 2);
+    let mut c = Client::greeted(relay.mx);
+    assert_eq!(c.cmd("EHLO retrying.test").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<newer@world.test>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<alice@example.org>").code, 250);
 }
