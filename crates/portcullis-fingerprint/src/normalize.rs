@@ -210,53 +210,50 @@ impl Normalization {
 
     /// From `start`, an ASCII letter starting a word after text was written,
     /// skip eight bytes at a time what needs no change: ASCII letters,
-    /// ASCII punctuation and single spaces followed by text. Stops before a
-    /// digit, control character, non-ASCII byte, doubled or final space, or
-    /// a word starting with `h` (maybe a URL); a word that turns out to hold
-    /// a digit or a non-ASCII letter is left whole to the caller. Returns
-    /// where to go on (never inside a word) and the words skipped.
+    /// ASCII punctuation other than `:` and single spaces followed by text.
+    /// Stops before a digit, control character, non-ASCII byte, doubled or
+    /// final space, or `:` (a URL's scheme ends there); a word that turns
+    /// out to hold a digit, a `:` or a non-ASCII letter is left whole to the
+    /// caller. Returns where to go on (never inside a word) and the words
+    /// skipped.
     #[inline]
     fn quiet_run(&self, b: &[u8], start: usize) -> (usize, usize) {
         let mut i = start;
         let mut words = 0;
         // Whether the byte before the chunk was a letter (bit 7 set).
         let mut carry = 0u64;
-        // The word at `start` itself may start with `h`: not a URL (checked).
-        let mut first = 0x80u64;
         while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+            // Per byte, without carries between bytes: with lo <= 0x7f, the
+            // top bit of lo + (0x80 - n) says lo >= n.
             let v = u64::from_le_bytes(chunk);
             let lo = v & !TOP;
             let ascii = !v & TOP;
+            let high = v & TOP;
             let x = lo | splat(0x20);
             let letter = (x + splat(0x1f)) & !(x + splat(0x05)) & ascii;
-            let digit = (lo + splat(0x50)) & !(lo + splat(0x46)) & ascii;
+            // '0'..='9' and ':'.
+            let digit_colon = (lo + splat(0x50)) & !(lo + splat(0x45)) & ascii;
+            let up_to_space = !(lo + splat(0x5f)) & ascii;
             let ctrl = !(lo + splat(0x60)) & ascii;
-            let sp = v ^ splat(0x20);
-            let space = !(((sp & !TOP) + !TOP) | sp) & TOP;
-            let mut bad = (v & TOP) | digit | ctrl;
+            let mut bad = ctrl | high | digit_colon;
             if self.fold_whitespace {
                 // A space must be followed, in this chunk, by text.
-                bad |= space & (((space | ctrl | (v & TOP)) >> 8) | (0x80 << 56));
+                let space = up_to_space & !ctrl;
+                bad |= space & (((up_to_space | high) >> 8) | (0x80 << 56));
             }
             let starts = letter & !(letter << 8 | carry);
-            if self.strip_url_queries {
-                let h = x ^ splat(0x68);
-                let is_h = !(((h & !TOP) + !TOP) | h) & ascii;
-                bad |= is_h & starts & !first;
-            }
             if bad != 0 {
                 let at = bad.trailing_zeros() as usize / 8;
                 let below = (1u64 << (8 * at)) - 1;
                 words += count_top_bits(starts & below);
-                // Only a digit or a non-ASCII byte can continue a word.
-                if ((digit | (v & TOP)) >> (8 * at)) & 0x80 == 0 {
+                // Only a digit, `:` or a non-ASCII byte can continue a word.
+                if ((digit_colon | high) >> (8 * at)) & 0x80 == 0 {
                     return (i + at, words);
                 }
                 return back_to_word_start(b, start, i + at, words);
             }
             words += count_top_bits(starts);
             carry = letter >> 56;
-            first = 0;
             i += 8;
         }
         back_to_word_start(b, start, i, words)
