@@ -10,27 +10,18 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Client, Relay, message};
-use hickory_proto::rr::rdata::{A, SOA, TXT};
-use hickory_proto::rr::{LowerName, Name, RData, Record};
-use hickory_server::Server;
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use portcullis_testkit::dns::{DnsRecord, DnsServer};
 
-fn name(s: &str) -> Name {
-    Name::from_str(s).unwrap()
+fn a(owner: &str, ip: &str) -> DnsRecord {
+    portcullis_testkit::dns::a(owner, ip, 3600)
 }
 
-fn a(owner: &str, ip: &str) -> Record {
-    Record::from_rdata(name(owner), 3600, RData::A(A::from_str(ip).unwrap()))
-}
-
-fn txt(owner: &str, text: &str) -> Record {
-    Record::from_rdata(name(owner), 3600, RData::TXT(TXT::new(vec![text.into()])))
+fn txt(owner: &str, text: &str) -> DnsRecord {
+    portcullis_testkit::dns::txt(owner, text, 3600)
 }
 
 /// A DNS server for the zone `test.` on 127.0.0.1 (UDP and TCP), run on
@@ -47,19 +38,7 @@ fn dns() -> SocketAddr {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let mut zone: InMemoryZoneHandler =
-                    InMemoryZoneHandler::empty(name("test."), ZoneType::Primary, AxfrPolicy::Deny);
-                let soa = SOA::new(
-                    name("ns.test."),
-                    name("hostmaster.test."),
-                    1,
-                    3600,
-                    600,
-                    86_400,
-                    60,
-                );
-                zone.upsert_mut(Record::from_rdata(name("test."), 3600, RData::SOA(soa)), 1);
-                for r in [
+                let records = vec![
                     // The test client, 127.0.0.1, listed in bl.test ...
                     a("1.0.0.127.bl.test.", "127.0.0.2"),
                     txt("1.0.0.127.bl.test.", "Listed for the test"),
@@ -71,21 +50,9 @@ fn dns() -> SocketAddr {
                     txt("mail.sender.test.", "v=spf1 ip4:127.0.0.1 -all"),
                     txt("forged.test.", "v=spf1 -all"),
                     txt("_dmarc.forged.test.", "v=DMARC1; p=reject"),
-                ] {
-                    assert!(zone.upsert_mut(r, 1));
-                }
-                let mut catalog = Catalog::new();
-                catalog.upsert(
-                    LowerName::from(name("test.")),
-                    vec![Arc::new(zone) as Arc<dyn ZoneHandler>],
-                );
-                let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                let addr = udp.local_addr().unwrap();
-                let mut server = Server::new(catalog);
-                server.register_socket(udp);
-                if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
-                    server.register_listener(tcp, Duration::from_secs(5), 65_535);
-                }
+                ];
+                let server = DnsServer::builder().zone("test.", records).start().await;
+                let addr = server.addr;
                 tx.send(addr).unwrap();
                 // Serve until the test process exits.
                 std::future::pending::<()>().await;
