@@ -139,9 +139,40 @@ impl ParseOptions {
     }
 }
 
-fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
-}
+/// RFC 5322 atext, by octet; every octet of a non-ASCII character counts
+/// (RFC 6531 §3.3 extends atext with UTF-8; the caller checks it is allowed).
+const ATEXT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'/'
+                    | b'='
+                    | b'?'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'{'
+                    | b'|'
+                    | b'}'
+                    | b'~'
+            )
+            || b >= 0x80;
+        i += 1;
+    }
+    t
+};
 
 fn is_qtext(c: char) -> bool {
     // RFC 5321 qtextSMTP = %d32-33 / %d35-91 / %d93-126, plus UTF-8 (RFC 6531).
@@ -149,9 +180,15 @@ fn is_qtext(c: char) -> bool {
 }
 
 fn is_dot_string(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.')
-            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+    s.bytes().all(|b| ATEXT[usize::from(b)] || b == b'.') && dots_separate_atoms(s.as_bytes())
+}
+
+/// Whether `s`, made of atext and dots, is `atom *("." atom)`: not empty,
+/// no dot first, last or next to another.
+fn dots_separate_atoms(s: &[u8]) -> bool {
+    s.first().is_some_and(|&b| b != b'.')
+        && s.last().is_some_and(|&b| b != b'.')
+        && !s.windows(2).any(|w| w == b"..")
 }
 
 /// The part of a mailbox before the `@`, kept unquoted.
@@ -176,6 +213,9 @@ impl LocalPart {
 
     /// Case-insensitive comparison, e.g. for `postmaster`.
     pub fn eq_ignore_case(&self, other: &str) -> bool {
+        if self.0.is_ascii() && other.is_ascii() {
+            return self.0.eq_ignore_ascii_case(other);
+        }
         self.0.to_lowercase() == other.to_lowercase()
     }
 
@@ -239,19 +279,21 @@ pub enum DomainKind {
 pub struct Domain {
     original: String,
     /// Lower-case A-label form for names; canonical text for literals.
-    ascii: String,
+    /// `None` when that is `original` itself (a lower-case ASCII name, the
+    /// usual case): one allocation fewer per parsed path.
+    ascii: Option<String>,
     kind: DomainKind,
 }
 
 impl PartialEq for Domain {
     fn eq(&self, other: &Self) -> bool {
-        self.ascii == other.ascii
+        self.ascii() == other.ascii()
     }
 }
 impl Eq for Domain {}
 impl std::hash::Hash for Domain {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.ascii.hash(state)
+        self.ascii().hash(state)
     }
 }
 impl PartialOrd for Domain {
@@ -261,7 +303,7 @@ impl PartialOrd for Domain {
 }
 impl Ord for Domain {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.ascii.cmp(&other.ascii)
+        self.ascii().cmp(other.ascii())
     }
 }
 
@@ -272,6 +314,30 @@ fn is_ldh_label(label: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
+/// Whether `s` is `label *("." label)` of LDH labels (RFC 5321 Domain,
+/// RFC 1035 §2.3.1 lengths), one pass over the octets; if so, whether it
+/// has upper-case letters.
+fn ldh_name_case(s: &str) -> Option<bool> {
+    let mut label_start = 0usize;
+    let mut prev = b'.';
+    let mut upper = false;
+    for (i, &c) in s.as_bytes().iter().enumerate() {
+        if c == b'.' {
+            // A label ends: not empty, not ending in a hyphen, ≤ 63 octets.
+            if prev == b'.' || prev == b'-' || i - label_start > 63 {
+                return None;
+            }
+            label_start = i + 1;
+        } else if c.is_ascii_alphanumeric() || (c == b'-' && prev != b'.') {
+            upper |= c.is_ascii_uppercase();
+        } else {
+            return None;
+        }
+        prev = c;
+    }
+    (prev != b'.' && prev != b'-' && s.len() - label_start <= 63).then_some(upper)
 }
 
 impl Domain {
@@ -296,12 +362,12 @@ impl Domain {
             return Self::parse_literal(s);
         }
         if s.is_ascii() {
-            if !s.split('.').all(is_ldh_label) {
+            let Some(lower) = ldh_name_case(s) else {
                 return Err(AddressError::InvalidDomain);
-            }
+            };
             return Ok(Domain {
                 original: s.to_owned(),
-                ascii: s.to_ascii_lowercase(),
+                ascii: lower.then(|| s.to_ascii_lowercase()),
                 kind: DomainKind::Name,
             });
         }
@@ -317,7 +383,7 @@ impl Domain {
         }
         Ok(Domain {
             original: s.to_owned(),
-            ascii,
+            ascii: Some(ascii),
             kind: DomainKind::Name,
         })
     }
@@ -331,7 +397,7 @@ impl Domain {
             // Ipv4Addr's parser rejects leading zeros and out-of-range octets.
             return Ok(Domain {
                 original: s.to_owned(),
-                ascii: format!("[{v4}]"),
+                ascii: Some(format!("[{v4}]")),
                 kind: DomainKind::Ipv4(v4),
             });
         }
@@ -342,7 +408,7 @@ impl Domain {
                     .map_err(|_| AddressError::InvalidAddressLiteral)?;
                 return Ok(Domain {
                     original: s.to_owned(),
-                    ascii: format!("[IPv6:{v6}]"),
+                    ascii: Some(format!("[IPv6:{v6}]")),
                     kind: DomainKind::Ipv6(v6),
                 });
             }
@@ -353,7 +419,7 @@ impl Domain {
             if tag_ok && content_ok {
                 return Ok(Domain {
                     original: s.to_owned(),
-                    ascii: format!("[{}:{content}]", tag.to_ascii_lowercase()),
+                    ascii: Some(format!("[{}:{content}]", tag.to_ascii_lowercase())),
                     kind: DomainKind::General,
                 });
             }
@@ -368,7 +434,7 @@ impl Domain {
 
     /// Lower-case A-label (punycode) form, the comparison key.
     pub fn ascii(&self) -> &str {
-        &self.ascii
+        self.ascii.as_deref().unwrap_or(&self.original)
     }
 
     /// Name or literal.
@@ -388,10 +454,11 @@ impl Domain {
 
     /// Whether this domain equals `other` or is a subdomain of it.
     pub fn is_within(&self, other: &Domain) -> bool {
-        self.ascii == other.ascii
-            || (self.ascii.len() > other.ascii.len()
-                && self.ascii.ends_with(&other.ascii)
-                && self.ascii.as_bytes()[self.ascii.len() - other.ascii.len() - 1] == b'.')
+        let (mine, theirs) = (self.ascii(), other.ascii());
+        mine == theirs
+            || (mine.len() > theirs.len()
+                && mine.ends_with(theirs)
+                && mine.as_bytes()[mine.len() - theirs.len() - 1] == b'.')
     }
 }
 
@@ -452,7 +519,7 @@ impl Address {
 
     /// A comparison key: local part as is, domain in lower-case A-labels.
     pub fn key(&self) -> String {
-        format!("{}@{}", self.local, self.domain.ascii)
+        format!("{}@{}", self.local, self.domain.ascii())
     }
 
     /// Replace the local part, keeping the domain.
@@ -514,9 +581,22 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
         }
         (LocalPart(value), close + 1)
     } else {
-        let end = s
-            .find(|c: char| !(is_atext(c) || c == '.'))
-            .unwrap_or(s.len());
+        // Dot-string = Atom *("." Atom), in one pass. Octets of a non-ASCII
+        // character are all atext, so `end` falls on a character boundary.
+        let bytes = s.as_bytes();
+        let mut end = 0;
+        let mut dots_ok = true;
+        let mut prev = b'.';
+        while end < bytes.len() {
+            let b = bytes[end];
+            if b == b'.' {
+                dots_ok &= prev != b'.';
+            } else if !ATEXT[usize::from(b)] {
+                break;
+            }
+            prev = b;
+            end += 1;
+        }
         let raw = &s[..end];
         if raw.is_empty() {
             return Err(if s.starts_with('@') {
@@ -525,7 +605,7 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
                 AddressError::MissingAt
             });
         }
-        if !is_dot_string(raw) {
+        if !dots_ok || prev == b'.' {
             return Err(AddressError::InvalidLocalPart);
         }
         if raw.len() > MAX_LOCAL_PART {
@@ -546,7 +626,9 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
             .map(|i| i + 1)
             .ok_or(AddressError::InvalidAddressLiteral)?
     } else {
-        rest.find(['>', ' ', '\t']).unwrap_or(rest.len())
+        rest.bytes()
+            .position(|b| matches!(b, b'>' | b' ' | b'\t'))
+            .unwrap_or(rest.len())
     };
     let domain = Domain::parse_with(&rest[..dom_end], opts)?;
     Ok((Address { local, domain }, at + 1 + dom_end))
@@ -956,6 +1038,42 @@ mod tests {
             serde_json::from_str::<Address>(r#""a..b@x.org""#).is_err(),
             "stored text goes through the parser"
         );
+    }
+
+    #[test]
+    fn one_pass_name_check_matches_label_split() {
+        let long = "a".repeat(63);
+        let too_long = "a".repeat(64);
+        for s in [
+            "",
+            ".",
+            "a",
+            "a.",
+            ".a",
+            "a..b",
+            "a-b",
+            "-a",
+            "a-",
+            "a.-b",
+            "a-.b",
+            "a--b.c",
+            "x1.y2.z3",
+            "a_b",
+            "a b",
+            "A.B-C.d",
+            &long,
+            &too_long,
+            &format!("{long}.{too_long}"),
+        ] {
+            let split = s.split('.').all(is_ldh_label);
+            assert_eq!(ldh_name_case(s).is_some(), split, "{s:?}");
+        }
+        // The comparison key is lower-case whether or not it had to be made.
+        let upper = Domain::parse("Mail.Example.ORG").unwrap();
+        assert_eq!(upper.ascii(), "mail.example.org");
+        assert_eq!(upper.as_str(), "Mail.Example.ORG");
+        assert_eq!(upper, Domain::parse("mail.example.org").unwrap());
+        assert!(upper.is_within(&Domain::parse("EXAMPLE.org").unwrap()));
     }
 
     #[test]

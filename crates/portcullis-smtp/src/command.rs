@@ -138,38 +138,42 @@ impl<'a> Iterator for EsmtpParams<'a> {
     type Item = Result<(&'a str, Option<&'a str>), CommandError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let s = self.rest.trim_start_matches(' ');
-        if s.is_empty() {
-            self.rest = s;
-            return None;
-        }
-        // A space is ASCII, so its index is a char boundary. Parameters are
-        // short: a plain loop beats memchr's dispatch here.
-        let end = s.bytes().position(|b| b == b' ').unwrap_or(s.len());
-        let (param, rest) = s.split_at(end);
-        self.rest = rest;
+        let b = self.rest.as_bytes();
+        // Parameters are short: plain loops beat memchr's dispatch here.
+        let start = b.iter().position(|&c| c != b' ')?;
+        let end = b[start..]
+            .iter()
+            .position(|&c| c == b' ')
+            .map_or(b.len(), |n| start + n);
+        // Spaces are ASCII, so both are char boundaries.
+        let param = &self.rest[start..end];
+        self.rest = &self.rest[end..];
         Some(esmtp_param(param))
     }
 }
 
-/// RFC 5321 §4.1.2: `esmtp-keyword ["=" esmtp-value]`.
+/// RFC 5321 §4.1.2: `esmtp-keyword ["=" esmtp-value]`, one pass.
 fn esmtp_param(p: &str) -> Result<(&str, Option<&str>), CommandError> {
-    let (keyword, value) = match p.bytes().position(|b| b == b'=') {
-        Some(i) => (&p[..i], Some(&p[i + 1..])),
-        None => (p, None),
-    };
-    let kb = keyword.as_bytes();
-    let keyword_ok = !kb.is_empty()
-        && kb[0].is_ascii_alphanumeric()
-        && kb.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+    let b = p.as_bytes();
+    // esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+    let k = b
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'-'))
+        .unwrap_or(b.len());
+    if k == 0 || b[0] == b'-' {
+        return Err(CommandError::Syntax);
+    }
+    if k == b.len() {
+        return Ok((p, None));
+    }
     // esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 (RFC 6531 §3.3).
-    let value_ok = value.is_none_or(|v| {
-        !v.is_empty()
-            && v.bytes()
-                .all(|b| matches!(b, 33..=60 | 62..=126) || b >= 0x80)
-    });
-    if keyword_ok && value_ok {
-        Ok((keyword, value))
+    let value = &b[k + 1..];
+    let value_ok = b[k] == b'='
+        && !value.is_empty()
+        && value.iter().all(|&c| c >= 33 && c != b'=' && c != 0x7f);
+    if value_ok {
+        // '=' is ASCII: k and k + 1 are char boundaries.
+        Ok((&p[..k], Some(&p[k + 1..])))
     } else {
         Err(CommandError::Syntax)
     }
@@ -297,13 +301,24 @@ fn domain_argument(rest: &str) -> Result<&str, CommandError> {
 }
 
 /// `SP "FROM:" Reverse-path [SP Mail-parameters]` (and `TO:` for RCPT).
+/// Written out by hand rather than with nom: it is the hot path of a
+/// transaction, and the grammar is a fixed prefix and a bracketed extent.
 fn path_command<'a>(
     rest: &'a str,
     prefix: &'static str,
 ) -> Result<(&'a str, EsmtpParams<'a>), CommandError> {
-    let parsed: IResult<&str, &str> =
-        preceded((tag(" "), tag_ci(prefix), opt(space1)), angle_path).parse(rest);
-    let (after, path) = parsed.map_err(|_| CommandError::Syntax)?;
+    let b = rest.as_bytes();
+    let n = prefix.len();
+    if b.len() < n + 1 || b[0] != b' ' || !b[1..=n].eq_ignore_ascii_case(prefix.as_bytes()) {
+        return Err(CommandError::Syntax);
+    }
+    // Many clients put a space after the colon; tolerated.
+    let mut i = n + 1;
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    // The octets matched so far are ASCII: `i` is a char boundary.
+    let (path, after) = angle_path(&rest[i..]).ok_or(CommandError::Syntax)?;
     if after.is_empty() {
         return Ok((path, EsmtpParams::default()));
     }
@@ -319,15 +334,12 @@ fn path_command<'a>(
 }
 
 /// A path from `<` to its closing `>`, skipping quoted strings (a quoted
-/// local part may hold `>`). Only finds the extent; the address is parsed
-/// by `portcullis_core`.
-fn angle_path(input: &str) -> IResult<&str, &str> {
+/// local part may hold `>`); returns it and what follows. Only finds the
+/// extent; the address is parsed by `portcullis_core`.
+fn angle_path(input: &str) -> Option<(&str, &str)> {
     let bytes = input.as_bytes();
     if bytes.first() != Some(&b'<') {
-        return Err(nom::Err::Error(nom::error::Error::new(
-            input,
-            nom::error::ErrorKind::Char,
-        )));
+        return None;
     }
     // Fast path: no quoted string before the closing bracket. (Paths are
     // short: a plain loop beats memchr's dispatch here.)
@@ -336,7 +348,8 @@ fn angle_path(input: &str) -> IResult<&str, &str> {
         .position(|&b| b == b'>' || b == b'"' || b == b' ')
         && bytes[i] == b'>'
     {
-        return Ok((&input[i + 1..], &input[..=i]));
+        // '>' is ASCII: both halves split on a char boundary.
+        return Some(input.split_at(i + 1));
     }
     let mut i = 1;
     let mut quoted = false;
@@ -344,16 +357,13 @@ fn angle_path(input: &str) -> IResult<&str, &str> {
         match bytes[i] {
             b'\\' if quoted => i += 1,
             b'"' => quoted = !quoted,
-            b'>' if !quoted => return Ok((&input[i + 1..], &input[..=i])),
+            b'>' if !quoted => return Some(input.split_at(i + 1)),
             b' ' if !quoted => break,
             _ => {}
         }
         i += 1;
     }
-    Err(nom::Err::Error(nom::error::Error::new(
-        input,
-        nom::error::ErrorKind::TakeUntil,
-    )))
+    None
 }
 
 /// `BDAT SP chunk-size [SP "LAST"]` (RFC 3030 §2).
