@@ -119,15 +119,15 @@ impl Normalization {
                     && let Some(scheme_len) = url_scheme_len(&b[i..])
                 {
                     words += 1;
-                    let end = i + url_len(&b[i..]);
-                    if let Some(cut) = b[i + scheme_len..end]
-                        .iter()
-                        .position(|&d| d == b'?' || d == b'#')
-                    {
-                        out.extend_from_slice(&b[copied..i + scheme_len + cut]);
+                    let stop = url_scan(b, i + scheme_len, &URL_CUT_OR_END);
+                    if matches!(b.get(stop), Some(b'?' | b'#')) {
+                        let end = url_scan(b, stop, &URL_END);
+                        out.extend_from_slice(&b[copied..stop]);
                         copied = end;
+                        i = end;
+                    } else {
+                        i = stop;
                     }
-                    i = end;
                     continue;
                 }
                 if k & DIGIT == 0 {
@@ -523,23 +523,55 @@ fn url_scheme_len(b: &[u8]) -> Option<usize> {
 }
 
 /// A URL ends at white space, quotes, angle brackets or a non-ASCII byte.
-fn url_len(b: &[u8]) -> usize {
-    b.iter()
-        .position(|&c| URL_END[usize::from(c)])
-        .unwrap_or(b.len())
-}
+const URL_END: [bool; 256] = url_table(false);
+/// [`URL_END`] and the start of a query string or fragment (`?`, `#`).
+const URL_CUT_OR_END: [bool; 256] = url_table(true);
 
-/// The bytes that end a URL (see [`url_len`]).
-const URL_END: [bool; 256] = {
+const fn url_table(cut: bool) -> [bool; 256] {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {
         let b = c as u8;
-        t[c] = b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>') || b >= 0x80;
+        t[c] = b.is_ascii_whitespace()
+            || matches!(b, b'"' | b'\'' | b'<' | b'>')
+            || b >= 0x80
+            || (cut && matches!(b, b'?' | b'#'));
         c += 1;
     }
     t
-};
+}
+
+/// The first byte from `from` that `stop` (one of the URL tables) marks, or
+/// the end. Eight bytes at a time: candidates (bytes up to 0x20, non-ASCII,
+/// `"#'<=>?`) are found per word and checked against the table.
+fn url_scan(b: &[u8], from: usize, stop: &[bool; 256]) -> usize {
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+        let v = u64::from_le_bytes(chunk);
+        let lo = v & !TOP;
+        let ascii = !v & TOP;
+        // Top bit of lo + (0x80 - n) says lo >= n.
+        let range =
+            |from: u8, to: u8| (lo + splat(0x80 - from)) & !(lo + splat(0x80 - to - 1)) & ascii;
+        let mut candidates = (v & TOP)
+            | (!(lo + splat(0x5f)) & ascii)
+            | range(b'"', b'#')
+            | range(b'\'', b'\'')
+            | range(b'<', b'?');
+        while candidates != 0 {
+            let at = i + candidates.trailing_zeros() as usize / 8;
+            if stop[usize::from(b[at])] {
+                return at;
+            }
+            candidates &= candidates - 1;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(|&c| !stop[usize::from(c)]) {
+        i += 1;
+    }
+    i
+}
 
 /// Octets as Latin-1 characters: what "charset conversion off" reads, so the
 /// bytes sent decide the checksum.
