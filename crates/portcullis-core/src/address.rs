@@ -634,6 +634,103 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
     Ok((Address { local, domain }, at + 1 + dom_end))
 }
 
+/// The usual path, `<dot-string@ldh-name>` in ASCII, in one pass over the
+/// octets; `None` for anything else (quoted local parts, literals, source
+/// routes, UTF-8, a trailing dot, errors), which the general parser then
+/// handles. Where it succeeds the general parser gives the same result.
+fn plain_path(s: &str) -> Option<(Option<Address>, usize)> {
+    let b = s.as_bytes();
+    // Local part: atoms separated by single dots (b[0] is '<').
+    let mut prev = b'.';
+    let mut at = b.len();
+    for (i, &c) in b.iter().enumerate().skip(1) {
+        match OCTET_CLASS[usize::from(c)] {
+            ATOM | LOWER | UPPER | HYPHEN => {}
+            DOT if prev != b'.' => {}
+            _ => {
+                at = i;
+                break;
+            }
+        }
+        prev = c;
+    }
+    if at == 1 || prev == b'.' || at - 1 > MAX_LOCAL_PART || b.get(at) != Some(&b'@') {
+        return None;
+    }
+    // Domain: LDH labels up to '>'.
+    let start = at + 1;
+    let mut label_start = start;
+    let mut upper = false;
+    let mut end = b.len();
+    prev = b'.';
+    for (i, &c) in b.iter().enumerate().skip(start) {
+        match OCTET_CLASS[usize::from(c)] {
+            LOWER => {}
+            UPPER => upper = true,
+            HYPHEN if prev != b'.' => {}
+            DOT if prev != b'.' && prev != b'-' && i - label_start <= 63 => label_start = i + 1,
+            _ => {
+                end = i;
+                break;
+            }
+        }
+        prev = c;
+    }
+    if b.get(end) != Some(&b'>')
+        || prev == b'.'
+        || prev == b'-'
+        || end - label_start > 63
+        || end - start > MAX_DOMAIN
+        || end + 1 > MAX_PATH
+    {
+        return None;
+    }
+    // Every octet matched is ASCII: the indices are char boundaries.
+    let name = &s[start..end];
+    let address = Address {
+        local: LocalPart(s[1..at].to_owned()),
+        domain: Domain {
+            original: name.to_owned(),
+            ascii: upper.then(|| name.to_ascii_lowercase()),
+            kind: DomainKind::Name,
+        },
+    };
+    Some((Some(address), end + 1))
+}
+
+// Classes of ASCII octets for [`plain_path`].
+const OTHER: u8 = 0;
+/// Lower-case letter or digit (atext, and a domain label's).
+const LOWER: u8 = 1;
+/// Upper-case letter (atext; a domain label's, folded).
+const UPPER: u8 = 2;
+const HYPHEN: u8 = 3;
+const DOT: u8 = 4;
+/// Other atext.
+const ATOM: u8 = 5;
+const OCTET_CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        t[i] = if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            LOWER
+        } else if c.is_ascii_uppercase() {
+            UPPER
+        } else if c == b'-' {
+            HYPHEN
+        } else if c == b'.' {
+            DOT
+        } else if ATEXT[i] {
+            ATOM
+        } else {
+            OTHER
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Parse `<[A-d-l:]mailbox>` or `<>` at the start of `s`.
 /// Returns `None` for `<>`, and the number of bytes consumed.
 fn parse_path_prefix(
@@ -650,6 +747,15 @@ fn parse_path_prefix(
     if body.starts_with('>') {
         return Ok((None, 2));
     }
+    if let Some(found) = plain_path(s) {
+        return Ok(found);
+    }
+    general_path(s, opts)
+}
+
+/// [`parse_path_prefix`] for every form: `s` starts with `<` and is not `<>`.
+fn general_path(s: &str, opts: ParseOptions) -> Result<(Option<Address>, usize), AddressError> {
+    let body = &s[1..];
     let mut pos = 1;
     if body.starts_with('@') {
         // A-d-l = At-domain *( "," At-domain ) ":" — syntax checked, then ignored.
@@ -1074,6 +1180,59 @@ mod tests {
         assert_eq!(upper.as_str(), "Mail.Example.ORG");
         assert_eq!(upper, Domain::parse("mail.example.org").unwrap());
         assert!(upper.is_within(&Domain::parse("EXAMPLE.org").unwrap()));
+    }
+
+    #[test]
+    fn plain_path_agrees_with_the_general_parser() {
+        let locals = [
+            "a",
+            "a.b",
+            "A-b_c+d",
+            "a..b",
+            ".a",
+            "a.",
+            "",
+            "\"q\"",
+            "ü",
+            &"x".repeat(64),
+            &"x".repeat(65),
+        ];
+        let domains = [
+            "x.org",
+            "X.Org",
+            "a-b.c",
+            "-a.org",
+            "a-.org",
+            "a..org",
+            "a.org.",
+            "",
+            "[192.0.2.1]",
+            "ü.org",
+            "a_b.org",
+            &"d".repeat(63),
+            &"d".repeat(64),
+            &format!("{}.org", "e".repeat(252)),
+        ];
+        let ends = [">", "> SIZE=1", ">x", "", " >"];
+        let mut plain = 0;
+        for l in locals {
+            for d in domains {
+                for e in ends {
+                    let s = format!("<{l}@{d}{e}");
+                    let Some(fast) = plain_path(&s) else { continue };
+                    plain += 1;
+                    let general = general_path(&s, ParseOptions::ascii()).unwrap();
+                    assert_eq!(fast, general, "{s:?}");
+                    let (f, g) = (fast.0.unwrap(), general.0.unwrap());
+                    assert_eq!(f.to_string(), g.to_string(), "{s:?}");
+                    assert_eq!(f.domain().ascii(), g.domain().ascii(), "{s:?}");
+                }
+            }
+        }
+        assert!(
+            plain > 20,
+            "the fast path should take the plain cases ({plain})"
+        );
     }
 
     #[test]
