@@ -88,6 +88,11 @@ pub enum LongLines {
     Reject,
     /// Accept the message as received.
     Accept,
+    /// Accept the message with long lines folded: `<CRLF><SP>` is inserted
+    /// where a line reaches the limit (as Postfix's `smtp_line_length_limit`
+    /// does), so what is relayed stays within RFC 5321 §4.5.3.1.6. DATA only:
+    /// BDAT content is passed on as sent.
+    Fold,
 }
 
 /// Session limits and switches. `Default` gives safe values; build with
@@ -130,6 +135,11 @@ pub struct SessionConfig {
     /// (`<user@example.org.>`) and drop it, as Postfix does. Off by default:
     /// RFC 5321 domain syntax has none (`501 5.1.3` then).
     pub trailing_dot_in_paths: bool,
+    /// Most octets the session holds unprocessed, which happens while a
+    /// decision is pending (pipelined commands, BDAT chunks). Past it the
+    /// session answers `421 4.7.0` and closes. Default 1 MiB; 0 means no
+    /// limit (then stop reading while a decision is pending).
+    pub max_buffered_input: usize,
     /// After this many bad commands (unknown, syntax, sequence, line too
     /// long) the session answers `421 4.7.0` and closes.
     pub max_bad_commands: u32,
@@ -157,6 +167,7 @@ impl Default for SessionConfig {
             require_greeting: true,
             bare_lf_in_commands: false,
             trailing_dot_in_paths: false,
+            max_buffered_input: 1024 * 1024,
             max_bad_commands: 20,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(300),

@@ -101,6 +101,10 @@ pub struct DataDecoder {
     /// Octets since the last LF, CR and a stuffed dot included.
     line_len: usize,
     max_line: Option<usize>,
+    /// Fold output lines to this many octets before CRLF, if set.
+    fold_width: Option<usize>,
+    /// Octets of the current output line so far (for folding).
+    out_line_len: usize,
     max_size: Option<u64>,
     size: u64,
     wire_octets: u64,
@@ -120,6 +124,8 @@ impl DataDecoder {
             state: State::LineStart,
             line_len: 0,
             max_line,
+            fold_width: None,
+            out_line_len: 0,
             max_size,
             size: 0,
             wire_octets: 0,
@@ -127,6 +133,17 @@ impl DataDecoder {
             line_too_long: false,
             too_big: false,
         }
+    }
+
+    /// Fold text lines longer than `max_line` octets (CRLF included) in the
+    /// output instead of refusing them: `<CRLF><SP>` is inserted where a
+    /// line reaches the limit, as Postfix does for `smtp_line_length_limit`
+    /// (it keeps MIME structure intact). Combine with `max_line: None` in
+    /// [`new`](Self::new). Limits under 4 octets are treated as 4. The
+    /// message size counts the octets received, not the inserted ones.
+    pub fn fold_long_lines(mut self, max_line: usize) -> Self {
+        self.fold_width = Some(max_line.saturating_sub(2).max(2));
+        self
     }
 
     /// The problem with the message so far, if any; when there are several,
@@ -172,7 +189,11 @@ impl DataDecoder {
     /// Decode `input`, appending message octets (unstuffed, CRLF line
     /// endings as received) to `out`.
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> DataStatus {
+        let start = out.len();
         let status = self.decode_inner(input, out);
+        if let Some(width) = self.fold_width {
+            self.fold(out, start, width);
+        }
         self.wire_octets += match status {
             DataStatus::NeedMore => input.len(),
             DataStatus::Complete { consumed } => consumed,
@@ -372,6 +393,71 @@ impl DataDecoder {
                 }
             }
         }
+    }
+}
+
+impl DataDecoder {
+    /// Fold the lines of `out[start..]` to `width` octets before CRLF,
+    /// carrying the length of the current line from call to call. An octet
+    /// other than CR or LF that would make a line longer gets `CRLF SP`
+    /// before it; a CR never does (it is the end of the line).
+    fn fold(&mut self, out: &mut Vec<u8>, start: usize, width: usize) {
+        if !self.needs_folding(&out[start..], width) {
+            return;
+        }
+        let src = out.split_off(start);
+        let mut i = 0;
+        while i < src.len() {
+            // Octets that fit before the line reaches `width`.
+            let room = width.saturating_sub(self.out_line_len);
+            let window = &src[i..src.len().min(i + room)];
+            if let Some(q) = memchr::memchr(b'\n', window) {
+                out.extend_from_slice(&window[..=q]);
+                i += q + 1;
+                self.out_line_len = 0;
+                continue;
+            }
+            out.extend_from_slice(window);
+            self.out_line_len += window.len();
+            i += window.len();
+            match src.get(i) {
+                None => break,
+                Some(b'\n') => self.out_line_len = 0,
+                Some(b'\r') => self.out_line_len += 1,
+                Some(_) => {
+                    out.extend_from_slice(b"\r\n ");
+                    self.out_line_len = 1;
+                    continue;
+                }
+            }
+            out.push(src[i]);
+            i += 1;
+        }
+    }
+
+    /// Whether some line of `region` (the first one continuing the current
+    /// output line) may need folding: a run of more than `width` octets
+    /// without LF. Updates nothing; one search per `width` octets.
+    fn needs_folding(&mut self, region: &[u8], width: usize) -> bool {
+        let mut len = self.out_line_len;
+        let mut p = 0;
+        while p < region.len() {
+            let room = (width + 1).saturating_sub(len);
+            let window = &region[p..region.len().min(p + room)];
+            match memrchr(b'\n', window) {
+                Some(q) => {
+                    p += q + 1;
+                    len = 0;
+                }
+                None if window.len() == room => return true,
+                None => {
+                    len += window.len();
+                    break;
+                }
+            }
+        }
+        self.out_line_len = len;
+        false
     }
 }
 

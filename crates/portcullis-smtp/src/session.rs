@@ -275,9 +275,15 @@ impl Session {
     /// Bytes received from the client, in any split. While a decision is
     /// pending they are buffered and processed once it is answered
     /// (RFC 2920 pipelining). Ignored once closed, and while a STARTTLS
-    /// handshake is pending. What is buffered while paused is not bounded
-    /// here: stop reading from the socket while
-    /// [`pending_decision`](Self::pending_decision) is `Some`.
+    /// handshake is pending.
+    ///
+    /// What is buffered is bounded by
+    /// [`SessionConfig::max_buffered_input`]: past it the session answers
+    /// `421 4.7.0` and closes (the pending decision is dropped, and
+    /// [`decide`](Self::decide) on it reports
+    /// [`SessionError::UnexpectedDecision`]). A caller that stops reading from the
+    /// socket while [`pending_decision`](Self::pending_decision) is `Some`
+    /// never reaches it.
     pub fn receive(&mut self, bytes: &[u8]) {
         if matches!(self.phase, Phase::Closed | Phase::TlsHandshake) {
             return;
@@ -291,6 +297,18 @@ impl Session {
         } else {
             self.inbuf.extend_from_slice(bytes);
             self.advance();
+        }
+        let cap = self.config.max_buffered_input;
+        if cap > 0 && self.inbuf.len() > cap && !matches!(self.phase, Phase::Closed) {
+            self.write_reply(&Reply::new(
+                421,
+                (4, 7, 0),
+                format!(
+                    "{} Too much input while waiting, closing connection",
+                    self.config.hostname
+                ),
+            ));
+            self.close();
         }
     }
 
@@ -549,7 +567,11 @@ impl Session {
                 };
                 let max_size =
                     (self.config.max_message_size > 0).then_some(self.config.max_message_size);
-                self.phase = Phase::Data(Box::new(DataDecoder::new(max_line, max_size)));
+                let mut decoder = DataDecoder::new(max_line, max_size);
+                if self.config.long_lines == LongLines::Fold {
+                    decoder = decoder.fold_long_lines(self.config.max_text_line);
+                }
+                self.phase = Phase::Data(Box::new(decoder));
             }
             (
                 PendingKind::DataStart {

@@ -404,3 +404,68 @@ proptest! {
         }
     }
 }
+
+/// Folding the slow, obvious way (`LongLines::Fold`): an octet other than
+/// CR or LF that would make a line longer than `width` gets CRLF SP first.
+fn reference_fold(message: &[u8], width: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut len = 0;
+    for &b in message {
+        match b {
+            b'\n' => len = 0,
+            b'\r' => len += 1,
+            _ => {
+                if len >= width {
+                    out.extend_from_slice(b"\r\n ");
+                    len = 1;
+                }
+                len += 1;
+            }
+        }
+        out.push(b);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn folding_matches_reference_and_bounds_lines(
+        lines in prop::collection::vec(
+            prop::collection::vec(prop::sample::select(&b"ab .x"[..]), 0..400),
+            0..12,
+        ),
+        max_line in 4usize..120,
+        mut cuts in prop::collection::vec(0usize..5000, 0..8),
+    ) {
+        let mut message = Vec::new();
+        for l in &lines {
+            message.extend_from_slice(l);
+            message.extend_from_slice(b"\r\n");
+        }
+        let mut wire = Vec::new();
+        dot_stuff(&message, &mut wire);
+        wire.extend_from_slice(b".\r\n");
+        cuts.sort_unstable();
+        let mut d = DataDecoder::new(None, None).fold_long_lines(max_line);
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut end = None;
+        for &c in cuts.iter().chain(std::iter::once(&wire.len())) {
+            let c = c.clamp(start, wire.len());
+            if let DataStatus::Complete { consumed } = d.decode(&wire[start..c], &mut out) {
+                end = Some(start + consumed);
+                break;
+            }
+            start = c;
+        }
+        prop_assert_eq!(end, Some(wire.len()));
+        prop_assert_eq!(d.error(), None);
+        prop_assert_eq!(d.size(), message.len() as u64);
+        prop_assert_eq!(&out, &reference_fold(&message, max_line - 2));
+        for line in out.split_inclusive(|&b| b == b'\n') {
+            prop_assert!(line.len() <= max_line, "{} > {}", line.len(), max_line);
+        }
+    }
+}
