@@ -8,14 +8,17 @@
 //! ```
 //!
 //! Modes: `none` (build the message only), `parse` (`mail-parser` alone,
-//! default settings), `exact`, `full` (exact + fuzzy), `blake3`. Subtract
-//! `none` from the others, then compare each with `parse`.
+//! default settings), `exact`, `full` (exact + fuzzy), `blake3`, and single
+//! steps on the decoded parts: `html` (HTML to text), `normalize` (text part
+//! and reduced HTML). Subtract `none` from the others, then compare each
+//! with `parse`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
 
-use mail_parser::MessageParser;
-use portcullis_fingerprint::{FingerprintOptions, Fingerprinter};
+use mail_parser::{MessageParser, PartType};
+use portcullis_fingerprint::normalize::html_to_text_into;
+use portcullis_fingerprint::{FingerprintOptions, Fingerprinter, Normalization};
 
 #[path = "../benches/support/mod.rs"]
 mod support;
@@ -30,6 +33,20 @@ fn main() {
     exact_opts.fuzzy = false;
     let exact = Fingerprinter::new(exact_opts);
     let full = Fingerprinter::default();
+    // The decoded text and HTML parts, for the per-step modes.
+    let parsed = parser.parse(&msg[..]);
+    let (mut text, mut html) = (String::new(), String::new());
+    for part in parsed.iter().flat_map(|m| m.parts.iter()) {
+        match &part.body {
+            PartType::Text(t) => text = t.to_string(),
+            PartType::Html(h) => html = h.to_string(),
+            _ => {}
+        }
+    }
+    let n = Normalization::default();
+    let mut reduced = String::new();
+    html_to_text_into(&html, &mut reduced);
+    let (mut out, mut buf) = (String::new(), String::new());
     for _ in 0..iters {
         match mode.as_str() {
             "none" => {}
@@ -41,6 +58,16 @@ fn main() {
             }
             "full" => {
                 black_box(full.fingerprint(black_box(&msg)));
+            }
+            "html" => {
+                buf.clear();
+                html_to_text_into(black_box(&html), &mut buf);
+            }
+            "normalize" => {
+                out.clear();
+                black_box(n.normalize_into(black_box(&text), &mut out));
+                out.clear();
+                black_box(n.normalize_into(black_box(&reduced), &mut out));
             }
             "blake3" => {
                 black_box(blake3::hash(black_box(&msg)));
