@@ -391,6 +391,16 @@ pub(crate) struct BackupMxSection {
     pub(crate) hold_secs: u64,
     pub(crate) learn_recipients: bool,
     pub(crate) defer_unknown_recipients: bool,
+    /// How recipients are verified at RCPT: `learn` (from delivery
+    /// outcomes, with `learn_recipients`) or `callout` (ask the primary).
+    pub(crate) verify: String,
+    pub(crate) callout_timeout_secs: u64,
+    pub(crate) callout_command_timeout_secs: u64,
+    pub(crate) callout_positive_ttl_secs: u64,
+    pub(crate) callout_negative_ttl_secs: u64,
+    pub(crate) callout_unknown_ttl_secs: u64,
+    pub(crate) callout_max_per_host: usize,
+    pub(crate) callout_tls: String,
 }
 
 impl Default for BackupMxSection {
@@ -400,7 +410,45 @@ impl Default for BackupMxSection {
             hold_secs: 8 * 24 * 3600,
             learn_recipients: false,
             defer_unknown_recipients: false,
+            verify: "learn".into(),
+            // portcullis-queue's CalloutConfig defaults.
+            callout_timeout_secs: 30,
+            callout_command_timeout_secs: 10,
+            callout_positive_ttl_secs: 3600,
+            callout_negative_ttl_secs: 600,
+            callout_unknown_ttl_secs: 60,
+            callout_max_per_host: 4,
+            callout_tls: "opportunistic".into(),
         }
+    }
+}
+
+/// `[backup_mx] verify = "callout"`: how the relay asks a backed-up
+/// domain's primary whether a recipient exists (`portcullis-queue`'s
+/// `SmtpCallout`, configured with the relay's host name in
+/// [`BackupCallout::config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BackupCallout {
+    pub(crate) timeout: Duration,
+    pub(crate) command_timeout: Duration,
+    pub(crate) positive_ttl: Duration,
+    pub(crate) negative_ttl: Duration,
+    pub(crate) unknown_ttl: Duration,
+    pub(crate) max_per_host: usize,
+    pub(crate) tls: portcullis_queue::TlsPolicy,
+    /// `defer_unknown_recipients`: no conclusive answer → 450 4.1.1
+    /// instead of accepting.
+    pub(crate) defer_unknown: bool,
+}
+
+impl BackupCallout {
+    /// The callout configuration; `helo_name` is the relay's host name.
+    pub(crate) fn config(&self, helo_name: &str) -> portcullis_queue::CalloutConfig {
+        portcullis_queue::CalloutConfig::new(helo_name)
+            .with_tls(self.tls)
+            .with_timeouts(self.command_timeout, self.timeout)
+            .with_cache_ttls(self.positive_ttl, self.negative_ttl, self.unknown_ttl)
+            .with_max_per_host(self.max_per_host)
     }
 }
 
@@ -579,6 +627,8 @@ pub(crate) struct Settings {
     /// `[backup_mx] learn_recipients`: recipient learning from the
     /// primary's answers (portcullis-greylist), if on.
     pub(crate) recipient_learning: Option<portcullis_greylist::LearningConfig>,
+    /// `[backup_mx] verify = "callout"`: ask the primary at RCPT, if on.
+    pub(crate) backup_callout: Option<BackupCallout>,
     pub(crate) forwards: Vec<(ForwardKey, ForwardTarget)>,
     pub(crate) max_message_size: u64,
     pub(crate) max_recipients: usize,
@@ -688,6 +738,59 @@ fn domain(key: String, s: &str) -> Result<Domain, ConfigError> {
     // A trailing dot names the same domain (RFC 1034 absolute form).
     let trimmed = s.strip_suffix('.').unwrap_or(s);
     Domain::parse(trimmed).map_err(|e| invalid(key, format!("{s:?} is not a domain: {e}")))
+}
+
+/// A STARTTLS policy key: `opportunistic`, `required` or `never`.
+fn tls_policy(key: &str, value: &str) -> Result<portcullis_queue::TlsPolicy, ConfigError> {
+    match value {
+        "opportunistic" => Ok(portcullis_queue::TlsPolicy::Opportunistic),
+        "required" => Ok(portcullis_queue::TlsPolicy::Required),
+        "never" => Ok(portcullis_queue::TlsPolicy::Never),
+        other => Err(invalid(
+            key,
+            format!("{other:?} is not one of \"opportunistic\", \"required\", \"never\""),
+        )),
+    }
+}
+
+/// The callout settings of `[backup_mx]`, when `verify = "callout"`. The
+/// `callout_*` keys are checked either way, so a mistake shows before
+/// the callout is turned on.
+fn backup_callout(b: &BackupMxSection) -> Result<Option<BackupCallout>, ConfigError> {
+    let tls = tls_policy("backup_mx.callout_tls", &b.callout_tls)?;
+    for (key, value) in [
+        ("backup_mx.callout_timeout_secs", b.callout_timeout_secs),
+        (
+            "backup_mx.callout_command_timeout_secs",
+            b.callout_command_timeout_secs,
+        ),
+        (
+            "backup_mx.callout_max_per_host",
+            b.callout_max_per_host as u64,
+        ),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be at least 1"));
+        }
+    }
+    let callout = BackupCallout {
+        timeout: Duration::from_secs(b.callout_timeout_secs),
+        command_timeout: Duration::from_secs(b.callout_command_timeout_secs),
+        positive_ttl: Duration::from_secs(b.callout_positive_ttl_secs),
+        negative_ttl: Duration::from_secs(b.callout_negative_ttl_secs),
+        unknown_ttl: Duration::from_secs(b.callout_unknown_ttl_secs),
+        max_per_host: b.callout_max_per_host,
+        tls,
+        defer_unknown: b.defer_unknown_recipients,
+    };
+    match b.verify.as_str() {
+        "learn" => Ok(None),
+        "callout" => Ok(Some(callout)),
+        other => Err(invalid(
+            "backup_mx.verify",
+            format!("{other:?} is not one of \"learn\", \"callout\""),
+        )),
+    }
 }
 
 /// Check a parsed file and apply overrides.
@@ -834,17 +937,7 @@ pub(crate) fn check(
             Ok((dom, hp))
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
-    let delivery_tls = match file.delivery.tls.as_str() {
-        "opportunistic" => portcullis_queue::TlsPolicy::Opportunistic,
-        "required" => portcullis_queue::TlsPolicy::Required,
-        "never" => portcullis_queue::TlsPolicy::Never,
-        other => {
-            return Err(invalid(
-                "delivery.tls",
-                format!("{other:?} is not one of \"opportunistic\", \"required\", \"never\""),
-            ));
-        }
-    };
+    let delivery_tls = tls_policy("delivery.tls", &file.delivery.tls)?;
     if file.delivery.concurrency == 0 {
         return Err(invalid("delivery.concurrency", "must be at least 1"));
     }
@@ -864,6 +957,8 @@ pub(crate) fn check(
             ));
         }
     }
+
+    let backup_callout = backup_callout(&file.backup_mx)?;
 
     let forwards = file
         .forward
@@ -1098,6 +1193,7 @@ pub(crate) fn check(
                 ..portcullis_greylist::LearningConfig::default()
             }
         }),
+        backup_callout,
         forwards,
         max_message_size: l.max_message_size,
         max_recipients: l.max_recipients,
@@ -1195,6 +1291,26 @@ mod tests {
         assert!(!file.mailauth.nameservers.is_empty());
         assert!(file.redis.url.is_some(), "the example shows [redis] url");
         assert_eq!(file.policy.store, "redis");
+        // Every [backup_mx] key is shown (and explained above it).
+        for key in [
+            "domains",
+            "hold_secs",
+            "learn_recipients",
+            "verify",
+            "defer_unknown_recipients",
+            "callout_timeout_secs",
+            "callout_command_timeout_secs",
+            "callout_positive_ttl_secs",
+            "callout_negative_ttl_secs",
+            "callout_unknown_ttl_secs",
+            "callout_max_per_host",
+            "callout_tls",
+        ] {
+            assert!(
+                uncommented.contains(&format!("\n{key} = ")),
+                "relay.toml does not show backup_mx.{key}"
+            );
+        }
     }
 
     #[test]
@@ -1289,6 +1405,19 @@ mod tests {
             ),
             ("[srs]\ndomain = \"elsewhere.example\"\n", "srs.domain"),
             ("[srs]\ndomain = \"localhost\"\n", "srs.secret"),
+            ("[backup_mx]\nverify = \"ask\"\n", "backup_mx.verify"),
+            (
+                "[backup_mx]\ncallout_tls = \"sometimes\"\n",
+                "backup_mx.callout_tls",
+            ),
+            (
+                "[backup_mx]\nverify = \"callout\"\ncallout_timeout_secs = 0\n",
+                "backup_mx.callout_timeout_secs",
+            ),
+            (
+                "[backup_mx]\ncallout_max_per_host = 0\n",
+                "backup_mx.callout_max_per_host",
+            ),
         ];
         for (text, key) in cases {
             match check_text(text) {
@@ -1298,6 +1427,54 @@ mod tests {
                 other => panic!("{text}: expected Invalid({key}), got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn backup_mx_verifies_by_learning_unless_callout_is_asked_for() {
+        assert_eq!(check_text("").unwrap().backup_callout, None);
+        let s = check_text(
+            "[server]\nhostname = \"backup.example.net\"\n\
+             [backup_mx]\ndomains = [\"customer.example\"]\nverify = \"callout\"\n\
+             callout_timeout_secs = 20\ncallout_command_timeout_secs = 5\n\
+             callout_positive_ttl_secs = 7200\ncallout_negative_ttl_secs = 300\n\
+             callout_unknown_ttl_secs = 0\ncallout_max_per_host = 2\n\
+             callout_tls = \"never\"\ndefer_unknown_recipients = true\n",
+        )
+        .unwrap();
+        let c = s.backup_callout.unwrap();
+        assert!(c.defer_unknown);
+        assert!(s.recipient_learning.is_none(), "learning stays off");
+        let config = c.config(&s.hostname);
+        assert_eq!(config.helo_name, "backup.example.net");
+        assert_eq!(config.tls, portcullis_queue::TlsPolicy::Never);
+        assert_eq!(
+            (config.timeout, config.command_timeout),
+            (Duration::from_secs(20), Duration::from_secs(5))
+        );
+        assert_eq!(
+            (config.positive_ttl, config.negative_ttl, config.unknown_ttl),
+            (
+                Duration::from_secs(7200),
+                Duration::from_secs(300),
+                Duration::ZERO
+            )
+        );
+        assert_eq!(config.max_per_host, 2);
+        // The defaults are the callout crate's.
+        let d = check_text("[backup_mx]\nverify = \"callout\"\n")
+            .unwrap()
+            .backup_callout
+            .unwrap();
+        assert_eq!(
+            d.config("localhost"),
+            portcullis_queue::CalloutConfig::new("localhost")
+        );
+        assert!(!d.defer_unknown);
+        // A misspelt key is named by the parser.
+        let msg = check_text("[backup_mx]\ncallout_timeout = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("callout_timeout"), "{msg}");
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Deliverer {
         rules: Arc<RelayRules>,
         mailboxes: PathBuf,
         hostname: String,
-        router: Router,
+        router: Arc<Router>,
         settings: &DeliverySettings,
     ) -> Arc<Self> {
         let d = Arc::new(Deliverer {
@@ -101,7 +101,7 @@ impl Deliverer {
             rules: RwLock::new(rules),
             mailboxes,
             hostname,
-            router: RwLock::new(Arc::new(router)),
+            router: RwLock::new(router),
             slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
         });
         // Whatever survived the last run (crash or shutdown) is due again.
@@ -136,7 +136,7 @@ impl Deliverer {
 
     /// Put reloaded rules and routes in force for the next delivery
     /// attempts (one under way finishes with what it started with).
-    pub(crate) fn reconfigure(&self, rules: Arc<RelayRules>, router: Router) {
+    pub(crate) fn reconfigure(&self, rules: Arc<RelayRules>, router: Arc<Router>) {
         *self
             .rules
             .write()
@@ -144,7 +144,7 @@ impl Deliverer {
         *self
             .router
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(router);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = router;
     }
 
     pub(crate) fn spool(&self) -> &Spool {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod callout;
 mod config;
 mod delivery;
 mod filters;
@@ -145,6 +146,38 @@ fn main() -> ExitCode {
             settings.command_timeout.as_secs(),
             settings.max_queue_time.as_secs(),
             settings.backup_hold.as_secs()
+        );
+        println!(
+            "  backup MX recipients: {}",
+            match (&settings.backup_callout, &settings.recipient_learning) {
+                (Some(c), learning) => format!(
+                    "callout to the primary ({}s per callout, cache {}s/{}s/{}s, {} per host){}{}",
+                    c.timeout.as_secs(),
+                    c.positive_ttl.as_secs(),
+                    c.negative_ttl.as_secs(),
+                    c.unknown_ttl.as_secs(),
+                    c.max_per_host,
+                    if learning.is_some() {
+                        ", after what deliveries taught"
+                    } else {
+                        ""
+                    },
+                    if c.defer_unknown {
+                        "; no answer: 450 4.1.1"
+                    } else {
+                        "; no answer: accepted"
+                    }
+                ),
+                (None, Some(l)) => format!(
+                    "learned from deliveries; unknown: {}",
+                    if l.defer_unknown {
+                        "450 4.1.1"
+                    } else {
+                        "accepted"
+                    }
+                ),
+                (None, None) => "all accepted (no verification)".to_owned(),
+            }
         );
         println!(
             "  stores: policy {}, greylist {}, bulk {}{}",

@@ -60,6 +60,7 @@ pub(crate) struct Metrics {
     store: HistogramVec,
     policyd_requests: IntCounterVec,
     policyd_latency: Histogram,
+    callouts: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -130,7 +131,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let store = HistogramVec::new(
         HistogramOpts::new(
             "store_seconds",
-            "Time of each call to a filter's store or service, by store (counter, greylist, checksum, dnsbl, scan) and operation",
+            "Time of each call to a filter's store or service, by store (counter, greylist, checksum, dnsbl, scan, callout) and operation",
         )
         .buckets(vec![
             0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
@@ -156,6 +157,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(store.clone()))?;
     registry.register(Box::new(policyd_requests.clone()))?;
     registry.register(Box::new(policyd_latency.clone()))?;
+    let callouts = IntCounterVec::new(
+        Opts::new(
+            "callout_total",
+            "Backup-MX recipient callouts by result (exists, does_not_exist, inconclusive, unreachable, timeout, busy, no_primary, no_route) and whether the answer came from the callout cache",
+        ),
+        &["result", "cached"],
+    )?;
+    registry.register(Box::new(callouts.clone()))?;
     Ok(Metrics {
         registry,
         sessions_total,
@@ -169,6 +178,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         store,
         policyd_requests,
         policyd_latency,
+        callouts,
     })
 }
 
@@ -244,6 +254,16 @@ pub(crate) fn policyd_request(decision: &str, action: &str, filter: Option<&str>
             .with_label_values(&[decision, action, filter.unwrap_or("-")])
             .inc();
         m.policyd_latency.observe(took.as_secs_f64());
+    });
+}
+
+/// One backup-MX callout answer (`portcullis_callout_total`): its
+/// `result`, and whether the callout's cache gave it.
+pub(crate) fn callout(result: &str, cached: bool) {
+    with(|m| {
+        m.callouts
+            .with_label_values(&[result, if cached { "true" } else { "false" }])
+            .inc();
     });
 }
 
@@ -337,6 +357,7 @@ mod tests {
         assert!(build().is_ok());
         let g = session_opened("mx");
         refusal("rcpt", Some("relay"), 554);
+        callout("exists", true);
         drop(g);
         let m = METRICS.as_ref().unwrap();
         let mut out = Vec::new();
@@ -351,6 +372,7 @@ mod tests {
                 "portcullis_verdicts_total{code=\"554\",filter=\"relay\",stage=\"rcpt\"}"
             )
         );
+        assert!(text.contains("portcullis_callout_total{cached=\"true\",result=\"exists\"}"));
     }
 
     #[test]

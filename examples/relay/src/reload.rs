@@ -132,7 +132,7 @@ pub(crate) struct Base {
 /// A snapshot and the routing table built from one configuration.
 pub(crate) struct Built {
     pub(crate) snapshot: Snapshot,
-    pub(crate) router: crate::routing::Router,
+    pub(crate) router: Arc<crate::routing::Router>,
     pub(crate) cert: crate::tls::CertSource,
 }
 
@@ -168,16 +168,59 @@ pub(crate) fn build(
                 config,
             )),
             clock: clock.clone(),
+            // With a callout, the callout filter judges.
+            judge: settings.backup_callout.is_none(),
         });
     }
     let rules = Arc::new(rules);
-    let router = crate::routing::Router::new(
+    let router = Arc::new(crate::routing::Router::new(
         settings.routes.clone(),
         settings.smarthost.clone(),
         base.mx_router.clone(),
         base.transport.clone(),
         settings.hostname.clone(),
-    );
+    ));
+    // The callout keeps its cache (and callouts under way) across a reload
+    // that leaves its settings alone; the router it asks is the new one.
+    let callout = match &settings.backup_callout {
+        None => None,
+        Some(c) => {
+            let config = c.config(&settings.hostname);
+            match previous
+                .and_then(|p| p.callout.clone())
+                .filter(|old| *old.config() == config)
+            {
+                Some(old) => Some(old),
+                None => Some(Arc::new(
+                    portcullis_queue::SmtpCallout::new(config, clock.clone())
+                        .map_err(|e| format!("backup_mx callout: {e}"))?,
+                )),
+            }
+        }
+    };
+    let callout_filter = match (&settings.backup_callout, &callout) {
+        (Some(c), Some(callout)) if !settings.backup_domains.is_empty() => {
+            let verifier = Arc::new(crate::callout::CalloutVerifier {
+                callout: callout.clone(),
+                router: router.clone(),
+                clock: clock.clone(),
+            });
+            let learned = settings
+                .recipient_learning
+                .as_ref()
+                .and(base.learning.clone());
+            let filter: Arc<dyn portcullis_core::Filter> =
+                Arc::new(crate::callout::BackupCalloutFilter::new(
+                    settings.backup_domains.clone(),
+                    verifier,
+                    learned,
+                    c.defer_unknown,
+                    clock.clone(),
+                ));
+            Some(filter)
+        }
+        _ => None,
+    };
 
     let relay_filter = |role| -> Arc<dyn portcullis_core::Filter> {
         Arc::new(RelayFilter {
@@ -215,6 +258,14 @@ pub(crate) fn build(
     // rewrite and refuses nothing, so it may run before them.
     submission_chain.push(relay_filter(Role::Submission));
     submission_chain.push(policy_filter);
+    if let Some(filter) = callout_filter {
+        // After the rules (a backed-up domain, no routing tricks) and the
+        // policy (a blocked or rate-limited client costs the primary
+        // nothing); before greylisting, so an unknown recipient is refused
+        // at once and counts towards the policy's unknown-recipient cap.
+        mx_chain.push(filter.clone());
+        submission_chain.push(filter);
+    }
     if let Some(outbound) = settings.outbound_bulk {
         // Message stage, before signing: near copies to too many
         // recipients lock the account (policy crate).
@@ -298,6 +349,7 @@ pub(crate) fn build(
             tls,
             sessions,
             load_gate,
+            callout,
         },
         router,
         cert,

@@ -97,6 +97,11 @@ pub(crate) struct RelayRules {
 pub(crate) struct RecipientLearner {
     pub(crate) learning: Arc<portcullis_greylist::RecipientLearning>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Whether the rules judge recipients at RCPT by what was learned
+    /// (`verify = "learn"`). With `verify = "callout"` the callout filter
+    /// reads the same store and judges (an unknown recipient is asked
+    /// about, not deferred here).
+    pub(crate) judge: bool,
 }
 
 /// SRS for forwarded mail: the rewriter, the domain of its addresses, and
@@ -175,7 +180,7 @@ impl RelayRules {
     /// invalid → `550 5.1.1`; unknown → a 4xx or continue (never a 5xx).
     fn learned_verdict(&self, addr: &Address) -> Verdict {
         match &self.learning {
-            Some(l) if self.backup_domains.contains(addr.domain()) => {
+            Some(l) if l.judge && self.backup_domains.contains(addr.domain()) => {
                 let decision = l.learning.check(addr, l.clock.now());
                 l.learning.verdict(&decision)
             }
@@ -692,6 +697,7 @@ mod tests {
         let r = RelayRules::new(&s, Arc::new(NoUsers)).with_learning(RecipientLearner {
             learning: learning(true),
             clock: clock.clone(),
+            judge: true,
         });
         let rc = |p: &str| Recipient::new(ForwardPath::parse(p).unwrap());
         let (ok, gone, policy, later, local) = (
@@ -732,6 +738,33 @@ mod tests {
         clock.advance(std::time::Duration::from_secs(4 * 3600));
         assert!(v(&gone).reply().is_some_and(|r| r.code() / 100 == 4));
         assert_eq!(v(&ok), Verdict::Continue);
+
+        // verify = "callout": the rules still learn but leave judging to
+        // the callout filter (which reads the same store).
+        let store = learning(true);
+        let r = RelayRules::new(&s, Arc::new(NoUsers)).with_learning(RecipientLearner {
+            learning: store.clone(),
+            clock: clock.clone(),
+            judge: false,
+        });
+        r.learn_outcomes(
+            &[&gone],
+            &[Outcome::Bounced(Reply::new(550, (5, 1, 1), "no such user"))],
+        );
+        for rcpt in [&gone, &later] {
+            let mut rcpt = rcpt.clone();
+            assert_eq!(
+                r.check_recipient(false, &mut rcpt),
+                RcptCheck::Decided(Verdict::Continue)
+            );
+        }
+        let ForwardPath::Mailbox(gone) = &gone.path else {
+            unreachable!()
+        };
+        assert_eq!(
+            store.check(gone, clock.now()),
+            portcullis_greylist::RecipientDecision::Invalid
+        );
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub(crate) struct Snapshot {
     /// crate), fed at each connect; kept across a reload that does not
     /// change it.
     pub(crate) load_gate: Option<Arc<LoadGate>>,
+    /// `[backup_mx] verify = "callout"`: the callout and its cache, kept
+    /// across a reload that does not change its settings.
+    pub(crate) callout: Option<Arc<portcullis_queue::SmtpCallout>>,
 }
 
 impl Shared {

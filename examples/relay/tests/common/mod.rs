@@ -206,6 +206,29 @@ impl Relay {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Send SIGHUP (reload the configuration file).
+    pub fn hup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP failed");
+    }
+
+    /// Wait (up to 15 s) until the log holds `needle` at least `n` times;
+    /// fails the test with the log otherwise.
+    pub fn wait_log(&self, needle: &str, n: usize) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if self.log_text().matches(needle).count() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{needle:?} not logged {n} time(s):\n{}", self.log_text());
+    }
+
     /// Messages in a local Maildir `new/` folder.
     pub fn maildir(&self, domain: &str, local: &str) -> Vec<Vec<u8>> {
         let dir = self
