@@ -10,7 +10,14 @@ use portcullis_smtp::{
 };
 
 fn decode(data: &[u8], chunk: usize) -> (Option<usize>, Option<DataError>, Vec<u8>) {
-    let mut d = DataDecoder::new(Some(1000), Some(1 << 20));
+    decode_with(DataDecoder::new(Some(1000), Some(1 << 20)), data, chunk)
+}
+
+fn decode_with(
+    mut d: DataDecoder,
+    data: &[u8],
+    chunk: usize,
+) -> (Option<usize>, Option<DataError>, Vec<u8>) {
     let mut out = Vec::new();
     let mut start = 0;
     for part in data.chunks(chunk.max(1)) {
@@ -46,6 +53,21 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(end2, Some(again.len()));
         assert_eq!(err2, None);
         assert_eq!(out2, whole.2);
+    }
+
+    // Folding (LongLines::Fold): the same for any split, and a clean
+    // message comes out with no line over the limit.
+    let max_line = usize::from(ctl % 64) + 4;
+    let folder = || DataDecoder::new(None, Some(1 << 20)).fold_long_lines(max_line);
+    let folded = decode_with(folder(), data, data.len().max(1));
+    let folded_split = decode_with(folder(), data, chunk);
+    assert_eq!(folded.0, folded_split.0);
+    assert_eq!(folded.1, folded_split.1);
+    if let (Some(_), None) = (folded.0, folded.1) {
+        assert_eq!(folded.2, folded_split.2);
+        for line in folded.2.split_inclusive(|&b| b == b'\n') {
+            assert!(line.len() <= max_line, "{} > {max_line}", line.len());
+        }
     }
 
     // BDAT: the same octets, whatever they are, come out unchanged.
