@@ -41,7 +41,7 @@ pub fn unix_millis(t: SystemTime) -> u64 {
 ///   (at least [`DEFAULT_WINDOW`] unless configured otherwise); windows longer
 ///   than the retention may under-count.
 /// - **Failure**: a backend failure returns [`FingerprintError::Store`]; a failed
-///   `record_many` may have recorded some of its checksums. Callers decide what
+///   `record_many` or `record_recipients` may have recorded part of its batch. Callers decide what
 ///   a failure means (the bulk filter fails open and says so in its decision).
 ///
 /// The contract is checked by one suite run against every implementation
