@@ -13,10 +13,19 @@
 //!
 //! | key | type | holds | TTL |
 //! |---|---|---|---|
-//! | `c:{T_ms}:{buckets}:{key}` | hash | bucket index → count | `(k + 2)·g` |
+//! | `w:{key}` | string | every window of the counter, packed (below) | `(k + 2)·g` of its longest window, from the last write |
 //! | `d:{key}` | sorted set | member → last seen (ms) | the window |
 //! | `b:{key}` | string | block end (ms) | until the block ends |
 //! | `l:{key}` | hash | `active`, `until` (0 = permanent), `times`, `since`, `reason` | none |
+//!
+//! A counter's windows share one string, so a decision reads and writes one
+//! key per counter, whatever the bucket count: per window a header of six
+//! little-endian doubles (`T` in ms, buckets, bucket width `g`, span `k`,
+//! `n`, the total of the `n` buckets) and `n` (bucket index, count) pairs of
+//! doubles, oldest first. The script reads the header, the stale pairs at
+//! the front and the last pair, and copies the rest as bytes (Redis Lua's
+//! `struct`), so its cost does not grow with the live buckets. Counts and
+//! bucket indexes are whole numbers below 2⁵³, exact in a double.
 //!
 //! Times are the caller's `now` (ms since the epoch), stored in the values;
 //! TTLs only collect garbage, so relays must keep their clocks in sync.
@@ -27,16 +36,34 @@ use std::time::{Duration, SystemTime};
 
 use portcullis_policy::store::{duration_ms, from_ms, to_ms};
 use portcullis_policy::{
-    CounterSnapshot, CounterStore, LockRecord, LockState, Outcome, Request, StoreError, Window,
+    Counter, CounterSnapshot, CounterStore, Counting, LockRecord, LockState, Outcome, Request,
+    StoreError,
 };
 use redis::Value;
 
 use crate::connection::RedisPool;
 
+/// One decision. `ARGV[1]` holds every number of the request as
+/// little-endian doubles (one `struct.unpack`, where `tonumber` on each
+/// argument would cost a `strtod`): `now`, #locks, #blocks, distinct (0/1),
+/// [set window ms, set limit], #counters, then per counter cost, strict
+/// (0/1), #windows and per window `T` ms, buckets, `g`, `k`, limit.
+/// `ARGV[2]` is the distinct member, `ARGV[3]` `now` and `ARGV[4]` the set
+/// window in decimal, `ARGV[4 + c]` counter `c`'s TTL (`(k + 2)·g` of its
+/// longest window) in decimal: ready strings for commands, since a number
+/// formatted in Lua costs a `sprintf`. `KEYS`: locks, blocks, [the set],
+/// one key per counter.
+///
+/// A counter is one string: per window a header of doubles (`T` ms,
+/// buckets, `g`, `k`, `n`, total of the `n` buckets) and `n` (bucket,
+/// count) pairs of doubles, buckets ascending. A decision reads the
+/// headers, the stale pairs at the front and the last pair; the live pairs
+/// between are copied once as bytes, never parsed.
 const DECIDE: &str = r#"
-local now = tonumber(ARGV[1])
-local nl, nb, nd = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local ki, ai = 1, 5
+local nums = ARGV[1]
+local N = {struct.unpack('<' .. string.rep('d', #nums / 8), nums)}
+local now, nl, nb, nd = N[1], N[2], N[3], N[4]
+local ki, ni = 1, 5
 for i = 1, nl do
   local r = redis.call('HMGET', KEYS[ki], 'active', 'until', 'times', 'since', 'reason')
   if r[1] == '1' then
@@ -54,75 +81,324 @@ local refused = nil
 local dkey, dmember, dwin = nil, nil, 0
 if nd == 1 then
   dkey = KEYS[ki]; ki = ki + 1
-  dmember = ARGV[ai]; dwin = tonumber(ARGV[ai + 1]); local dlimit = tonumber(ARGV[ai + 2]); ai = ai + 3
+  dmember = ARGV[2]; dwin = N[ni]; local dlimit = N[ni + 1]; ni = ni + 2
   -- a member counts while last seen within (now - window, now]
   local seen = tonumber(redis.call('ZSCORE', dkey, dmember) or '0') or 0
   if seen <= now - dwin then
     local card = redis.call('ZCARD', dkey)
     -- prune only when the cap could bind, as the memory store does
     if card >= dlimit then
-      redis.call('ZREMRANGEBYSCORE', dkey, '-inf', now - dwin)
+      redis.call('ZREMRANGEBYSCORE', dkey, '-inf', string.format('%.0f', now - dwin))
       card = redis.call('ZCARD', dkey)
       if card >= dlimit then refused = {3, card} end
     end
   end
 end
-local nc = tonumber(ARGV[ai]); ai = ai + 1
-local plan = {}
-for c = 1, nc do
-  local cost = tonumber(ARGV[ai]); local strict = ARGV[ai + 1] == '1'; local nw = tonumber(ARGV[ai + 2]); ai = ai + 3
-  for w = 1, nw do
-    local key = KEYS[ki]; ki = ki + 1
-    local g, k, limit, len = tonumber(ARGV[ai]), tonumber(ARGV[ai + 1]), tonumber(ARGV[ai + 2]), tonumber(ARGV[ai + 3]); ai = ai + 4
-    local b = math.floor(now / g)
-    plan[#plan + 1] = {key, b, cost, strict, (k + 2) * g}
-    if refused == nil then
-      local lo = b - k
-      local flat = redis.call('HGETALL', key)
-      local total, stale = 0, nil
-      for i = 1, #flat, 2 do
-        if tonumber(flat[i]) < lo then
-          stale = stale or {}
-          stale[#stale + 1] = flat[i]
-        else
-          total = total + tonumber(flat[i + 1])
-        end
-      end
-      if stale then redis.call('HDEL', key, unpack(stale)) end
-      if total + cost > limit then
-        -- bucket j stops counting at (j + k + 1) * g; only refusals need
-        -- the live buckets in order
-        local retry = len
-        if cost <= limit then
-          local live = {}
-          for i = 1, #flat, 2 do
-            local idx = tonumber(flat[i])
-            if idx >= lo then live[#live + 1] = {idx, tonumber(flat[i + 1])} end
-          end
-          table.sort(live, function(x, y) return x[1] < y[1] end)
-          local t = total
-          for _, s in ipairs(live) do
-            t = t - s[2]
-            if t + cost <= limit then retry = math.max((s[1] + k + 1) * g - now, 1); break end
-          end
-        end
-        refused = {4, c - 1, w - 1, total, retry}
+
+local HDR, PAIR = '<dddddd', '<dd'
+local nc = N[ni]
+local cbase, kbase = ni + 1, ki
+-- the stored window (T, b) of raw: its first pair, last byte and total
+local function block(raw, t, b)
+  local pos, len = 1, #raw
+  while pos + 47 <= len do
+    local bt, bb, g, k, n, total, p = struct.unpack(HDR, raw, pos)
+    if bt == t and bb == b then return p, p + 16 * n - 1, total end
+    pos = p + 16 * n
+  end
+  return nil
+end
+local raws = {}
+local function stored(key)
+  local raw = raws[key]
+  if raw == nil then raw = redis.call('GET', key) or ''; raws[key] = raw end
+  return raw
+end
+-- counters whose units count: admitted ones so far, or (refused) strict ones
+local counts = {}
+-- checked windows: key, T, b, first live pair, count; keys that lost pairs
+local P, dropped = {}, {}
+-- units the counting counters before `upto` add to window (T, b) of key
+local function added(upto, key, t, b)
+  local sum, a, kj = 0, cbase, kbase
+  for j = 1, upto - 1 do
+    local nw = N[a + 2]
+    if counts[j] and KEYS[kj] == key then
+      for o = a + 3, a + 3 + 5 * (nw - 1), 5 do
+        if N[o] == t and N[o + 1] == b then sum = sum + N[a] end
       end
     end
+    a = a + 3 + 5 * nw; kj = kj + 1
+  end
+  return sum
+end
+if refused == nil then
+  -- each counter sees the ones before it, as in the memory store
+  local a, kj = cbase, kbase
+  for c = 1, nc do
+    local key, cost, nw = KEYS[kj], N[a], N[a + 2]
+    local raw = stored(key)
+    for w = 0, nw - 1 do
+      local o = a + 3 + 5 * w
+      local t, b, g, k, limit = N[o], N[o + 1], N[o + 2], N[o + 3], N[o + 4]
+      local cur = math.floor(now / g)
+      local from, to, total = block(raw, t, b)
+      if from == nil then from, to, total = 1, 0, 0 end
+      -- drop the buckets before cur - k (kept dropped, as the memory
+      -- store does, even when nothing is added: with a clock that steps
+      -- back, what was dropped must stay dropped)
+      local from0 = from
+      while from <= to do
+        local idx, cnt = struct.unpack(PAIR, raw, from)
+        if idx >= cur - k then break end
+        total = total - cnt; from = from + 16
+      end
+      P[#P + 1] = key; P[#P + 1] = t; P[#P + 1] = b; P[#P + 1] = from; P[#P + 1] = total
+      if from > from0 then dropped[key] = true end
+      local extra = 0
+      if c > 1 then extra = added(c, key, t, b) end
+      total = total + extra
+      if total + cost > limit then
+        -- bucket j stops counting at (j + k + 1) * g
+        local retry = t
+        if cost <= limit then
+          local left, placed, p = total, extra == 0, from
+          while true do
+            local idx, cnt
+            if p <= to then idx, cnt = struct.unpack(PAIR, raw, p) end
+            if not placed and (idx == nil or idx >= cur) then
+              if idx == cur then cnt = cnt + extra; p = p + 16 else idx, cnt = cur, extra end
+              placed = true
+            elseif idx == nil then break
+            else p = p + 16 end
+            left = left - cnt
+            if left + cost <= limit then retry = math.max((idx + k + 1) * g - now, 1); break end
+          end
+        end
+        refused = {4, c - 1, w, total, retry}
+        break
+      end
+    end
+    if refused ~= nil then break end
+    counts[c] = true
+    a = a + 3 + 5 * nw; kj = kj + 1
   end
 end
-for _, p in ipairs(plan) do
-  if refused == nil or p[4] then
-    -- a new bucket is the newest data: only then must the TTL move
-    if redis.call('HINCRBY', p[1], string.format('%.0f', p[2]), p[3]) == p[3] then
-      redis.call('PEXPIRE', p[1], string.format('%.0f', p[5]))
+if refused ~= nil then
+  -- nothing admitted: only strict counters count
+  local a = cbase
+  for c = 1, nc do
+    counts[c] = N[a + 1] == 1
+    a = a + 3 + 5 * N[a + 2]
+  end
+end
+
+-- Write every key a counting counter adds to, or whose check dropped
+-- pairs: per window, keep what the check kept (windows not checked keep
+-- everything), then add to the last pair or append one.
+local parts, ttl = {}, 0
+local function emit(t, b, g, k, raw, from, to, total, add)
+  local cur = math.floor(now / g)
+  local n = (to - from + 1) / 16
+  local last = ''
+  if add > 0 then
+    total = total + add
+    local idx, cnt = -1, 0
+    if to >= from then idx, cnt = struct.unpack(PAIR, raw, to - 15) end
+    if idx == cur then
+      to = to - 16; last = struct.pack(PAIR, cur, cnt + add)
+    elseif idx < cur then
+      n = n + 1; last = struct.pack(PAIR, cur, add)
+    else
+      -- the clock stepped back: insert in order
+      local out, done = {}, false
+      for p = from, to, 16 do
+        local i2, c2 = struct.unpack(PAIR, raw, p)
+        if not done and i2 >= cur then
+          if i2 == cur then c2 = c2 + add else out[#out + 1] = struct.pack(PAIR, cur, add); n = n + 1 end
+          done = true
+        end
+        out[#out + 1] = struct.pack(PAIR, i2, c2)
+      end
+      from, to, last = 1, 0, table.concat(out)
     end
   end
+  if n > 0 then
+    parts[#parts + 1] = struct.pack(HDR, t, b, g, k, n, total)
+    if to >= from then parts[#parts + 1] = string.sub(raw, from, to) end
+    parts[#parts + 1] = last
+    -- the data stops counting (k + 1) buckets after the newest one
+    if (k + 2) * g > ttl then ttl = (k + 2) * g end
+  end
+end
+local written = {}
+local a0, k0 = cbase, kbase
+for c = 1, nc do
+  local key = KEYS[k0]
+  if (counts[c] or dropped[key]) and not written[key] then
+    written[key] = true
+    local raw = stored(key)
+    parts, ttl = {}, 0
+    local have = {}
+    local pos, len = 1, #raw
+    while pos + 47 <= len do
+      local t, b, g, k, n, total, p = struct.unpack(HDR, raw, pos)
+      have[#have + 1] = t; have[#have + 1] = b
+      local from = p
+      for r = #P - 4, 1, -5 do
+        -- the last check of this window (a later one of the same window
+        -- at the same instant keeps the same pairs)
+        if P[r] == key and P[r + 1] == t and P[r + 2] == b then from, total = P[r + 3], P[r + 4]; break end
+      end
+      emit(t, b, g, k, raw, from, p + 16 * n - 1, total, added(nc + 1, key, t, b))
+      pos = p + 16 * n
+    end
+    -- windows not stored yet (each once); the longest TTL the counters
+    -- of this key asked for, as a ready string (formatting numbers in
+    -- Lua costs a sprintf)
+    local a, kj, asked, asked_s = cbase, kbase, -1, nil
+    for j = 1, nc do
+      local nw = N[a + 2]
+      if KEYS[kj] == key and counts[j] then
+        local life = 0
+        for o = a + 3, a + 3 + 5 * (nw - 1), 5 do
+          local t, b, g, k = N[o], N[o + 1], N[o + 2], N[o + 3]
+          if (k + 2) * g > life then life = (k + 2) * g end
+          local known = false
+          for h = 1, #have, 2 do
+            if have[h] == t and have[h + 1] == b then known = true; break end
+          end
+          if not known then
+            have[#have + 1] = t; have[#have + 1] = b
+            emit(t, b, g, k, '', 1, 0, 0, added(nc + 1, key, t, b))
+          end
+        end
+        if life > asked then asked, asked_s = life, ARGV[4 + j] end
+      elseif KEYS[kj] == key and asked < 0 then
+        -- a key written for its dropped pairs only: its checked windows' TTL
+        asked_s = ARGV[4 + j]
+        for o = a + 3, a + 3 + 5 * (nw - 1), 5 do
+          if (N[o + 3] + 2) * N[o + 2] > asked then asked = (N[o + 3] + 2) * N[o + 2] end
+        end
+      end
+      a = a + 3 + 5 * nw; kj = kj + 1
+    end
+    local value = table.concat(parts)
+    if value == '' then
+      redis.call('DEL', key)
+    else
+      if ttl > asked then asked_s = string.format('%.0f', ttl) end
+      redis.call('SET', key, value, 'PX', asked_s)
+    end
+  end
+  a0 = a0 + 3 + 5 * N[a0 + 2]; k0 = k0 + 1
 end
 if refused ~= nil then return refused end
 if dkey then
-  redis.call('ZADD', dkey, 'GT', string.format('%.0f', now), dmember)
-  redis.call('PEXPIRE', dkey, string.format('%.0f', dwin))
+  redis.call('ZADD', dkey, 'GT', ARGV[3], dmember)
+  redis.call('PEXPIRE', dkey, ARGV[4])
+end
+return {0}
+"#;
+
+/// The usual decision, straight-line: no lock, one counter of one or two
+/// windows, at most the stored windows it asks for. `ARGV[1]`: 18 doubles
+/// `now`, #blocks, distinct (0/1), set window ms, set limit, cost, strict,
+/// #windows, then `T` ms, buckets, `g`, `k`, limit of window 1 and of window
+/// 2 (zeros when absent). `ARGV[2..=5]`: member, `now`, set window and TTL
+/// in decimal. `KEYS`: blocks, [the set], the counter.
+///
+/// Whatever it does not handle (a refusal by the counter, a strict
+/// counter after a distinct refusal, another stored window, a clock that
+/// stepped back) it answers `{9}` before writing anything, and the caller
+/// runs [`DECIDE`]. Same layout, same arithmetic.
+const DECIDE_ONE: &str = r#"
+local now, nb, nd, dwin, dlimit, cost, strict, nw, t1, b1, g1, k1, l1, t2, b2, g2, k2, l2 =
+  struct.unpack('<dddddddddddddddddd', ARGV[1])
+local ki = 1
+for i = 1, nb do
+  local u = tonumber(redis.call('GET', KEYS[ki]) or '0') or 0
+  if u > now then return {2, i - 1, u} end
+  ki = ki + 1
+end
+local dkey = nil
+if nd == 1 then
+  dkey = KEYS[ki]; ki = ki + 1
+  -- a member counts while last seen within (now - window, now]
+  local seen = tonumber(redis.call('ZSCORE', dkey, ARGV[2]) or '0') or 0
+  if seen <= now - dwin then
+    local card = redis.call('ZCARD', dkey)
+    -- prune only when the cap could bind, as the memory store does
+    if card >= dlimit then
+      redis.call('ZREMRANGEBYSCORE', dkey, '-inf', string.format('%.0f', now - dwin))
+      card = redis.call('ZCARD', dkey)
+      if card >= dlimit then
+        if strict == 1 then return {9} end
+        return {3, card}
+      end
+    end
+  end
+end
+local HDR, PAIR = '<dddddd', '<dd'
+local key = KEYS[ki]
+local raw = redis.call('GET', key) or ''
+if nw == 2 and t1 == t2 and b1 == b2 then return {9} end
+local p1, e1, s1, p2, e2, s2
+local pos, len = 1, #raw
+while pos + 47 <= len do
+  local t, b, g, k, n, total, p = struct.unpack(HDR, raw, pos)
+  pos = p + 16 * n
+  if t == t1 and b == b1 then p1, e1, s1 = p, pos - 1, total
+  elseif nw == 2 and t == t2 and b == b2 then p2, e2, s2 = p, pos - 1, total
+  else return {9} end
+end
+if p1 == nil then p1, e1, s1 = 1, 0, 0 end
+if p2 == nil then p2, e2, s2 = 1, 0, 0 end
+-- drop the buckets before cur - k; refuse (via DECIDE) when over a limit
+local c1 = math.floor(now / g1)
+while p1 <= e1 do
+  local idx, cnt = struct.unpack(PAIR, raw, p1)
+  if idx >= c1 - k1 then break end
+  s1 = s1 - cnt; p1 = p1 + 16
+end
+if s1 + cost > l1 then return {9} end
+local c2 = 0
+if nw == 2 then
+  c2 = math.floor(now / g2)
+  while p2 <= e2 do
+    local idx, cnt = struct.unpack(PAIR, raw, p2)
+    if idx >= c2 - k2 then break end
+    s2 = s2 - cnt; p2 = p2 + 16
+  end
+  if s2 + cost > l2 then return {9} end
+end
+-- add to the last pair or append one
+local n1, last1 = (e1 - p1 + 1) / 16, nil
+if e1 >= p1 then
+  local idx, cnt = struct.unpack(PAIR, raw, e1 - 15)
+  if idx == c1 then e1 = e1 - 16; last1 = struct.pack(PAIR, c1, cnt + cost)
+  elseif idx < c1 then n1 = n1 + 1; last1 = struct.pack(PAIR, c1, cost)
+  else return {9} end
+else
+  n1, last1 = 1, struct.pack(PAIR, c1, cost)
+end
+local value = struct.pack(HDR, t1, b1, g1, k1, n1, s1 + cost) .. string.sub(raw, p1, e1) .. last1
+if nw == 2 then
+  local n2, last2 = (e2 - p2 + 1) / 16, nil
+  if e2 >= p2 then
+    local idx, cnt = struct.unpack(PAIR, raw, e2 - 15)
+    if idx == c2 then e2 = e2 - 16; last2 = struct.pack(PAIR, c2, cnt + cost)
+    elseif idx < c2 then n2 = n2 + 1; last2 = struct.pack(PAIR, c2, cost)
+    else return {9} end
+  else
+    n2, last2 = 1, struct.pack(PAIR, c2, cost)
+  end
+  value = value .. struct.pack(HDR, t2, b2, g2, k2, n2, s2 + cost) .. string.sub(raw, p2, e2) .. last2
+end
+redis.call('SET', key, value, 'PX', ARGV[5])
+if dkey then
+  redis.call('ZADD', dkey, 'GT', ARGV[3], ARGV[2])
+  redis.call('PEXPIRE', dkey, ARGV[4])
 end
 return {0}
 "#;
@@ -158,6 +434,7 @@ return 1
 pub struct RedisCounterStore {
     pool: RedisPool,
     decide: redis::Script,
+    decide_one: redis::Script,
     block: redis::Script,
     lock: redis::Script,
     unlock: redis::Script,
@@ -225,6 +502,37 @@ fn lock_from_fields(fields: &[Value]) -> Option<LockRecord> {
     })
 }
 
+/// `(T ms, count at now)` of every window of a counter value (the layout the
+/// `DECIDE` script writes: per window six little-endian doubles `T`,
+/// buckets, `g`, `k`, `n`, total, then `n` (bucket, count) pairs).
+fn window_counts(value: &[u8], now_ms: u64) -> Vec<(u64, u64)> {
+    let doubles: Vec<f64> = value
+        .chunks_exact(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            f64::from_le_bytes(b)
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut rest = doubles.as_slice();
+    while let [t, _buckets, g, k, n, _total, tail @ ..] = rest {
+        // Whole numbers below 2^53, as the script stores them.
+        let (g, k) = ((*g as u64).max(1), *k as u64);
+        let n = (*n as usize).min(tail.len() / 2);
+        let oldest = (now_ms / g).saturating_sub(k);
+        let (pairs, next) = tail.split_at(2 * n);
+        let count = pairs
+            .chunks_exact(2)
+            .filter(|p| p[0] as u64 >= oldest)
+            .map(|p| p[1] as u64)
+            .sum();
+        out.push((*t as u64, count));
+        rest = next;
+    }
+    out
+}
+
 /// Escape a prefix for a `SCAN MATCH` glob.
 fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -243,6 +551,7 @@ impl RedisCounterStore {
         RedisCounterStore {
             pool,
             decide: redis::Script::new(DECIDE),
+            decide_one: redis::Script::new(DECIDE_ONE),
             block: redis::Script::new(BLOCK),
             lock: redis::Script::new(LOCK),
             unlock: redis::Script::new(UNLOCK),
@@ -261,12 +570,8 @@ impl RedisCounterStore {
         &self.pool
     }
 
-    fn counter_key(&self, window: &Window, key: &str) -> String {
-        self.pool.key(&format!(
-            "c:{}:{}:{key}",
-            window.length_ms(),
-            window.buckets
-        ))
+    fn counter_key(&self, key: &str) -> String {
+        self.pool.key(&format!("w:{key}"))
     }
 
     fn scan(&self, kind: &str) -> Result<Vec<String>, StoreError> {
@@ -284,6 +589,136 @@ impl RedisCounterStore {
                 iter.collect::<redis::RedisResult<Vec<String>>>()
             })
             .map_err(unavailable)
+    }
+
+    /// The usual request through [`DECIDE_ONE`]; `None` when that script
+    /// leaves it to [`DECIDE`] (it then wrote nothing).
+    fn decide_one(
+        &self,
+        request: &Request<'_>,
+        counter: &Counter<'_>,
+        now: SystemTime,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let mut nums = [0f64; 18];
+        nums[0] = to_ms(now) as f64;
+        nums[1] = request.blocks.len() as f64;
+        if let Some(d) = &request.distinct {
+            nums[2] = 1.0;
+            nums[3] = duration_ms(d.window) as f64;
+            nums[4] = d.limit as f64;
+        }
+        nums[5] = counter.cost as f64;
+        nums[6] = f64::from(u8::from(counter.counting == Counting::Strict));
+        nums[7] = counter.windows.len() as f64;
+        for (slot, w) in nums[8..].chunks_exact_mut(5).zip(counter.windows) {
+            slot.copy_from_slice(&[
+                w.length_ms() as f64,
+                f64::from(w.buckets),
+                w.bucket_ms() as f64,
+                w.span() as f64,
+                w.limit as f64,
+            ]);
+        }
+        let packed: Vec<u8> = nums.iter().flat_map(|n| n.to_le_bytes()).collect();
+        let life = counter
+            .windows
+            .iter()
+            .map(|w| w.span().saturating_add(2).saturating_mul(w.bucket_ms()))
+            .max()
+            .unwrap_or(0);
+        let mut inv = self.decide_one.prepare_invoke();
+        inv.arg(packed)
+            .arg(request.distinct.as_ref().map_or("", |d| d.member))
+            .arg(to_ms(now))
+            .arg(
+                request
+                    .distinct
+                    .as_ref()
+                    .map_or(0, |d| duration_ms(d.window)),
+            )
+            .arg(life);
+        for key in request.blocks {
+            inv.key(self.pool.key(&format!("b:{key}")));
+        }
+        if let Some(d) = &request.distinct {
+            inv.key(self.pool.key(&format!("d:{}", d.key)));
+        }
+        inv.key(self.counter_key(counter.key));
+        let value: Value = self
+            .pool
+            .with(|conn| inv.invoke(conn))
+            .map_err(unavailable)?;
+        if let Value::Array(items) = &value
+            && items.first().and_then(as_u64) == Some(9)
+        {
+            return Ok(None);
+        }
+        self.parse_outcome(&value).map(Some)
+    }
+
+    /// Any request, through [`DECIDE`].
+    fn decide_any(&self, request: &Request<'_>, now: SystemTime) -> Result<Outcome, StoreError> {
+        // Every number travels as a little-endian double (see `DECIDE`):
+        // bucket indexes, times and counts are whole numbers below 2^53.
+        let mut nums: Vec<u8> = Vec::with_capacity(8 * 32);
+        let mut num = |v: u64| nums.extend_from_slice(&(v as f64).to_le_bytes());
+        num(to_ms(now));
+        num(request.locks.len() as u64);
+        num(request.blocks.len() as u64);
+        num(u64::from(request.distinct.is_some()));
+        if let Some(d) = &request.distinct {
+            num(duration_ms(d.window));
+            num(d.limit);
+        }
+        num(request.counters.len() as u64);
+        for c in request.counters {
+            num(c.cost);
+            num(u64::from(c.counting == Counting::Strict));
+            num(c.windows.len() as u64);
+            for w in c.windows {
+                num(w.length_ms());
+                num(u64::from(w.buckets));
+                num(w.bucket_ms());
+                num(w.span());
+                num(w.limit);
+            }
+        }
+        let mut inv = self.decide.prepare_invoke();
+        inv.arg(nums)
+            .arg(request.distinct.as_ref().map_or("", |d| d.member))
+            .arg(to_ms(now))
+            .arg(
+                request
+                    .distinct
+                    .as_ref()
+                    .map_or(0, |d| duration_ms(d.window)),
+            );
+        for c in request.counters {
+            let life = c
+                .windows
+                .iter()
+                .map(|w| w.span().saturating_add(2).saturating_mul(w.bucket_ms()))
+                .max()
+                .unwrap_or(0);
+            inv.arg(life);
+        }
+        for key in request.locks {
+            inv.key(self.pool.key(&format!("l:{key}")));
+        }
+        for key in request.blocks {
+            inv.key(self.pool.key(&format!("b:{key}")));
+        }
+        if let Some(d) = &request.distinct {
+            inv.key(self.pool.key(&format!("d:{}", d.key)));
+        }
+        for c in request.counters {
+            inv.key(self.counter_key(c.key));
+        }
+        let value: Value = self
+            .pool
+            .with(|conn| inv.invoke(conn))
+            .map_err(unavailable)?;
+        self.parse_outcome(&value)
     }
 
     fn parse_outcome(&self, value: &Value) -> Result<Outcome, StoreError> {
@@ -331,39 +766,13 @@ impl RedisCounterStore {
 
 impl CounterStore for RedisCounterStore {
     fn decide(&self, request: &Request<'_>, now: SystemTime) -> Result<Outcome, StoreError> {
-        let mut inv = self.decide.prepare_invoke();
-        inv.arg(to_ms(now))
-            .arg(request.locks.len())
-            .arg(request.blocks.len())
-            .arg(usize::from(request.distinct.is_some()));
-        for key in request.locks {
-            inv.key(self.pool.key(&format!("l:{key}")));
+        if let ([], [counter]) = (request.locks, request.counters)
+            && (1..=2).contains(&counter.windows.len())
+            && let Some(outcome) = self.decide_one(request, counter, now)?
+        {
+            return Ok(outcome);
         }
-        for key in request.blocks {
-            inv.key(self.pool.key(&format!("b:{key}")));
-        }
-        if let Some(d) = &request.distinct {
-            inv.key(self.pool.key(&format!("d:{}", d.key)));
-            inv.arg(d.member).arg(duration_ms(d.window)).arg(d.limit);
-        }
-        inv.arg(request.counters.len());
-        for c in request.counters {
-            inv.arg(c.cost)
-                .arg(u8::from(c.counting == portcullis_policy::Counting::Strict))
-                .arg(c.windows.len());
-            for w in c.windows {
-                inv.key(self.counter_key(w, c.key));
-                inv.arg(w.bucket_ms())
-                    .arg(w.span())
-                    .arg(w.limit)
-                    .arg(w.length_ms());
-            }
-        }
-        let value: Value = self
-            .pool
-            .with(|conn| inv.invoke(conn))
-            .map_err(unavailable)?;
-        self.parse_outcome(&value)
+        self.decide_any(request, now)
     }
 
     fn block(&self, key: &str, until: SystemTime, now: SystemTime) -> Result<(), StoreError> {
@@ -466,38 +875,25 @@ impl CounterStore for RedisCounterStore {
     }
 
     fn counters(&self, now: SystemTime) -> Result<Vec<CounterSnapshot>, StoreError> {
-        let strip = self.pool.key("c:");
+        let strip = self.pool.key("w:");
         let now_ms = to_ms(now);
         let mut out = Vec::new();
-        for full in self.scan("c:")? {
-            let Some(rest) = full.strip_prefix(&strip) else {
+        for full in self.scan("w:")? {
+            let Some(key) = full.strip_prefix(&strip) else {
                 continue;
             };
-            let mut parts = rest.splitn(3, ':');
-            let (Some(len), Some(buckets), Some(key)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let (Ok(len), Ok(buckets)) = (len.parse::<u64>(), buckets.parse::<u32>()) else {
-                continue;
-            };
-            let window = Window::new(Duration::from_millis(len), 0).with_buckets(buckets);
-            let slots: Vec<(u64, u64)> = self
+            let value: Option<Vec<u8>> = self
                 .pool
-                .with(|c| redis::cmd("HGETALL").arg(&full).query(c))
+                .with(|c| redis::cmd("GET").arg(&full).query(c))
                 .map_err(unavailable)?;
-            let oldest = window.oldest_counted(now_ms);
-            let count: u64 = slots
-                .iter()
-                .filter(|&&(i, _)| i >= oldest)
-                .map(|&(_, c)| c)
-                .sum();
-            if count > 0 {
-                out.push(CounterSnapshot {
-                    key: key.to_owned(),
-                    window: window.length,
-                    count,
-                });
+            for (length_ms, count) in window_counts(&value.unwrap_or_default(), now_ms) {
+                if count > 0 {
+                    out.push(CounterSnapshot {
+                        key: key.to_owned(),
+                        window: Duration::from_millis(length_ms),
+                        count,
+                    });
+                }
             }
         }
         Ok(out)
