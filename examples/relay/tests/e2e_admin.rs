@@ -8,9 +8,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Client, Relay, fake_clamd};
+use common::{Client, Relay, fake_clamd, sample, wait_until};
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -23,12 +23,7 @@ fn ops_config() -> String {
 
 /// `name=ADDR` from the startup line.
 fn endpoint(relay: &Relay, name: &str) -> SocketAddr {
-    relay
-        .startup_line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .and_then(|v| v.trim_end_matches(';').parse().ok())
-        .unwrap_or_else(|| panic!("no {name}= in {:?}", relay.startup_line))
+    common::endpoint(&relay.startup_line, name)
 }
 
 /// One HTTP request; returns the status and the body.
@@ -54,52 +49,13 @@ fn admin_json(relay: &Relay, method: &str, path: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-/// The value of one sample line of the metrics text (0 when absent).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 fn scrape(relay: &Relay) -> String {
-    let (status, body) = http(endpoint(relay, "metrics"), "GET", "/metrics", None);
-    assert_eq!(status, 200);
-    body
+    common::scrape(endpoint(relay, "metrics"))
 }
 
 /// One message over SMTP; returns the final reply code (of RCPT if refused).
 fn send(addr: SocketAddr, from: &str, to: &str) -> u16 {
-    send_body(addr, from, to, "hello")
-}
-
-fn send_body(addr: SocketAddr, from: &str, to: &str, body: &str) -> u16 {
-    let mut c = Client::greeted(addr);
-    assert_eq!(c.cmd("EHLO client.test").code, 250);
-    let r = c.cmd(&format!("MAIL FROM:<{from}>"));
-    if r.code != 250 {
-        return r.code;
-    }
-    let r = c.cmd(&format!("RCPT TO:<{to}>"));
-    if r.code != 250 {
-        return r.code;
-    }
-    assert_eq!(c.cmd("DATA").code, 354);
-    c.send_raw(&common::message("ops-test", from, to, body));
-    c.send_raw(b".\r\n");
-    let r = c.reply().unwrap();
-    let _ = c.cmd("QUIT");
-    r.code
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
+    common::send_message(addr, "ops-test", from, to, "hello")
 }
 
 #[test]
@@ -332,18 +288,8 @@ fn sighup_puts_new_policy_limits_in_force_without_dropping_sessions() {
         text.replace("messages_per_minute = 1\n", "messages_per_minute = 100\n"),
     )
     .unwrap();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &relay.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
-    assert!(
-        wait_until(Duration::from_secs(10), || relay
-            .log_text()
-            .contains("policy limits reloaded")),
-        "no reload in the log:\n{}",
-        relay.log_text()
-    );
+    relay.hup();
+    relay.wait_log("policy limits reloaded", 1);
 
     // The old session carries on, under the new limit.
     assert_eq!(open.cmd("MAIL FROM:<a@example.net>").code, 250);
@@ -361,13 +307,8 @@ fn sighup_puts_new_policy_limits_in_force_without_dropping_sessions() {
 
     // A broken file is refused and the policy in force stays.
     std::fs::write(&relay.config, "[policy]\nmessages_per_minute = \"lots\"\n").unwrap();
-    std::process::Command::new("kill")
-        .args(["-HUP", &relay.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || relay
-        .log_text()
-        .contains("policy not reloaded")));
+    relay.hup();
+    relay.wait_log("policy not reloaded", 1);
     assert_eq!(send(relay.mx, "a@example.net", "alice@localhost"), 250);
 }
 
@@ -379,8 +320,9 @@ fn admin_lists_and_releases_a_quarantined_message() {
         ops_config()
     ));
     assert_eq!(
-        send_body(
+        common::send_message(
             relay.mx,
+            "ops-test",
             "a@example.net",
             "alice@localhost",
             "QUARANTINE-ME"

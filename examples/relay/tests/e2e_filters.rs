@@ -352,12 +352,7 @@ fn backup_mx_learns_recipients_from_the_primarys_answers() {
         )
     };
     let mut relay = Relay::start_in(tmp.path(), &cfg(false));
-    let rcpt = |relay: &Relay, to: &str| {
-        let mut c = Client::greeted(relay.mx);
-        c.cmd("EHLO world.test");
-        assert_eq!(c.cmd("MAIL FROM:<someone@world.test>").code, 250);
-        c.cmd(&format!("RCPT TO:<{to}>"))
-    };
+    let rcpt = |relay: &Relay, to: &str| common::rcpt(relay.mx, "someone@world.test", to);
     // Learning, not deferring: unknown recipients are accepted.
     let mut c = Client::greeted(relay.mx);
     c.cmd("EHLO world.test");

@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use common::{BIN, Client, Relay};
+use common::{BIN, Relay};
 
 const LOCAL: &str = "[local]\ndomains = [\"example.org\"]\nmailboxes = [\"alice@example.org\", \"bob@example.org\"]\n";
 
@@ -43,31 +43,11 @@ fn unique_prefix(test: &str) -> String {
 
 /// One message to the MX; the final reply code (of MAIL or RCPT if refused).
 fn send(relay: &Relay, from: &str, to: &str) -> u16 {
-    let mut c = Client::greeted(relay.mx);
-    assert_eq!(c.cmd("EHLO client.test").code, 250);
-    let r = c.cmd(&format!("MAIL FROM:<{from}>"));
-    if r.code != 250 {
-        return r.code;
-    }
-    let r = c.cmd(&format!("RCPT TO:<{to}>"));
-    if r.code != 250 {
-        return r.code;
-    }
-    assert_eq!(c.cmd("DATA").code, 354);
-    c.send_raw(&common::message("redis", from, to, "shared state"));
-    c.send_raw(b".\r\n");
-    let code = c.reply().unwrap().code;
-    let _ = c.cmd("QUIT");
-    code
+    common::send_message(relay.mx, "redis", from, to, "shared state")
 }
 
 fn rcpt(relay: &Relay, from: &str, to: &str) -> u16 {
-    let mut c = Client::greeted(relay.mx);
-    assert_eq!(c.cmd("EHLO client.test").code, 250);
-    assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).code, 250);
-    let code = c.cmd(&format!("RCPT TO:<{to}>")).code;
-    let _ = c.cmd("QUIT");
-    code
+    common::rcpt(relay.mx, from, to).code
 }
 
 #[test]

@@ -12,30 +12,9 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Client, Relay, have_tool};
-
-fn hup(relay: &Relay) {
-    let ok = Command::new("kill")
-        .args(["-HUP", &relay.pid().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
-/// Wait until the log holds `needle` `n` times.
-fn wait_log(relay: &Relay, needle: &str, n: usize) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(15) {
-        if relay.log_text().matches(needle).count() >= n {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{needle:?} not logged {n} time(s):\n{}", relay.log_text());
-}
 
 /// A self-signed certificate for `name` (openssl), as (cert, key) paths.
 fn cert(dir: &Path, name: &str) -> (String, String) {
@@ -117,8 +96,8 @@ fn sighup_applies_new_domains_limits_and_certificate_and_keeps_open_sessions() {
         (c2.as_str(), k2.as_str()),
     );
     std::fs::write(&relay.config, base.replace(&old, &new)).unwrap();
-    hup(&relay);
-    wait_log(&relay, "configuration reloaded", 1);
+    relay.hup();
+    relay.wait_log("configuration reloaded", 1);
 
     // The open session still runs on what it started with: one recipient,
     // and example.net is not ours.
@@ -186,8 +165,8 @@ fn sighup_keeps_stores_warns_about_listeners_and_survives_a_bad_file() {
         ),
     )
     .unwrap();
-    hup(&relay);
-    wait_log(&relay, "configuration reloaded", 1);
+    relay.hup();
+    relay.wait_log("configuration reloaded", 1);
     assert!(
         relay
             .log_text()
@@ -207,8 +186,8 @@ fn sighup_keeps_stores_warns_about_listeners_and_survives_a_bad_file() {
         format!("{good}[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n"),
     )
     .unwrap();
-    hup(&relay);
-    wait_log(&relay, "configuration not reloaded", 1);
+    relay.hup();
+    relay.wait_log("configuration not reloaded", 1);
     assert!(relay.log_text().contains("/nonexistent/cert.pem"));
     // Still serving, still greylisting with the old configuration.
     assert_eq!(attempt(), 250);
@@ -224,8 +203,8 @@ fn sighup_keeps_stores_warns_about_listeners_and_survives_a_bad_file() {
         good.replace("[greylist]\nenabled = true", "[greylist]\nenabled = false"),
     )
     .unwrap();
-    hup(&relay);
-    wait_log(&relay, "configuration reloaded", 2);
+    relay.hup();
+    relay.wait_log("configuration reloaded", 2);
     let mut c = Client::greeted(relay.mx);
     assert_eq!(c.cmd("EHLO retrying.test").code, 250);
     assert_eq!(c.cmd("MAIL FROM:<newer@world.test>").code, 250);

@@ -500,6 +500,52 @@ impl Client {
     }
 }
 
+/// One message on `addr`: `EHLO client.test`, `MAIL FROM`, one `RCPT TO`,
+/// then [`message`]`(id, from, to, body)`. The final reply code, or that
+/// of `MAIL` or `RCPT` when it refused.
+pub fn send_message(addr: SocketAddr, id: &str, from: &str, to: &str, body: &str) -> u16 {
+    let mut c = Client::greeted(addr);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    let r = c.cmd(&format!("MAIL FROM:<{from}>"));
+    if r.code != 250 {
+        return r.code;
+    }
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    if r.code != 250 {
+        return r.code;
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send_raw(&message(id, from, to, body));
+    c.send_raw(b".\r\n");
+    let r = c.reply().unwrap();
+    let _ = c.cmd("QUIT");
+    r.code
+}
+
+/// `EHLO client.test`, `MAIL FROM` (which must be accepted), one `RCPT
+/// TO`: its reply.
+pub fn rcpt(addr: SocketAddr, from: &str, to: &str) -> Reply {
+    let mut c = Client::greeted(addr);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).code, 250);
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    let _ = c.cmd("QUIT");
+    r
+}
+
+/// Poll `f` every 100 ms until it holds or `within` has passed; whether it
+/// held.
+pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
 /// A message with a unique Message-ID, CRLF line ends.
 pub fn message(id: &str, from: &str, to: &str, body: &str) -> Vec<u8> {
     format!(
