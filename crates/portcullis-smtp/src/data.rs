@@ -307,9 +307,22 @@ impl DataDecoder {
         let a_blocks = &input[start - 1..].as_chunks::<BLOCK>().0[..blocks];
         let b_blocks = &input[start..].as_chunks::<BLOCK>().0[..blocks];
         let c_blocks = &input[start + 1..].as_chunks::<BLOCK>().0[..blocks];
+        // Line length (RFC 5321 §4.5.3.1.6) without looking at every line:
+        // the current line began at `floor + 1` or later (at `floor -
+        // carry` exactly at the start), so a line ending in block p has
+        // fewer than p + BLOCK - floor + carry octets. Only if that bound
+        // reaches the limit are the lines counted exactly.
+        let max = self.max_line.unwrap_or(usize::MAX);
+        let (mut floor, mut carry) = (start, self.line_len);
+        let mut count_lines = false;
         for k in 0..blocks {
             let (a, b, c) = (&a_blocks[k], &b_blocks[k], &c_blocks[k]);
-            if !needs_attention(a, b, c) {
+            let (attention, has_lf) = scan_block(a, b, c);
+            count_lines |= p + BLOCK - floor + carry >= max;
+            if has_lf {
+                (floor, carry) = (p, 0);
+            }
+            if !attention {
                 p += BLOCK;
                 continue;
             }
@@ -348,8 +361,14 @@ impl DataDecoder {
         }
         // A stuffed dot at p was dropped already.
         let resume = end.unwrap_or(p.max(seg));
-        if let Some(max) = self.max_line {
+        if count_lines {
             self.check_lines(&input[start..resume], max);
+        } else if end.is_none() {
+            // No line can be too long; carry the current one's length over.
+            self.line_len = match memrchr(b'\n', &input[floor..resume]) {
+                Some(q) => resume - (floor + q + 1),
+                None => self.line_len + (resume - start),
+            };
         }
         if let Some(d) = end {
             return Err(d + 3);
@@ -462,16 +481,18 @@ impl DataDecoder {
 }
 
 /// Whether a block holds a CR/LF pairing fault (`a` is the octet before
-/// `b`) or a dot after an LF (`c` is the octet after `b`): one fold
-/// without early exit, so it vectorises.
+/// `b`) or a dot after an LF (`c` is the octet after `b`), and whether it
+/// holds an LF: folds without early exit, so they vectorise.
 #[inline]
-fn needs_attention(a: &[u8; BLOCK], b: &[u8; BLOCK], c: &[u8; BLOCK]) -> bool {
-    let mut acc = 0u8;
+fn scan_block(a: &[u8; BLOCK], b: &[u8; BLOCK], c: &[u8; BLOCK]) -> (bool, bool) {
+    let mut attention = 0u8;
+    let mut lfs = 0u8;
     for j in 0..BLOCK {
         let lf = u8::from(b[j] == b'\n');
-        acc |= (u8::from(a[j] == b'\r') ^ lf) | (lf & u8::from(c[j] == b'.'));
+        attention |= (u8::from(a[j] == b'\r') ^ lf) | (lf & u8::from(c[j] == b'.'));
+        lfs |= lf;
     }
-    acc != 0
+    (attention != 0, lfs != 0)
 }
 
 /// Octets looked at together when a block needs attention.

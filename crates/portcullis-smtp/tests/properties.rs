@@ -349,16 +349,21 @@ fn long_nasty_bytes() -> impl Strategy<Value = Vec<u8>> {
         b".",
         b"\r\r\n",
     ];
-    prop::collection::vec((0usize..150, prop::sample::select(SEPARATORS)), 0..40).prop_map(
-        |parts| {
-            let mut v = Vec::new();
-            for (run, sep) in parts {
-                v.extend((0..run).map(|k| b"abc .xyz"[k % 8]));
-                v.extend_from_slice(sep);
-            }
-            v
-        },
+    prop::collection::vec(
+        (
+            prop_oneof![8 => 0usize..150, 1 => 850usize..1150],
+            prop::sample::select(SEPARATORS),
+        ),
+        0..40,
     )
+    .prop_map(|parts| {
+        let mut v = Vec::new();
+        for (run, sep) in parts {
+            v.extend((0..run).map(|k| b"abc .xyz"[k % 8]));
+            v.extend_from_slice(sep);
+        }
+        v
+    })
 }
 
 proptest! {
@@ -367,7 +372,7 @@ proptest! {
     #[test]
     fn decoder_matches_reference_long(
         bytes in long_nasty_bytes(),
-        max_line in 3usize..300,
+        max_line in prop_oneof![3usize..300, 900usize..1100],
         mut cuts in prop::collection::vec(0usize..6000, 0..6),
     ) {
         cuts.sort_unstable();
