@@ -89,20 +89,7 @@ except smtplib.SMTPSenderRefused as e:
     print("next", e.smtp_code, e.smtp_error.decode())
 s.quit()
 "#;
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(relay.submission.ip().to_string())
-        .arg(relay.submission.port().to_string())
-        .args([common::USER, common::PASSWORD])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::python(script, relay.submission, &[common::USER, common::PASSWORD]);
     assert!(
         stdout.contains("sent 0") && stdout.contains("sent 1"),
         "{stdout}"

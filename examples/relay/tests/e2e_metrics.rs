@@ -7,12 +7,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{BIN, Client, Relay, endpoint, fake_clamd, sample, scrape};
+use common::{Client, Policyd, Relay, endpoint, fake_clamd, sample, scrape};
 
 #[test]
 fn relay_metrics_time_the_counter_greylist_checksum_and_scan_stores() {
@@ -77,18 +75,7 @@ fn relay_metrics_time_the_counter_greylist_checksum_and_scan_stores() {
 
 /// One policy delegation request; the `action=` line of the answer.
 fn ask(addr: SocketAddr, client: &str, recipient: &str) -> String {
-    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        tcp,
-        "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
-         client_address={client}\nclient_name=unknown\nhelo_name=client.test\n\
-         sender=x@world.test\nrecipient={recipient}\n\n"
-    )
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(tcp).read_line(&mut line).unwrap();
-    line.trim_end().to_owned()
+    common::policy_ask(addr, (client, "unknown"), "x@world.test", recipient)
 }
 
 #[test]
@@ -100,34 +87,10 @@ fn policyd_serves_metrics_by_decision_action_and_filter() {
         "[metrics]\nlisten = \"127.0.0.1:0\"\n[greylist]\nenabled = true\ndelay_secs = 300\n",
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&conf)
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .args([
-            "policyd",
-            "--listen",
-            "127.0.0.1:0",
-            "--greylist-store",
-            "memory",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let result = std::panic::catch_unwind(|| {
-        let policyd: SocketAddr = line
-            .split("listening: ")
-            .nth(1)
-            .and_then(|r| r.split(';').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no startup line: {line:?}"));
-        let metrics = endpoint(&line, "metrics");
+    let policyd = Policyd::start(&conf, &tmp.path().join("data"));
+    {
+        let metrics = endpoint(&policyd.startup_line, "metrics");
+        let policyd = policyd.addr;
         assert!(ask(policyd, "192.0.2.7", "a@example.org").starts_with("action=DEFER_IF_PERMIT"));
         assert!(ask(policyd, "192.0.2.7", "b@example.org").starts_with("action=DEFER_IF_PERMIT"));
         let text = scrape(metrics);
@@ -152,10 +115,5 @@ fn policyd_serves_metrics_by_decision_action_and_filter() {
         );
         // No spool in policyd mode: no queue gauges.
         assert!(!text.contains("portcullis_queue_messages{"), "{text}");
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
     }
 }

@@ -463,20 +463,7 @@ except smtplib.SMTPRecipientsRefused as e:
 s.sendmail("sender@example.net", ["postmaster@localhost"], open(path, "rb").read())
 s.quit()
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(relay.mx.ip().to_string())
-        .arg(relay.mx.port().to_string())
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::python(script, relay.mx, &[path.to_str().unwrap()]);
     assert!(stdout.contains("relay 554 5.7.1"), "{stdout}");
     let got = relay.wait_maildir("localhost", "postmaster", 1, Duration::from_secs(20));
     assert_eq!(got.len(), 1);

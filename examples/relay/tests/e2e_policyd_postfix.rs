@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -17,14 +19,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const POSTFIX: &str = "/usr/sbin/postfix";
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -36,7 +30,8 @@ fn free_port() -> u16 {
 
 /// Kills what it holds when the test ends, however it ends.
 struct Guard {
-    policyd: Child,
+    /// Killed after Postfix is stopped (fields drop after `drop`).
+    _policyd: common::Policyd,
     postfix_etc: Option<std::path::PathBuf>,
     postfix: Option<Child>,
 }
@@ -63,42 +58,16 @@ impl Drop for Guard {
             let _ = p.kill();
             let _ = p.wait();
         }
-        let _ = self.policyd.kill();
-        let _ = self.policyd.wait();
     }
 }
 
 /// Start `portcullis-relay policyd` on a free port; returns it and the port.
-fn start_policyd(dir: &Path, config: &str) -> (Child, u16) {
+fn start_policyd(dir: &Path, config: &str) -> (common::Policyd, u16) {
     let conf = dir.join("relay.toml");
     std::fs::write(&conf, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis-relay"))
-        .arg("--config")
-        .arg(&conf)
-        .args([
-            "policyd",
-            "--listen",
-            "127.0.0.1:0",
-            "--greylist-store",
-            "memory",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    // "portcullis-relay policyd listening: 127.0.0.1:PORT; filters: ..."
-    let addr = line
-        .split("listening: ")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .unwrap_or_else(|| panic!("no startup line: {line:?}"));
-    let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-    (child, port)
+    let policyd = common::Policyd::start(&conf, &dir.join("data"));
+    let port = policyd.addr.port();
+    (policyd, port)
 }
 
 fn write_postfix_config(root: &Path, smtpd_port: u16, policy_port: u16) {
@@ -237,7 +206,7 @@ fn postfix_asks_policyd_greylist_defers_then_passes_and_rate_limit_applies() {
         eprintln!("skipping: {POSTFIX} not installed (apt-get install postfix)");
         return;
     }
-    if !is_root() {
+    if !common::is_root() {
         eprintln!("skipping: Postfix's master must be started as root");
         return;
     }
@@ -256,7 +225,7 @@ fn postfix_asks_policyd_greylist_defers_then_passes_and_rate_limit_applies() {
         ),
     );
     let mut guard = Guard {
-        policyd,
+        _policyd: policyd,
         postfix_etc: None,
         postfix: None,
     };
@@ -354,7 +323,7 @@ fn policyd_socket_pipelining_splits_and_bad_requests() {
         ),
     );
     let _guard = Guard {
-        policyd,
+        _policyd: policyd,
         postfix_etc: None,
         postfix: None,
     };

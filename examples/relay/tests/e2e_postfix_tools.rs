@@ -9,15 +9,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Relay, have_tool, message_id, tool_path};
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
+use common::{Relay, have_tool, is_root, message_id, tool_path};
 
 #[test]
 fn smtp_source_to_relay_to_smtp_sink() {

@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -91,18 +90,7 @@ fn a_greylist_triplet_passed_on_relay_a_passes_on_relay_b() {
 
 /// One policy delegation request to `policyd`; the `action=` line.
 fn ask(policyd: SocketAddr, sender: &str, recipient: &str) -> String {
-    let mut tcp = TcpStream::connect_timeout(&policyd, Duration::from_secs(5)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        tcp,
-        "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
-         client_address=127.0.0.1\nclient_name=localhost\nhelo_name=client.test\n\
-         sender={sender}\nrecipient={recipient}\n\n"
-    )
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(tcp).read_line(&mut line).unwrap();
-    line.trim_end().to_owned()
+    common::policy_ask(policyd, ("127.0.0.1", "localhost"), sender, recipient)
 }
 
 #[test]
@@ -115,34 +103,11 @@ fn policyd_shares_greylist_triplets_with_the_relays() {
     let (relay, tmp) = Relay::start(&config);
     // The same file, as Postfix's policy server (its --greylist-store is
     // overridden by `store = "redis"`).
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&relay.config)
-        .arg("--data-dir")
-        .arg(tmp.path().join("policyd-data"))
-        .args([
-            "policyd",
-            "--listen",
-            "127.0.0.1:0",
-            "--greylist-store",
-            "memory",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let result = std::panic::catch_unwind(|| {
+    let policyd = common::Policyd::start(&relay.config, &tmp.path().join("policyd-data"));
+    {
+        let line = &policyd.startup_line;
         assert!(line.contains("greylist store: redis"), "{line}");
-        let policyd: SocketAddr = line
-            .split("listening: ")
-            .nth(1)
-            .and_then(|r| r.split(';').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no startup line: {line:?}"));
+        let policyd = policyd.addr;
         // Seen first by the policy server, passed on the relay after the
         // delay, then known to the policy server too.
         let first = ask(policyd, "patient@world.test", "alice@example.org");
@@ -156,11 +121,6 @@ fn policyd_shares_greylist_triplets_with_the_relays() {
         assert!(seen.starts_with("action=DEFER_IF_PERMIT"), "{seen}");
         std::thread::sleep(Duration::from_millis(1500));
         assert_eq!(send(&relay, "other@world.test", "bob@example.org"), 250);
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
     }
 }
 

@@ -151,21 +151,16 @@ assert not refused, refused
 s.quit()
 print("sent")
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(relay.submission.ip().to_string())
-        .arg(relay.submission.port().to_string())
-        .arg(&cert)
-        .args([USER, PASSWORD, "carol@sink.test"])
-        .arg(&msg_file)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = common::python(
+        script,
+        relay.submission,
+        &[
+            cert.to_str().unwrap(),
+            USER,
+            PASSWORD,
+            "carol@sink.test",
+            msg_file.to_str().unwrap(),
+        ],
     );
     assert!(stdout.contains("bad-login 535 5.7.8"), "{stdout}");
     let got = sink.wait_for(1, Duration::from_secs(30));
@@ -447,20 +442,7 @@ for i in range(3):
         print("authfail", i, "disconnected")
         break
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(relay.submission.ip().to_string())
-        .arg(relay.submission.port().to_string())
-        .args([USER, PASSWORD])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::python(script, relay.submission, &[USER, PASSWORD]);
     assert!(
         stdout.contains("sent 0") && stdout.contains("sent 1"),
         "{stdout}"
@@ -663,20 +645,7 @@ for user in ["alice@localhost", "bob@localhost"]:
             print(user, "refused", i, e.smtp_code)
     s.quit()
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(relay.submission.ip().to_string())
-        .arg(relay.submission.port().to_string())
-        .arg(PASSWORD)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::python(script, relay.submission, &[PASSWORD]);
     assert!(stdout.contains("alice@localhost sent 0"), "{stdout}");
     assert!(stdout.contains("alice@localhost refused 1 451"), "{stdout}");
     assert!(

@@ -35,6 +35,16 @@ pub fn have_tool(name: &str) -> bool {
     found
 }
 
+/// Whether the tests run as root (Postfix's master must start as root;
+/// `smtp-sink` must drop privileges when it does).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 /// The path of a tool that may live in /usr/sbin (smtp-sink, smtp-source).
 pub fn tool_path(name: &str) -> String {
     let sbin = format!("/usr/sbin/{name}");
@@ -533,6 +543,27 @@ pub fn rcpt(addr: SocketAddr, from: &str, to: &str) -> Reply {
     r
 }
 
+/// Run a Python 3 `script` (`python3 -c`) with `sys.argv[1:]` = the
+/// server's IP and port, then `args`; fails the test (with its output) if
+/// the script fails. Its standard output.
+pub fn python(script: &str, server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(server.ip().to_string())
+        .arg(server.port().to_string())
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Poll `f` every 100 ms until it holds or `within` has passed; whether it
 /// held.
 pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -544,6 +575,81 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     f()
+}
+
+/// `portcullis-relay policyd` on an ephemeral loopback port; killed and
+/// reaped when dropped, however the test ends.
+pub struct Policyd {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// `portcullis-relay policyd listening: ADDR; …`
+    pub startup_line: String,
+}
+
+impl Policyd {
+    /// Start with the configuration file `config` and the data directory
+    /// `data`; `--greylist-store memory` unless the file's `[greylist]
+    /// store` says otherwise.
+    pub fn start(config: &Path, data: &Path) -> Policyd {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .args([
+                "policyd",
+                "--listen",
+                "127.0.0.1:0",
+                "--greylist-store",
+                "memory",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let addr = read
+            .ok()
+            .and_then(|_| line.split("listening: ").nth(1))
+            .and_then(|r| r.split(';').next())
+            .and_then(|a| a.trim().parse().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no policyd startup line: {line:?}");
+        };
+        Policyd {
+            child,
+            addr,
+            startup_line: line,
+        }
+    }
+}
+
+impl Drop for Policyd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One Postfix policy delegation request at `RCPT` (client address and
+/// verified name, sender, recipient); the `action=` line of the answer.
+pub fn policy_ask(addr: SocketAddr, client: (&str, &str), sender: &str, recipient: &str) -> String {
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (address, name) = client;
+    write!(
+        tcp,
+        "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
+         client_address={address}\nclient_name={name}\nhelo_name=client.test\n\
+         sender={sender}\nrecipient={recipient}\n\n"
+    )
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(tcp).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
 }
 
 /// A message with a unique Message-ID, CRLF line ends.
