@@ -148,14 +148,9 @@ fn admin_without_token_refuses_to_start() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("relay.toml");
     std::fs::write(&config, "[admin]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-    let out = std::process::Command::new(common::BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("--check-config")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("admin.token"));
+    let (code, err) = common::check_config(&config);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("admin.token"), "{err}");
 }
 
 #[test]

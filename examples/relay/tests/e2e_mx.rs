@@ -5,10 +5,11 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Client, Relay, have_tool, message, message_id, strip_added_headers};
+use common::{Client, Relay, check_config, have_tool, message, message_id, strip_added_headers};
 
 const LOCAL: &str =
     "[local]\ndomains = [\"localhost\", \"example.org\"]\nmailboxes = [\"alice@example.org\"]\n";
@@ -323,36 +324,36 @@ fn check_config_names_the_wrong_key() {
         "[mx]\nlisten = [\"127.0.0.1:2525\"]\n[limits]\nmax_recipents = 5\n",
     )
     .unwrap();
-    let out = Command::new(common::BIN)
-        .args(["--check-config", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check_config(&bad);
+    assert_eq!(code, Some(2));
     assert!(err.contains("max_recipents"), "{err}");
     assert!(err.contains("line 4"), "{err}");
 
-    std::fs::write(&bad, "[relay]\nnetworks = [\"10.0.0.0/33\"]\n").unwrap();
-    let out = Command::new(common::BIN)
-        .args(["--check-config", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("relay.networks[0]"), "{err}");
+    for (text, key) in [
+        (
+            "[relay]\nnetworks = [\"10.0.0.0/33\"]\n",
+            "relay.networks[0]",
+        ),
+        (
+            "[backup_mx]\nverify = \"callout\"\ncallout_tls = \"maybe\"\n",
+            "backup_mx.callout_tls",
+        ),
+        ("[backup_mx]\nverify = \"ask\"\n", "backup_mx.verify"),
+        // A misspelt key: the parser names it (and the right ones).
+        (
+            "[backup_mx]\nverify = \"callout\"\ncallout_timout_secs = 5\n",
+            "callout_timout_secs",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let (code, err) = check_config(&bad);
+        assert_eq!(code, Some(2), "{text}");
+        assert!(err.contains(key), "{text}: {err}");
+    }
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/relay.toml");
-    let out = Command::new(common::BIN)
-        .args(["--check-config", "--config", example])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, err) = check_config(Path::new(example));
+    assert_eq!(code, Some(0), "{err}");
 }
 
 #[test]
@@ -499,13 +500,9 @@ fn sighup_reloads_the_accounts_file_and_check_config_reads_it() {
         "[[user]]\naddress = \"x@localhost\"\npassword_hash = \"md5:nope\"\n",
     )
     .unwrap();
-    let out = Command::new(common::BIN)
-        .args(["--check-config", "--config"])
-        .arg(&relay.config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("accounts.file"));
+    let (code, err) = check_config(&relay.config);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("accounts.file"), "{err}");
     relay.hup();
     relay.wait_log("accounts not reloaded", 1);
     assert_eq!(ask("newbie@localhost"), 250, "old accounts kept");

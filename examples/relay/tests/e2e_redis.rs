@@ -155,16 +155,7 @@ fn a_relay_whose_redis_does_not_answer_refuses_to_start() {
 
     // `store = "redis"` without [redis] is a configuration error by key.
     std::fs::write(&config, "[policy]\nstore = \"redis\"\n").unwrap();
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("--check-config")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("policy.store"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, err) = common::check_config(&config);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("policy.store"), "{err}");
 }

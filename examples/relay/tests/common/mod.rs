@@ -35,6 +35,20 @@ pub fn have_tool(name: &str) -> bool {
     found
 }
 
+/// `portcullis-relay --check-config --config <config>`: its exit status
+/// and standard error.
+pub fn check_config(config: &Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["--check-config", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Whether the tests run as root (Postfix's master must start as root;
 /// `smtp-sink` must drop privileges when it does).
 pub fn is_root() -> bool {
