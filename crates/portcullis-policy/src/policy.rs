@@ -615,7 +615,7 @@ impl Policy {
         let limits = self.config.limits_for(account);
         let blocks = self.invalid_recipient_blocks(client, account);
         let blocks: Vec<&str> = blocks.iter().map(String::as_str).collect();
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; 64];
         let mut spill = String::new();
         let distinct = match limits.distinct_recipients_per_day {
             Some(limit) => {
@@ -803,7 +803,7 @@ impl Policy {
 /// lower-cased (one mailbox, one member; case-insensitive in practice).
 /// Joining at `@` is unambiguous since a domain never contains one. Built
 /// in `buf` (no allocation per decision) unless too long, then in `spill`.
-fn member_key<'b>(address: &Address, buf: &'b mut [u8; 128], spill: &'b mut String) -> &'b str {
+fn member_key<'b>(address: &Address, buf: &'b mut [u8; 64], spill: &'b mut String) -> &'b str {
     let local = address.local_part().as_str();
     let domain = address.domain().ascii();
     let len = local.len() + 1 + domain.len();
