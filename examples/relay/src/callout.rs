@@ -199,6 +199,117 @@ mod tests {
         }
     }
 
+    async fn rcpt(f: &BackupCalloutFilter, cx: &mut Context, to: &str) -> Verdict {
+        let mut r = Recipient::new(ForwardPath::parse(to).unwrap());
+        f.rcpt_to(cx, &mut r).await
+    }
+
+    /// The filter over a callout to a primary that is down: what learning
+    /// knows is answered without a callout; other domains are left alone;
+    /// an unknown recipient is asked about, and the inconclusive answer
+    /// accepted or deferred, never refused.
+    #[tokio::test]
+    async fn learned_first_then_the_callout_and_only_for_backed_up_domains() {
+        use portcullis_core::{Client, Envelope, MailParams, ManualClock, ReversePath};
+        let down = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::at_unix(1_767_268_800));
+        let customer = Domain::parse("customer.example").unwrap();
+        let transport = portcullis_queue::SmtpTransport::new(
+            portcullis_queue::SmtpTransportConfig::new("backup.example.net")
+                .with_tls(portcullis_queue::TlsPolicy::Never),
+        )
+        .unwrap();
+        let router = Arc::new(Router::new(
+            vec![(
+                customer.clone(),
+                crate::config::HostPort {
+                    host: down.ip().to_string(),
+                    port: down.port(),
+                },
+            )],
+            None,
+            None,
+            Arc::new(transport),
+            "backup.example.net".into(),
+        ));
+        let callout = Arc::new(
+            SmtpCallout::new(
+                portcullis_queue::CalloutConfig::new("backup.example.net")
+                    .with_tls(portcullis_queue::TlsPolicy::Never),
+                clock.clone(),
+            )
+            .unwrap(),
+        );
+        let store: Arc<dyn GreylistStore> = Arc::new(portcullis_greylist::MemoryStore::new());
+        let learning = RecipientLearning::new(store.clone(), LearningConfig::default());
+        let addr = |s: &str| Address::parse(s).unwrap();
+        learning
+            .learn(
+                &addr("alice@customer.example"),
+                RecipientOutcome::Accepted,
+                clock.now(),
+            )
+            .unwrap();
+        learning
+            .learn(
+                &addr("gone@customer.example"),
+                RecipientOutcome::NoSuchUser,
+                clock.now(),
+            )
+            .unwrap();
+        let filter = |defer_unknown| {
+            BackupCalloutFilter::new(
+                vec![customer.clone()],
+                Arc::new(CalloutVerifier {
+                    callout: callout.clone(),
+                    router: router.clone(),
+                    clock: clock.clone(),
+                }),
+                Some(store.clone()),
+                defer_unknown,
+                clock.clone(),
+            )
+        };
+        let mut cx = Context::new(Client::new("192.0.2.1:40000".parse().unwrap()));
+        cx.envelope = Some(Envelope::new(
+            ReversePath::parse("<a@world.example>").unwrap(),
+            MailParams::default(),
+        ));
+        let accepting = filter(false);
+        assert_eq!(
+            rcpt(&accepting, &mut cx, "<alice@customer.example>").await,
+            Verdict::Continue
+        );
+        assert_eq!(
+            rcpt(&accepting, &mut cx, "<gone@customer.example>").await,
+            Verdict::Reject(Reply::no_such_user())
+        );
+        assert_eq!(
+            rcpt(&accepting, &mut cx, "<anyone@elsewhere.example>").await,
+            Verdict::Continue
+        );
+        assert_eq!(callout.cache_len(), 0, "nothing was asked so far");
+        // Not learned: asked; the primary is down, so accepted...
+        assert_eq!(
+            rcpt(&accepting, &mut cx, "<carol@customer.example>").await,
+            Verdict::Continue
+        );
+        let carol = addr("carol@customer.example");
+        assert!(matches!(
+            callout.cached(&carol),
+            Some(CalloutResult::Unknown(UnknownReason::Unreachable(_)))
+        ));
+        // ... or deferred with 450 4.1.1 when asked to.
+        let v = rcpt(&filter(true), &mut cx, "<carol@customer.example>").await;
+        assert!(
+            matches!(&v, Verdict::Defer(r) if r.code() == 450 && r.enhanced() == Some(EnhancedCode::new(4, 1, 1))),
+            "{v:?}"
+        );
+    }
+
     #[test]
     fn the_learned_view_reads_but_never_writes() {
         let store: Arc<dyn GreylistStore> = Arc::new(portcullis_greylist::MemoryStore::new());

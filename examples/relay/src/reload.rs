@@ -8,7 +8,9 @@
 //! Routes and the smarthost go to the deliverer. The stores behind the
 //! filters ([`Stores`]: counters, greylist triplets, checksum counts,
 //! learned recipients) are opened once and shared by every snapshot, so
-//! nothing is reset. The policy is one [`LivePolicy`] for all snapshots: a
+//! nothing is reset. The backup-MX callout (`verify = "callout"`) is part
+//! of the snapshot: rebuilt over the new routes, its cache carried over
+//! when its settings did not change. The policy is one [`LivePolicy`] for all snapshots: a
 //! new `Policy` over the same counter store (the in-process list of recent
 //! violations starts afresh), in force for open sessions too from their
 //! next command.
