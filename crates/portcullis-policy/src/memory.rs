@@ -15,7 +15,7 @@ use crate::store::{
 
 /// Live buckets of a window. A few stay inline (a typical counter has
 /// traffic in few buckets at once), saving a pointer hop per lookup.
-type Slots = SmallVec<[(u64, u64); 4]>;
+type Slots = SmallVec<[(u64, u64); 6]>;
 
 /// One window of one counter: its geometry (with the derived bucket width
 /// and span cached, so a decision divides once per window) and its
