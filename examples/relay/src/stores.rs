@@ -375,6 +375,14 @@ impl<S: ChecksumStore> ChecksumStore for Timed<S> {
     fn record_many(&self, c: &[Checksum], r: &str, at: SystemTime) -> Result<(), FingerprintError> {
         self.call("record_many", |s| s.record_many(c, r, at))
     }
+    fn record_recipients(
+        &self,
+        c: &[Checksum],
+        r: &[&str],
+        at: SystemTime,
+    ) -> Result<(), FingerprintError> {
+        self.call("record_recipients", |s| s.record_recipients(c, r, at))
+    }
     fn distinct_recipients(
         &self,
         c: &Checksum,
