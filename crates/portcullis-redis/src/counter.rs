@@ -382,9 +382,9 @@ if e1 >= p1 then
 else
   n1, last1 = 1, struct.pack(PAIR, c1, cost)
 end
-local value = struct.pack(HDR, t1, b1, g1, k1, n1, s1 + cost) .. string.sub(raw, p1, e1) .. last1
+local hdr2, body2, last2 = '', '', ''
 if nw == 2 then
-  local n2, last2 = (e2 - p2 + 1) / 16, nil
+  local n2 = (e2 - p2 + 1) / 16
   if e2 >= p2 then
     local idx, cnt = struct.unpack(PAIR, raw, e2 - 15)
     if idx == c2 then e2 = e2 - 16; last2 = struct.pack(PAIR, c2, cnt + cost)
@@ -393,9 +393,11 @@ if nw == 2 then
   else
     n2, last2 = 1, struct.pack(PAIR, c2, cost)
   end
-  value = value .. struct.pack(HDR, t2, b2, g2, k2, n2, s2 + cost) .. string.sub(raw, p2, e2) .. last2
+  hdr2, body2 = struct.pack(HDR, t2, b2, g2, k2, n2, s2 + cost), string.sub(raw, p2, e2)
 end
-redis.call('SET', key, value, 'PX', ARGV[5])
+-- one concatenation: every long string a script makes costs its length
+-- again in Lua garbage collection
+redis.call('SET', key, struct.pack(HDR, t1, b1, g1, k1, n1, s1 + cost) .. string.sub(raw, p1, e1) .. last1 .. hdr2 .. body2 .. last2, 'PX', ARGV[5])
 if dkey then
   redis.call('ZADD', dkey, 'GT', ARGV[3], ARGV[2])
   redis.call('PEXPIRE', dkey, ARGV[4])
