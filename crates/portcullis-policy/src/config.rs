@@ -30,7 +30,7 @@ pub struct RateLimits {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Windows {
     items: [Window; 2],
-    len: usize,
+    pub(crate) len: usize,
 }
 
 impl Windows {
@@ -40,18 +40,25 @@ impl Windows {
 }
 
 fn minute_hour(minute: Option<u64>, hour: Option<u64>) -> Windows {
-    let mut w = Windows {
-        items: [Window::per_minute(0); 2],
-        len: 0,
-    };
-    for item in [minute.map(Window::per_minute), hour.map(Window::per_hour)]
-        .into_iter()
-        .flatten()
-    {
-        w.items[w.len] = item;
-        w.len += 1;
+    let (m, h) = (minute.unwrap_or(0), hour.unwrap_or(0));
+    match (minute.is_some(), hour.is_some()) {
+        (true, true) => Windows {
+            items: [Window::per_minute(m), Window::per_hour(h)],
+            len: 2,
+        },
+        (true, false) => Windows {
+            items: [Window::per_minute(m); 2],
+            len: 1,
+        },
+        (false, true) => Windows {
+            items: [Window::per_hour(h); 2],
+            len: 1,
+        },
+        (false, false) => Windows {
+            items: [Window::per_minute(0); 2],
+            len: 0,
+        },
     }
-    w
 }
 
 impl RateLimits {

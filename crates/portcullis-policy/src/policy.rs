@@ -542,7 +542,7 @@ impl Policy {
         };
         let mut keys = RateKeys::default();
         let account_windows = pick(&limits.rates);
-        if !account_windows.as_slice().is_empty() {
+        if account_windows.len != 0 {
             let key = match unit {
                 Unit::Messages => account.msg_key(),
                 Unit::Recipients => account.rcpt_key(),
@@ -556,7 +556,7 @@ impl Policy {
         }
         let ip_windows = pick(&self.config.client_limits);
         // An inbound account is its client network already.
-        if account.is_outbound() && !ip_windows.as_slice().is_empty() {
+        if account.is_outbound() && ip_windows.len != 0 {
             keys.push(
                 Cow::Owned(format!("{tag}:ip:{}", self.net(client.ip()))),
                 ip_windows,
@@ -565,8 +565,8 @@ impl Policy {
             );
         }
         let domain_windows = pick(&self.config.sender_domain_limits);
-        if let Some(a) = sender.address()
-            && !domain_windows.as_slice().is_empty()
+        if domain_windows.len != 0
+            && let Some(a) = sender.address()
         {
             keys.push(
                 Cow::Owned(format!("{tag}:sd:{}", a.domain().ascii())),
