@@ -2,8 +2,10 @@
 //! make smuggling impossible (RFC 5321 §4.1.1.4, §4.5.2, §2.3.8).
 //!
 //! [`DataDecoder`] is usable on its own (the [`Session`](crate::Session)
-//! drives one per message). It never allocates: it appends the unstuffed
-//! message to a caller's buffer.
+//! drives one per message). It appends the unstuffed message to a caller's
+//! buffer and allocates nothing itself, except when folding long lines
+//! ([`DataDecoder::fold_long_lines`]), which rebuilds the part it just wrote
+//! once a line needs a fold.
 //!
 //! The end of the message is `<CRLF>.<CRLF>` and nothing else. Every CR must
 //! be followed by LF and every LF preceded by CR; a bare CR or LF is recorded
