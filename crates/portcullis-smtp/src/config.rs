@@ -138,7 +138,8 @@ pub struct SessionConfig {
     /// Most octets the session holds unprocessed, which happens while a
     /// decision is pending (pipelined commands, BDAT chunks). Past it the
     /// session answers `421 4.7.0` and closes. Default 1 MiB; 0 means no
-    /// limit (then stop reading while a decision is pending).
+    /// limit (then stop reading while a decision is pending). A partial
+    /// command line counts too, so keep it above `max_auth_line`.
     pub max_buffered_input: usize,
     /// After this many bad commands (unknown, syntax, sequence, line too
     /// long) the session answers `421 4.7.0` and closes.
