@@ -74,7 +74,7 @@ pub use connection::{
 pub use filter::PolicyFilter;
 pub use from::{Directory, DirectoryError, FromCheckError, FromRules, FromViolation, header_from};
 pub use lists::{AccessList, ListMatch, Pattern};
-pub use memory::MemoryStore;
+pub use memory::{LockJournal, MemoryStore};
 pub use policy::{AbuseSignal, LockReport, Policy, Report, Rule, Violation};
 pub use store::{
     Counter, CounterSnapshot, CounterStore, Counting, Distinct, LockRecord, LockState, Outcome,

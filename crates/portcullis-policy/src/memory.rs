@@ -1,8 +1,10 @@
 //! [`MemoryStore`]: the in-process [`CounterStore`] (dashmap), for a single
-//! relay. Nothing survives a restart; use the Redis store for that.
+//! relay. Counters and blocks do not survive a restart; lock records do
+//! when the store has a [`LockJournal`] (or use the Redis store).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
@@ -257,7 +259,7 @@ impl Members {
 /// one would make the second look known (laxer), so there the hash must be
 /// one an attacker cannot aim at without the store's random keys; the
 /// chance is about `m² / 2⁶⁵` for a set of `m`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemoryStore {
     // foldhash, not SipHash: ids are computed once or twice per decision
     // and a collision can only make a limit stricter (see above).
@@ -267,6 +269,25 @@ pub struct MemoryStore {
     entries: IdMap<Entry>,
     blocks: IdMap<u64>,
     locks: DashMap<String, LockRecord>,
+    journal: Option<Arc<dyn LockJournal>>,
+}
+
+/// Where a [`MemoryStore`] keeps its lock records across restarts, for a
+/// single relay without Redis (the relay implements it, e.g. over a file
+/// or an embedded database).
+///
+/// # Contract
+/// `Send + Sync`. [`save`](LockJournal::save) is called on every change of
+/// a lock record (a lock, an admin unlock), never on a decision, with the
+/// record's key locked so saves of one key arrive in order; it returns once
+/// the change is durable. An error fails the lock or unlock, which then
+/// does not change the store either. [`load`](LockJournal::load) is called
+/// once, by [`MemoryStore::with_lock_journal`].
+pub trait LockJournal: Send + Sync {
+    /// Every saved record.
+    fn load(&self) -> Result<Vec<(String, LockRecord)>, StoreError>;
+    /// Save `record` under `key`, or forget `key` (`None`).
+    fn save(&self, key: &str, record: Option<&LockRecord>) -> Result<(), StoreError>;
 }
 
 /// Check every window of `counter` in `entry` and add its cost when all fit.
@@ -324,6 +345,17 @@ fn same_key(a: &str, b: &str) -> bool {
     (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("keys", &self.entries.len())
+            .field("blocks", &self.blocks.len())
+            .field("locks", &self.locks.len())
+            .field("journal", &self.journal.is_some())
+            .finish()
+    }
+}
+
 /// How far the distinct step got, to undo it on refusal.
 enum DistinctUndo {
     None,
@@ -335,6 +367,27 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         MemoryStore::default()
+    }
+
+    /// A store whose lock records (and their history) survive restarts in
+    /// `journal`: it starts with the journal's records and writes every
+    /// change through. Counters and blocks still start empty.
+    pub fn with_lock_journal(journal: Arc<dyn LockJournal>) -> Result<Self, StoreError> {
+        let store = MemoryStore {
+            journal: Some(journal.clone()),
+            ..MemoryStore::default()
+        };
+        for (key, record) in journal.load()? {
+            store.locks.insert(key, record);
+        }
+        Ok(store)
+    }
+
+    fn journal_save(&self, key: &str, record: Option<&LockRecord>) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(j) => j.save(key, record),
+            None => Ok(()),
+        }
     }
 
     fn id(&self, key: &str) -> Id {
@@ -513,23 +566,43 @@ impl CounterStore for MemoryStore {
         reason: &str,
         now: SystemTime,
     ) -> Result<LockRecord, StoreError> {
-        let mut entry = self.locks.entry(key.to_owned()).or_insert(LockRecord {
-            times_locked: 0,
-            state: LockState::Unlocked,
-            reason: String::new(),
-            since: now,
-        });
-        let record =
-            LockRecord::relock(Some(entry.clone()), lock_for, max_auto_unlocks, reason, now);
-        *entry = record.clone();
-        Ok(record)
+        // The entry stays locked while the journal writes, so concurrent
+        // locks of one key reach the journal in the order they apply.
+        match self.locks.entry(key.to_owned()) {
+            dashmap::mapref::entry::Entry::Occupied(mut e) => {
+                let record = LockRecord::relock(
+                    Some(e.get().clone()),
+                    lock_for,
+                    max_auto_unlocks,
+                    reason,
+                    now,
+                );
+                if record != *e.get() {
+                    self.journal_save(key, Some(&record))?;
+                    e.insert(record.clone());
+                }
+                Ok(record)
+            }
+            dashmap::mapref::entry::Entry::Vacant(e) => {
+                let record = LockRecord::relock(None, lock_for, max_auto_unlocks, reason, now);
+                self.journal_save(key, Some(&record))?;
+                e.insert(record.clone());
+                Ok(record)
+            }
+        }
     }
 
     fn unlock(&self, key: &str, forget_history: bool) -> Result<(), StoreError> {
         if forget_history {
-            self.locks.remove(key);
+            if let dashmap::mapref::entry::Entry::Occupied(e) = self.locks.entry(key.to_owned()) {
+                self.journal_save(key, None)?;
+                e.remove();
+            }
         } else if let Some(mut r) = self.locks.get_mut(key) {
-            r.state = LockState::Unlocked;
+            let mut unlocked = r.clone();
+            unlocked.state = LockState::Unlocked;
+            self.journal_save(key, Some(&unlocked))?;
+            *r = unlocked;
         }
         Ok(())
     }

@@ -233,7 +233,8 @@ pub enum LockState {
 }
 
 /// A lock and its history, kept by the store (and so surviving restarts of
-/// a relay when the store is persistent, e.g. Redis).
+/// a relay when the store is persistent: Redis, or a
+/// [`MemoryStore`](crate::MemoryStore) with a [`LockJournal`](crate::LockJournal)).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LockRecord {
     /// How many times the account was locked since its history was last cleared.

@@ -126,3 +126,99 @@ proptest! {
         }
     }
 }
+
+/// A journal in memory, standing in for the relay's file.
+#[derive(Default)]
+struct TestJournal {
+    records: std::sync::Mutex<std::collections::HashMap<String, portcullis_policy::LockRecord>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl portcullis_policy::LockJournal for TestJournal {
+    fn load(
+        &self,
+    ) -> Result<Vec<(String, portcullis_policy::LockRecord)>, portcullis_policy::StoreError> {
+        let records = self.records.lock().unwrap();
+        Ok(records
+            .iter()
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect())
+    }
+    fn save(
+        &self,
+        key: &str,
+        record: Option<&portcullis_policy::LockRecord>,
+    ) -> Result<(), portcullis_policy::StoreError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(portcullis_policy::StoreError::Unavailable(
+                "disk full".into(),
+            ));
+        }
+        let mut records = self.records.lock().unwrap();
+        match record {
+            Some(r) => records.insert(key.to_owned(), r.clone()),
+            None => records.remove(key),
+        };
+        Ok(())
+    }
+}
+
+#[test]
+fn memory_store_with_a_lock_journal_passes_the_contract() {
+    testing::run_all(|| MemoryStore::with_lock_journal(Arc::new(TestJournal::default())).unwrap());
+}
+
+#[test]
+fn locks_and_their_history_survive_a_restart_through_the_journal() {
+    use portcullis_policy::LockState;
+    let journal = Arc::new(TestJournal::default());
+    let t0 = from_ms(1_767_225_600_000);
+    let hour = Duration::from_secs(3600);
+    let req = Request {
+        locks: &["lock:u:a"],
+        ..Request::default()
+    };
+    {
+        let store = MemoryStore::with_lock_journal(journal.clone()).unwrap();
+        assert_eq!(
+            store
+                .lock("lock:u:a", hour, 1, "bulk", t0)
+                .unwrap()
+                .times_locked,
+            1
+        );
+        assert_eq!(
+            store
+                .lock("lock:u:b", hour, 1, "bulk", t0)
+                .unwrap()
+                .times_locked,
+            1
+        );
+        store.unlock("lock:u:b", true).unwrap();
+    } // the relay stops
+    let store = MemoryStore::with_lock_journal(journal.clone()).unwrap();
+    assert!(matches!(
+        store.decide(&req, t0 + Duration::from_secs(60)).unwrap(),
+        Outcome::Locked { .. }
+    ));
+    assert_eq!(
+        store.lock_record("lock:u:b").unwrap(),
+        None,
+        "forgotten stays forgotten"
+    );
+    // The history came back too: the second lock is permanent.
+    let second = store.lock("lock:u:a", hour, 1, "again", t0 + hour).unwrap();
+    assert_eq!(
+        (second.times_locked, second.state),
+        (2, LockState::Permanent)
+    );
+
+    // A journal that cannot write fails the lock, and the store is unchanged.
+    journal
+        .fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(store.lock("lock:u:c", hour, 1, "x", t0).is_err());
+    assert_eq!(store.lock_record("lock:u:c").unwrap(), None);
+    assert!(store.unlock("lock:u:a", false).is_err());
+    assert_eq!(store.lock_record("lock:u:a").unwrap(), Some(second));
+}
