@@ -22,10 +22,22 @@
 //! key per counter, whatever the bucket count: per window a header of six
 //! little-endian doubles (`T` in ms, buckets, bucket width `g`, span `k`,
 //! `n`, the total of the `n` buckets) and `n` (bucket index, count) pairs of
-//! doubles, oldest first. The script reads the header, the stale pairs at
-//! the front and the last pair, and copies the rest as bytes (Redis Lua's
-//! `struct`), so its cost does not grow with the live buckets. Counts and
-//! bucket indexes are whole numbers below 2⁵³, exact in a double.
+//! doubles, oldest first. A decision parses only the headers, the stale
+//! pairs at the front and the last pair (Redis Lua's `struct`) and copies
+//! the live pairs between as bytes: the copies, and the Lua garbage they
+//! leave, are what still grows with the live buckets. Counts and bucket
+//! indexes are whole numbers below 2⁵³, exact in a double.
+//!
+//! The usual request (no lock, one counter of one or two windows) runs a
+//! straight-line script, `DECIDE_ONE`; anything it does not handle (a
+//! refusal by a counter, a clock that stepped back, …) it hands to the
+//! general `DECIDE` before writing anything, at the cost of a second round
+//! trip. Both keep exactly the memory store's state, pruned windows
+//! included, so the two stores agree even when the clock steps back.
+//!
+//! This layout replaced one hash per window (`c:{T_ms}:{buckets}:{key}`,
+//! one field per bucket): keys of that layout are no longer read and
+//! expire by their TTL.
 //!
 //! Times are the caller's `now` (ms since the epoch), stored in the values;
 //! TTLs only collect garbage, so relays must keep their clocks in sync.
