@@ -14,6 +14,7 @@ mod config;
 mod delivery;
 mod filters;
 mod http;
+mod lock_journal;
 mod maildir;
 mod metrics;
 mod outbound;

@@ -2,6 +2,8 @@
 //! triplets and bulk checksum counts, in process memory, a redb file, or a
 //! Redis shared by a fleet of relays (`[redis]` + `store = "redis"` in
 //! `[policy]`, `[greylist]`, `[bulk]`; the stores are `portcullis-redis`).
+//! The memory policy store keeps its lock records in a redb file
+//! ([`crate::lock_journal`]).
 //!
 //! The stores are opened once at start and kept across SIGHUP reloads, so
 //! counters, triplets and counts carry over. Every store call is timed for
@@ -169,10 +171,16 @@ impl Stores {
                     portcullis_redis::counter::RedisCounterStore::new(pool),
                 ))
             }
-            _ => Arc::new(Timed::local(
-                "counter",
-                portcullis_policy::MemoryStore::new(),
-            )),
+            // In memory, with the lock records (and their history) in
+            // `<data_dir>/policy-locks.redb`, so a restart unlocks nobody.
+            // A lock or unlock fsyncs inline: they are rare.
+            _ => {
+                let path = data_dir.join(crate::lock_journal::FILE_NAME);
+                let journal = crate::lock_journal::RedbLockJournal::open(&path)?;
+                let store = portcullis_policy::MemoryStore::with_lock_journal(Arc::new(journal))
+                    .map_err(|e| format!("cannot load the policy locks: {e}"))?;
+                Arc::new(Timed::local("counter", store))
+            }
         };
         Ok(Stores {
             redis,
