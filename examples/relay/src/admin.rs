@@ -335,7 +335,7 @@ fn report(admin: &Admin) -> Response {
 #[derive(Debug, clap::Args)]
 pub(crate) struct CliArgs {
     /// queue | quarantine | show ID | hold ID | release ID | deliver ID |
-    /// delete ID | account KIND NAME | unlock KIND NAME | report
+    /// delete ID | account KIND NAME | unlock KIND NAME [forget] | report
     #[arg(required = true, num_args = 1..)]
     words: Vec<String>,
 }
@@ -352,6 +352,9 @@ fn cli_request(words: &[String]) -> Option<(&'static str, String)> {
         }
         ["account", kind, name] => ("GET", format!("/accounts/{kind}/{name}")),
         ["unlock", kind, name] => ("POST", format!("/accounts/{kind}/{name}/unlock")),
+        ["unlock", kind, name, "forget"] => {
+            ("POST", format!("/accounts/{kind}/{name}/unlock?forget"))
+        }
         _ => return None,
     })
 }
@@ -468,6 +471,11 @@ mod tests {
             cli_request(&w("unlock user a@b.example")),
             Some(("POST", "/accounts/user/a@b.example/unlock".into()))
         );
+        assert_eq!(
+            cli_request(&w("unlock user a@b.example forget")),
+            Some(("POST", "/accounts/user/a@b.example/unlock?forget".into()))
+        );
+        assert_eq!(cli_request(&w("unlock user a@b.example nope")), None);
         assert_eq!(cli_request(&w("frobnicate")), None);
     }
 }

@@ -1,6 +1,7 @@
 //! [`RedbLockJournal`]: where the policy's lock records (and their
 //! history) live across restarts when the counter store is the memory one
-//! (`[policy] store = "memory"`, the default): `<data_dir>/policy-locks.redb`.
+//! (`[policy] store = "memory"`, the default): `<data_dir>/policy-locks.redb`
+//! (`policyd-locks.redb` for `portcullis-relay policyd`).
 //!
 //! Without it a restart would unlock every locked account — an abuser's way
 //! around an abuse lock, and a permanent lock that an admin never lifted
@@ -25,6 +26,9 @@ const LOCKS: TableDefinition<&str, &[u8]> = TableDefinition::new("policy_locks")
 
 /// The file name in the data directory.
 pub(crate) const FILE_NAME: &str = "policy-locks.redb";
+/// The file name for `portcullis-relay policyd` (its own policy, so its own
+/// locks; a relay and a policyd may share a data directory).
+pub(crate) const POLICYD_FILE_NAME: &str = "policyd-locks.redb";
 
 /// A [`LockJournal`] in one redb file.
 pub(crate) struct RedbLockJournal {

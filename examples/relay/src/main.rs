@@ -182,7 +182,10 @@ fn main() -> ExitCode {
         );
         println!(
             "  stores: policy {}, greylist {}, bulk {}{}",
-            settings.policy_store.as_str(),
+            match settings.policy_store {
+                stores::StoreKind::Memory => "memory (locks in policy-locks.redb)",
+                other => other.as_str(),
+            },
             settings.greylist_store.as_str(),
             settings.bulk_store.as_str(),
             settings
@@ -428,7 +431,7 @@ async fn run(settings: Settings, overrides: config::Overrides) -> Result<(), Str
     // across reloads. A configured Redis must answer now.
     let stores = {
         let (s, d) = (settings.clone(), data_dir.clone());
-        tokio::task::spawn_blocking(move || stores::Stores::open(&s, &d))
+        tokio::task::spawn_blocking(move || stores::Stores::open(&s, &d, lock_journal::FILE_NAME))
             .await
             .map_err(|e| format!("store setup failed: {e}"))??
     };

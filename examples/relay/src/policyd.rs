@@ -97,12 +97,18 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
         chain.push(Arc::new(validate));
     }
     // `[policy] store` / `[greylist] store = "redis"` share state with the
-    // relays and other policy servers on the same Redis.
+    // relays and other policy servers on the same Redis. With the memory
+    // policy store, locks are kept in the data directory, in a file of
+    // their own so that a relay may share the directory.
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", settings.data_dir.display()))?;
     let stores = {
         let (s, d) = (settings.clone(), settings.data_dir.clone());
-        tokio::task::spawn_blocking(move || crate::stores::Stores::open(&s, &d))
-            .await
-            .map_err(|e| format!("store setup failed: {e}"))??
+        tokio::task::spawn_blocking(move || {
+            crate::stores::Stores::open(&s, &d, crate::lock_journal::POLICYD_FILE_NAME)
+        })
+        .await
+        .map_err(|e| format!("store setup failed: {e}"))??
     };
     let policy = Arc::new(portcullis_policy::Policy::new(
         settings.policy.clone(),

@@ -139,8 +139,13 @@ pub(crate) struct Stores {
 
 impl Stores {
     /// Open the configured stores; with Redis configured, it must answer a
-    /// `PING` now.
-    pub(crate) fn open(settings: &Settings, data_dir: &std::path::Path) -> Result<Self, String> {
+    /// `PING` now. With the memory counter store, its lock records live in
+    /// `data_dir/locks_file` (which must exist as a directory).
+    pub(crate) fn open(
+        settings: &Settings,
+        data_dir: &std::path::Path,
+        locks_file: &str,
+    ) -> Result<Self, String> {
         let redis = match &settings.redis {
             // `[redis]` that no store uses: nothing to connect to.
             Some(_) if settings.redis_users().is_empty() => None,
@@ -175,7 +180,7 @@ impl Stores {
             // `<data_dir>/policy-locks.redb`, so a restart unlocks nobody.
             // A lock or unlock fsyncs inline: they are rare.
             _ => {
-                let path = data_dir.join(crate::lock_journal::FILE_NAME);
+                let path = data_dir.join(locks_file);
                 let journal = crate::lock_journal::RedbLockJournal::open(&path)?;
                 let store = portcullis_policy::MemoryStore::with_lock_journal(Arc::new(journal))
                     .map_err(|e| format!("cannot load the policy locks: {e}"))?;
