@@ -467,6 +467,8 @@ pub(crate) struct LimitsSection {
     pub(crate) load_gate_queue: u64,
     /// Load gate: reopen once below this percentage of both limits.
     pub(crate) load_gate_reopen_percent: u8,
+    /// DATA text lines over 1000 octets: "reject", "accept" or "fold".
+    pub(crate) long_lines: String,
 }
 
 impl Default for LimitsSection {
@@ -481,6 +483,7 @@ impl Default for LimitsSection {
             load_gate_sessions: 0,
             load_gate_queue: 0,
             load_gate_reopen_percent: 90,
+            long_lines: "reject".into(),
         }
     }
 }
@@ -635,6 +638,8 @@ pub(crate) struct Settings {
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_client: usize,
     pub(crate) idle_timeout: Duration,
+    /// `[limits] long_lines`: DATA text lines over RFC 5321's 1000 octets.
+    pub(crate) long_lines: portcullis_smtp::LongLines,
     /// `[limits] load_gate_*`: the connect-time load gate, if on.
     pub(crate) load_gate: Option<portcullis_policy::LoadThresholds>,
     /// `[metrics] listen`: where `GET /metrics` is served, if anywhere.
@@ -1115,6 +1120,17 @@ pub(crate) fn check(
     if l.max_connections == 0 {
         return Err(invalid("limits.max_connections", "must be at least 1"));
     }
+    let long_lines = match l.long_lines.as_str() {
+        "reject" => portcullis_smtp::LongLines::Reject,
+        "accept" => portcullis_smtp::LongLines::Accept,
+        "fold" => portcullis_smtp::LongLines::Fold,
+        _ => {
+            return Err(invalid(
+                "limits.long_lines",
+                "must be \"reject\", \"accept\" or \"fold\"",
+            ));
+        }
+    };
     if l.max_connections_per_client == 0 {
         return Err(invalid(
             "limits.max_connections_per_client",
@@ -1200,6 +1216,7 @@ pub(crate) fn check(
         max_connections: l.max_connections,
         max_connections_per_client: l.max_connections_per_client,
         idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+        long_lines,
         load_gate,
         metrics: file.metrics.check().map_err(|(k, m)| invalid(k, m))?,
         admin: file.admin.check().map_err(|(k, m)| invalid(k, m))?,
@@ -1365,6 +1382,7 @@ mod tests {
                 "local.mailboxes[0]",
             ),
             ("[tls]\ncert = \"c.pem\"\n", "tls.key"),
+            ("[limits]\nlong_lines = \"wrap\"\n", "limits.long_lines"),
             (
                 "[delivery.routes]\n\"example.com\" = \"\"\n",
                 "delivery.routes",

@@ -117,6 +117,7 @@ impl Snapshot {
         let mut c = SessionConfig::new(s.hostname.clone());
         c.max_message_size = s.max_message_size;
         c.max_recipients = s.max_recipients;
+        c.long_lines = s.long_lines;
         c.command_timeout = s.idle_timeout;
         c.data_timeout = s.idle_timeout;
         c.extensions.starttls = true;

@@ -315,6 +315,37 @@ fn bad_commands_and_long_lines_get_the_right_codes() {
     assert!(relay.maildir("example.org", "alice").is_empty());
 }
 
+/// `[limits] long_lines = "fold"`: a 2500-octet line is accepted and
+/// delivered folded (CRLF + space where a line reaches 1000 octets), not
+/// refused and not passed on over the RFC 5321 limit.
+#[test]
+fn long_lines_fold_when_configured() {
+    let (relay, _tmp) = Relay::start(&format!("{LOCAL}[limits]\nlong_lines = \"fold\"\n"));
+    let mut c = Client::greeted(relay.mx);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<a@example.net>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<alice@example.org>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    let long = "y".repeat(2500);
+    c.send_raw(format!("Subject: long\r\n\r\n{long}\r\nend\r\n.\r\n").as_bytes());
+    let r = c.reply().unwrap();
+    assert_eq!(r.code, 250, "folded, accepted: {r:?}");
+    assert_eq!(c.cmd("QUIT").code, 221);
+    let got = relay.wait_maildir("example.org", "alice", 1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8(got[0].clone()).unwrap();
+    assert!(
+        text.split("\r\n").all(|l| l.len() <= 998),
+        "every delivered line within the limit"
+    );
+    let body = text.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(
+        body.replace("\r\n ", ""),
+        format!("{long}\r\nend\r\n"),
+        "unfolding gives back what was sent"
+    );
+}
+
 #[test]
 fn check_config_names_the_wrong_key() {
     let tmp = tempfile::tempdir().unwrap();
