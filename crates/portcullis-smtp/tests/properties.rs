@@ -202,17 +202,7 @@ proptest! {
         let mut cuts = cuts;
         cuts.sort_unstable();
         let mut d = DataDecoder::new(Some(1000), None);
-        let mut out = Vec::new();
-        let mut start = 0;
-        let mut end = None;
-        for &c in cuts.iter().chain(std::iter::once(&wire.len())) {
-            let c = c.clamp(start, wire.len());
-            if let DataStatus::Complete { consumed } = d.decode(&wire[start..c], &mut out) {
-                end = Some(start + consumed);
-                break;
-            }
-            start = c;
-        }
+        let (end, out) = decode_in_pieces(&mut d, &wire, &cuts);
         prop_assert_eq!(end, Some(wire.len() - 4));
         prop_assert_eq!(d.error(), None);
         prop_assert_eq!(out, message);
@@ -226,23 +216,29 @@ proptest! {
         cuts.sort_unstable();
         let run = |cuts: &[usize]| {
             let mut d = DataDecoder::new(Some(40), Some(300));
-            let mut out = Vec::new();
-            let mut start = 0;
-            let mut end = None;
-            for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
-                let c = c.clamp(start, bytes.len());
-                if let DataStatus::Complete { consumed } = d.decode(&bytes[start..c], &mut out) {
-                    end = Some(start + consumed);
-                    break;
-                }
-                start = c;
-            }
+            let (end, out) = decode_in_pieces(&mut d, &bytes, cuts);
             // Output is meaningful only for a message without error.
             let out = if d.error().is_none() { Some(out) } else { None };
             (end, d.error(), out, d.size())
         };
         prop_assert_eq!(run(&[]), run(&cuts));
     }
+}
+
+/// Feed `bytes` to `d` in pieces cut at the sorted offsets `cuts`, stopping
+/// at the end of data: where the data ended (octets consumed in all), if it
+/// did, and what the decoder wrote.
+fn decode_in_pieces(d: &mut DataDecoder, bytes: &[u8], cuts: &[usize]) -> (Option<usize>, Vec<u8>) {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
+        let c = c.clamp(start, bytes.len());
+        if let DataStatus::Complete { consumed } = d.decode(&bytes[start..c], &mut out) {
+            return (Some(start + consumed), out);
+        }
+        start = c;
+    }
+    (None, out)
 }
 
 /// The DATA rules written the slow, obvious way, one octet at a time: the
@@ -309,17 +305,7 @@ proptest! {
         cuts.sort_unstable();
         let (want_end, want_err, want_out) = reference_decode(&bytes, max_line);
         let mut d = DataDecoder::new(Some(max_line), None);
-        let mut out = Vec::new();
-        let mut start = 0;
-        let mut end = None;
-        for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
-            let c = c.clamp(start, bytes.len());
-            if let DataStatus::Complete { consumed } = d.decode(&bytes[start..c], &mut out) {
-                end = Some(start + consumed);
-                break;
-            }
-            start = c;
-        }
+        let (end, out) = decode_in_pieces(&mut d, &bytes, &cuts);
         prop_assert_eq!(end, want_end);
         if end.is_some() {
             prop_assert_eq!(d.error(), want_err);
@@ -379,17 +365,7 @@ proptest! {
         let (want_end, want_err, want_out) = reference_decode(&bytes, max_line);
         let run = |cuts: &[usize]| {
             let mut d = DataDecoder::new(Some(max_line), None);
-            let mut out = Vec::new();
-            let mut start = 0;
-            let mut end = None;
-            for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
-                let c = c.clamp(start, bytes.len());
-                if let DataStatus::Complete { consumed } = d.decode(&bytes[start..c], &mut out) {
-                    end = Some(start + consumed);
-                    break;
-                }
-                start = c;
-            }
+            let (end, out) = decode_in_pieces(&mut d, &bytes, cuts);
             (end, d.error(), out)
         };
         let (end, err, out) = run(&cuts);
@@ -454,17 +430,7 @@ proptest! {
         wire.extend_from_slice(b".\r\n");
         cuts.sort_unstable();
         let mut d = DataDecoder::new(None, None).fold_long_lines(max_line);
-        let mut out = Vec::new();
-        let mut start = 0;
-        let mut end = None;
-        for &c in cuts.iter().chain(std::iter::once(&wire.len())) {
-            let c = c.clamp(start, wire.len());
-            if let DataStatus::Complete { consumed } = d.decode(&wire[start..c], &mut out) {
-                end = Some(start + consumed);
-                break;
-            }
-            start = c;
-        }
+        let (end, out) = decode_in_pieces(&mut d, &wire, &cuts);
         prop_assert_eq!(end, Some(wire.len()));
         prop_assert_eq!(d.error(), None);
         prop_assert_eq!(d.size(), message.len() as u64);
