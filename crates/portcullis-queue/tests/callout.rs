@@ -326,15 +326,34 @@ async fn refused_first_host_falls_over_to_the_next() {
     assert_eq!(seen.connections(), 1);
 }
 
+/// A primary that never greets: the greeting is bounded by the command
+/// timeout (the transport's: unreachable, 4.4.7) and by the callout's own
+/// deadline, whichever comes first.
 #[tokio::test]
 async fn silent_greeting_times_out_as_unknown() {
-    let mut silent = Script::knows_alice();
-    silent.greet = false;
-    let (host, seen) = primary(silent).await;
-    let (callout, _) =
-        callout(config().with_timeouts(Duration::from_millis(200), Duration::from_millis(400)));
-    let r = callout.verify(&addr("alice@example.net"), &[host]).await;
-    assert_eq!(r, CalloutResult::Unknown(UnknownReason::Timeout));
+    let silent = || {
+        let mut s = Script::knows_alice();
+        s.greet = false;
+        s
+    };
+    let (host, _) = primary(silent()).await;
+    let (first, _) =
+        callout(config().with_timeouts(Duration::from_millis(200), Duration::from_secs(30)));
+    let r = first.verify(&addr("alice@example.net"), &[host]).await;
+    let CalloutResult::Unknown(UnknownReason::Unreachable(reply)) = r else {
+        panic!("command timeout first: {r:?}");
+    };
+    assert_eq!(reply.enhanced(), Some(EnhancedCode::new(4, 4, 7)));
+
+    let (host, seen) = primary(silent()).await;
+    let (second, _) =
+        callout(config().with_timeouts(Duration::from_secs(30), Duration::from_millis(300)));
+    let r = second.verify(&addr("alice@example.net"), &[host]).await;
+    assert_eq!(
+        r,
+        CalloutResult::Unknown(UnknownReason::Timeout),
+        "deadline first"
+    );
     // The client hung up without ever sending a command.
     seen.wait_closed(1).await;
     assert_eq!(seen.sessions(), vec![Vec::<String>::new()]);
