@@ -335,7 +335,7 @@ fn report(admin: &Admin) -> Response {
 #[derive(Debug, clap::Args)]
 pub(crate) struct CliArgs {
     /// queue | quarantine | show ID | hold ID | release ID | deliver ID |
-    /// delete ID | account KIND NAME | unlock KIND NAME [forget] | report
+    /// delete ID | account KIND NAME | unlock KIND NAME \[forget\] | report
     #[arg(required = true, num_args = 1..)]
     words: Vec<String>,
 }

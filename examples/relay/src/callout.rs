@@ -12,7 +12,7 @@
 //!   valid recipient loses that mail for good.
 //!
 //! The primaries are where delivery would go: the relay's
-//! [`Router`](crate::routing::Router) (the domain's route, else the
+//! [`Router`] (the domain's route, else the
 //! smarthost, else its MX hosts more preferred than this relay). Answers
 //! are cached in memory by the callout (`callout_*_ttl_secs`). With
 //! `learn_recipients` on as well, what deliveries taught

@@ -3,7 +3,7 @@
 //! What is built from the configuration file and read by sessions — the
 //! filter chains, `[limits]`, the relay rules (local domains, backup MX,
 //! forwards, relay networks), the TLS certificate — is a
-//! [`Snapshot`](crate::server::Snapshot). A reload builds a new one and
+//! [`Snapshot`]. A reload builds a new one and
 //! swaps it in; sessions already open keep the one they started with.
 //! Routes and the smarthost go to the deliverer. The stores behind the
 //! filters ([`Stores`]: counters, greylist triplets, checksum counts,
