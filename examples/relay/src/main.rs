@@ -209,7 +209,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(Command::Policyd(args)) => runtime.block_on(policyd::run(settings, args)),
+        Some(Command::Policyd(args)) => runtime.block_on(policyd::run(settings, overrides, args)),
         Some(Command::Admin(_)) => Ok(()),
         None => runtime.block_on(run(settings, overrides)),
     };

@@ -14,12 +14,20 @@
 //!     reject_unauth_destination, check_policy_service inet:127.0.0.1:10040
 //! ```
 //!
+//! SIGHUP re-reads the file and rebuilds the chain over the same stores
+//! (counters, locks, greylist triplets are never reset); a connection
+//! open across the reload answers each new transaction with the chain in
+//! force when its first request arrives. A file that does not load keeps
+//! the old chain; keys bound at start are warned about by name (the
+//! relay's [`crate::reload::spawn_on_hup`] and
+//! [`crate::reload::needs_restart_common`]).
+//!
 //! The protocol itself (codec, stage mapping, verdict → action) is the
 //! `portcullis-policyd` crate; this file owns the sockets, the stores and
 //! the timers.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use portcullis_core::{Chain, Clock, SystemClock};
@@ -77,10 +85,96 @@ enum DeferMode {
     Reply,
 }
 
-/// Run the policy server until SIGTERM/SIGINT.
-pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
-    crate::init_logging(&settings);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+/// What survives a reload: the stores and the command line, opened or
+/// read once at start.
+struct Base {
+    clock: Arc<dyn Clock>,
+    args: Args,
+    /// Counters and locks (`[policy] store`), and the Redis pool.
+    stores: crate::stores::Stores,
+    data_dir: std::path::PathBuf,
+    /// `[greylist] store = "redis"` at start (takes precedence over
+    /// `--greylist-store`).
+    greylist_redis: bool,
+    /// The greylist store, opened on first use (greylisting may be turned
+    /// on by a reload) and then shared by every chain.
+    greylist: Mutex<Option<Arc<dyn portcullis_greylist::GreylistStore>>>,
+    /// The redb greylist store when it syncs once a second (`--greylist-sync flush`).
+    redb: Mutex<Option<Arc<portcullis_greylist::RedbStore>>>,
+}
+
+impl Base {
+    /// The greylist store: opened once, whatever the reloads do.
+    fn greylist_store(&self) -> Result<Arc<dyn portcullis_greylist::GreylistStore>, String> {
+        let mut slot = self.greylist.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let store: Arc<dyn portcullis_greylist::GreylistStore> = match self.args.greylist_store {
+            _ if self.greylist_redis => self.stores.greylist()?,
+            GreylistStore::Memory => Arc::new(crate::stores::Timed::local(
+                "greylist",
+                portcullis_greylist::MemoryStore::new(),
+            )),
+            GreylistStore::Redb => {
+                let path = self.data_dir.join("greylist.redb");
+                let sync = match self.args.greylist_sync {
+                    GreylistSync::EveryWrite => portcullis_greylist::RedbSync::EveryWrite,
+                    GreylistSync::Flush => portcullis_greylist::RedbSync::OnFlush,
+                };
+                let store = Arc::new(
+                    portcullis_greylist::RedbStore::open_with(&path, sync)
+                        .map_err(|e| format!("greylist store {}: {e}", path.display()))?,
+                );
+                if sync == portcullis_greylist::RedbSync::OnFlush {
+                    *self.redb.lock().unwrap_or_else(|e| e.into_inner()) = Some(store.clone());
+                }
+                Arc::new(crate::stores::Timed::local("greylist", store))
+            }
+        };
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+
+    fn redb(&self) -> Option<Arc<portcullis_greylist::RedbStore>> {
+        self.redb.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What a reload replaces: the decision chain built from one configuration.
+struct Current {
+    settings: Settings,
+    service: PolicyService,
+    greylist: Option<Arc<portcullis_greylist::Greylist>>,
+}
+
+/// The chain in force; SIGHUP swaps it. A plain `RwLock<Arc<_>>`, as the
+/// relay's [`crate::server::Shared`]: read once per transaction, written
+/// once per reload, never held across an await.
+struct Live {
+    current: RwLock<Arc<Current>>,
+}
+
+impl Live {
+    fn current(&self) -> Arc<Current> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn replace(&self, current: Current) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(current);
+    }
+}
+
+/// Build the decision chain `settings` describes over `base`'s stores:
+/// `[batv]` bounce validation, `[policy]`, `[greylist]`.
+fn build(settings: Settings, base: &Base) -> Result<Current, String> {
+    let clock = &base.clock;
     let mut chain = Chain::new();
     if let Some(batv) = &settings.batv {
         // Bounces to our domains must carry a valid prvs tag (backscatter).
@@ -96,6 +190,74 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
         }
         chain.push(Arc::new(validate));
     }
+    // A new `Policy` over the same counter store: counters, blocks and
+    // locks carry over (the in-process list of recent violations starts
+    // afresh, as in the relay's reload).
+    let policy = Arc::new(portcullis_policy::Policy::new(
+        settings.policy.clone(),
+        base.stores.counters.clone(),
+    ));
+    chain.push(Arc::new(portcullis_policy::PolicyFilter::new(
+        policy,
+        clock.clone(),
+    )));
+    let mut greylist = None;
+    if let Some(config) = settings.greylist.clone() {
+        let g = Arc::new(portcullis_greylist::Greylist::new(
+            base.greylist_store()?,
+            config,
+        ));
+        chain.push(Arc::new(portcullis_greylist::GreylistFilter::new(
+            g.clone(),
+            clock.clone(),
+        )));
+        greylist = Some(g);
+    }
+    let mut service = PolicyService::new(chain).with_defer_style(match base.args.defer {
+        DeferMode::IfPermit => DeferStyle::IfPermit,
+        DeferMode::Reply => DeferStyle::Reply,
+    });
+    if base.args.fail_open {
+        service = service.with_error_action(PolicyAction::Dunno);
+    }
+    Ok(Current {
+        settings,
+        service,
+        greylist,
+    })
+}
+
+/// The keys a reload cannot apply in this mode: those bound at start in
+/// the relay too, and the connection cap.
+fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut keys = crate::reload::needs_restart_common(old, new);
+    if old.max_connections != new.max_connections {
+        keys.push("limits.max_connections");
+    }
+    keys
+}
+
+/// Re-read the configuration and put the new chain in force.
+fn reload(
+    path: &std::path::Path,
+    overrides: &crate::config::Overrides,
+    live: &Live,
+    base: &Base,
+) -> Result<Vec<&'static str>, String> {
+    let settings = crate::config::load(Some(path), overrides).map_err(|e| e.to_string())?;
+    let restart = needs_restart(&live.current().settings, &settings);
+    live.replace(build(settings, base)?);
+    Ok(restart)
+}
+
+/// Run the policy server until SIGTERM/SIGINT; SIGHUP rebuilds the chain.
+pub(crate) async fn run(
+    settings: Settings,
+    overrides: crate::config::Overrides,
+    args: Args,
+) -> Result<(), String> {
+    crate::init_logging(&settings);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // `[policy] store` / `[greylist] store = "redis"` share state with the
     // relays and other policy servers on the same Redis. With the memory
     // policy store, locks are kept in the data directory, in a file of
@@ -110,59 +272,26 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("store setup failed: {e}"))??
     };
-    let policy = Arc::new(portcullis_policy::Policy::new(
-        settings.policy.clone(),
-        stores.counters.clone(),
-    ));
-    chain.push(Arc::new(portcullis_policy::PolicyFilter::new(
-        policy,
-        clock.clone(),
-    )));
-
-    let mut greylist = None;
-    let mut redb = None;
-    let greylist_redis = settings.greylist_store == crate::stores::StoreKind::Redis;
-    if let Some(config) = settings.greylist.clone() {
-        let store: Arc<dyn portcullis_greylist::GreylistStore> = match args.greylist_store {
-            _ if greylist_redis => stores.greylist()?,
-            GreylistStore::Memory => Arc::new(crate::stores::Timed::local(
-                "greylist",
-                portcullis_greylist::MemoryStore::new(),
-            )),
-            GreylistStore::Redb => {
-                std::fs::create_dir_all(&settings.data_dir)
-                    .map_err(|e| format!("cannot create {}: {e}", settings.data_dir.display()))?;
-                let path = settings.data_dir.join("greylist.redb");
-                let sync = match args.greylist_sync {
-                    GreylistSync::EveryWrite => portcullis_greylist::RedbSync::EveryWrite,
-                    GreylistSync::Flush => portcullis_greylist::RedbSync::OnFlush,
-                };
-                let store = Arc::new(
-                    portcullis_greylist::RedbStore::open_with(&path, sync)
-                        .map_err(|e| format!("greylist store {}: {e}", path.display()))?,
-                );
-                if sync == portcullis_greylist::RedbSync::OnFlush {
-                    redb = Some(store.clone());
-                }
-                Arc::new(crate::stores::Timed::local("greylist", store))
-            }
-        };
-        let g = Arc::new(portcullis_greylist::Greylist::new(store, config));
-        chain.push(Arc::new(portcullis_greylist::GreylistFilter::new(
-            g.clone(),
-            clock.clone(),
-        )));
-        greylist = Some(g);
-    }
-    let filters = format!("{chain:?}");
-    let mut service = PolicyService::new(chain).with_defer_style(match args.defer {
-        DeferMode::IfPermit => DeferStyle::IfPermit,
-        DeferMode::Reply => DeferStyle::Reply,
+    let base = Arc::new(Base {
+        clock,
+        args: args.clone(),
+        stores,
+        data_dir: settings.data_dir.clone(),
+        greylist_redis: settings.greylist_store == crate::stores::StoreKind::Redis,
+        greylist: Mutex::new(None),
+        redb: Mutex::new(None),
     });
-    if args.fail_open {
-        service = service.with_error_action(PolicyAction::Dunno);
-    }
-    let service = Arc::new(service);
+    let built = {
+        let (s, b) = (settings.clone(), base.clone());
+        tokio::task::spawn_blocking(move || build(s, &b))
+            .await
+            .map_err(|e| format!("policy setup failed: {e}"))??
+    };
+    let filters = format!("{:?}", built.service.chain());
+    let greylist_on = built.greylist.is_some();
+    let live = Arc::new(Live {
+        current: RwLock::new(Arc::new(built)),
+    });
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -172,11 +301,11 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
         .map_or_else(|_| args.listen.to_string(), |a| a.to_string());
     let line = format!(
         "portcullis-relay policyd listening: {local}; filters: {filters}; greylist store: {}; config: {}",
-        match (&greylist, args.greylist_store) {
-            (None, _) => "off".to_owned(),
-            (Some(_), _) if greylist_redis => "redis".to_owned(),
-            (Some(_), GreylistStore::Memory) => "memory".to_owned(),
-            (Some(_), GreylistStore::Redb) => settings
+        match (greylist_on, args.greylist_store) {
+            (false, _) => "off".to_owned(),
+            (true, _) if base.greylist_redis => "redis".to_owned(),
+            (true, GreylistStore::Memory) => "memory".to_owned(),
+            (true, GreylistStore::Redb) => settings
                 .data_dir
                 .join("greylist.redb")
                 .display()
@@ -195,24 +324,39 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
         }
         tokio::spawn(crate::metrics::serve(socket, None, stop_rx));
     }
+    // SIGHUP: a new chain over the same stores (the built-in defaults, with
+    // no file, have nothing to re-read).
+    if let Some(path) = Some(std::path::PathBuf::from(&settings.source)).filter(|p| p.is_file()) {
+        let (live, base) = (live.clone(), base.clone());
+        crate::reload::spawn_on_hup(
+            path,
+            crate::reload::HupMessages {
+                reloaded: "configuration reloaded: policyd chain ([batv], [policy], [greylist]) rebuilt over the same stores; open connections use it from their next transaction",
+                not_reloaded: "configuration not reloaded; keeping the old policyd chain",
+                restart: "policyd",
+            },
+            move |path| reload(path, &overrides, &live, &base),
+        );
+    }
+
     println!("{line}");
     tracing::info!("{line}");
-
-    // Housekeeping: flush a lazily synced store, and expire old triplets.
-    let last_flush = redb.clone();
+    // Housekeeping: flush a lazily synced store, and expire old triplets
+    // (with the greylist settings in force).
+    let (hk_live, hk_base) = (live.clone(), base.clone());
     let housekeeping = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut n: u64 = 0;
         loop {
             tick.tick().await;
             n += 1;
-            if let Some(store) = &redb
+            if let Some(store) = hk_base.redb()
                 && let Err(e) = store.flush()
             {
                 tracing::warn!(error = %e, "greylist flush failed");
             }
             if n.is_multiple_of(60)
-                && let Some(g) = &greylist
+                && let Some(g) = &hk_live.current().greylist
             {
                 #[allow(clippy::disallowed_methods)] // the relay binary owns the wall clock
                 let now = std::time::SystemTime::now();
@@ -226,7 +370,6 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
     // Postfix holds one connection per smtpd process (default_process_limit
     // 100); past the cap, new connections wait in the listen backlog.
     let slots = Arc::new(Semaphore::new(settings.max_connections));
-    let idle = settings.idle_timeout;
     let accept = async {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -234,9 +377,9 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
             };
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    let service = service.clone();
+                    let live = live.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = serve(stream, &service, idle).await {
+                        if let Err(e) = serve(stream, &live).await {
                             tracing::debug!(%peer, error = %e, "policy connection ended");
                         }
                         drop(permit);
@@ -255,7 +398,7 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
     }
     housekeeping.abort();
     let _ = stop_tx.send(true);
-    if let Some(store) = &last_flush
+    if let Some(store) = base.redb()
         && let Err(e) = store.flush()
     {
         // A clean stop should lose nothing; say so when it does.
@@ -266,14 +409,19 @@ pub(crate) async fn run(settings: Settings, args: Args) -> Result<(), String> {
 }
 
 /// One client connection: requests in, one answer per request out, in order.
-async fn serve(
-    mut stream: TcpStream,
-    service: &PolicyService,
-    idle: Duration,
-) -> std::io::Result<()> {
+///
+/// A request that starts a new transaction (an `instance` other than the
+/// previous request's, or none) is answered with the chain in force when
+/// it arrives; the requests of one transaction (same `instance`) stay on
+/// the chain that began it, so a reload in the middle of a message never
+/// runs `mail_from` twice (a rate limit counts each message once).
+async fn serve(mut stream: TcpStream, live: &Live) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut decoder = Decoder::default();
-    let mut session = service.session();
+    let mut current = live.current();
+    let idle = current.settings.idle_timeout;
+    let mut session = current.service.session();
+    let mut instance: Option<String> = None;
     let mut buf = vec![0u8; 8192];
     let mut out = Vec::with_capacity(256);
     loop {
@@ -292,6 +440,19 @@ async fn serve(
             let decoded = decoder.decode(input);
             input = &input[decoded.consumed..];
             let Some(item) = decoded.item else { continue };
+            if let Ok(request) = &item {
+                let this = request.instance().filter(|i| !i.is_empty());
+                if this.is_none() || this != instance.as_deref() {
+                    instance = this.map(str::to_owned);
+                    let now = live.current();
+                    if !Arc::ptr_eq(&now, &current) {
+                        // A new transaction on the reloaded chain.
+                        drop(session);
+                        current = now;
+                        session = current.service.session();
+                    }
+                }
+            }
             let started = tokio::time::Instant::now();
             let answer = session.answer_item(item).await;
             record(&answer, started.elapsed());

@@ -358,6 +358,24 @@ pub(crate) fn build(
     })
 }
 
+/// The keys bound at start in both modes, the relay and `policyd`: their
+/// new value needs a restart.
+pub(crate) fn needs_restart_common(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut check = |key: &'static str, changed: bool| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    check("server.data_dir", old.data_dir != new.data_dir);
+    check("server.log", old.log != new.log);
+    check("metrics.listen", old.metrics != new.metrics);
+    check("redis", old.redis != new.redis);
+    check("policy.store", old.policy_store != new.policy_store);
+    check("greylist.store", old.greylist_store != new.greylist_store);
+    keys
+}
+
 /// The keys whose new value a reload cannot apply (bound at start).
 fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let mut keys = Vec::new();
@@ -375,14 +393,11 @@ fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
         "submissions.listen",
         old.submissions_listen != new.submissions_listen,
     );
-    check("server.data_dir", old.data_dir != new.data_dir);
-    check("server.log", old.log != new.log);
     check("server.hostname", old.hostname != new.hostname);
     check(
         "limits.shutdown_grace_secs",
         old.shutdown_grace != new.shutdown_grace,
     );
-    check("metrics.listen", old.metrics != new.metrics);
     check(
         "admin",
         format!("{:?}", old.admin) != format!("{:?}", new.admin),
@@ -392,9 +407,6 @@ fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
         "accounts.postgres",
         old.accounts_postgres != new.accounts_postgres,
     );
-    check("redis", old.redis != new.redis);
-    check("policy.store", old.policy_store != new.policy_store);
-    check("greylist.store", old.greylist_store != new.greylist_store);
     check("bulk.store", old.bulk_store != new.bulk_store);
     check("delivery.mx_port", old.mx_port != new.mx_port);
     check("delivery.tls", old.delivery_tls != new.delivery_tls);
@@ -419,6 +431,7 @@ fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
         "backup_mx.learn_recipients",
         old.recipient_learning.is_some() != new.recipient_learning.is_some(),
     );
+    keys.extend(needs_restart_common(old, new));
     keys
 }
 
@@ -445,6 +458,67 @@ fn reload(
     Ok(restart)
 }
 
+/// What the SIGHUP loop logs for one mode.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HupMessages {
+    /// After a reload that took effect (`configuration reloaded: …`).
+    pub(crate) reloaded: &'static str,
+    /// After one that did not (`configuration not reloaded…`).
+    pub(crate) not_reloaded: &'static str,
+    /// What to restart to apply a key bound at start.
+    pub(crate) restart: &'static str,
+}
+
+/// On each SIGHUP, run `reload` off the runtime's workers (files are read
+/// and keys parsed) and log its outcome: success, then one warning per
+/// key that changed but is bound at start (the `Ok` list), or the error.
+/// Shared by the relay and `policyd`.
+pub(crate) fn spawn_on_hup<F>(path: PathBuf, messages: HupMessages, reload: F)
+where
+    F: Fn(&std::path::Path) -> Result<Vec<&'static str>, String> + Send + Sync + 'static,
+{
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Caught from here on (not from when the task first runs): a
+        // SIGHUP right after the startup line must not end the process.
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(hup) => hup,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot catch SIGHUP: no configuration reload");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            let reload = Arc::new(reload);
+            while hup.recv().await.is_some() {
+                let (reload, path2) = (reload.clone(), path.clone());
+                let result = tokio::task::spawn_blocking(move || reload(&path2))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+                let HupMessages {
+                    reloaded,
+                    not_reloaded,
+                    restart,
+                } = messages;
+                match result {
+                    Ok(keys) => {
+                        tracing::info!(file = %path.display(), "{reloaded}");
+                        for key in keys {
+                            tracing::warn!(file = %path.display(), key, "{key} changed but is bound at start: restart {restart} to apply it (the old value stays in force)");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(file = %path.display(), error = %e, "{not_reloaded}")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (path, messages, reload);
+}
+
 /// On SIGHUP, re-read the configuration file (with the same command-line
 /// overrides) and put it in force; a file that does not load, or that
 /// names a certificate, key or DKIM key that does not load, is reported
@@ -459,37 +533,13 @@ pub(crate) fn spawn_config_reload(
     let Some(path) = source else {
         return;
     };
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let (shared, base, path2, overrides2) = (
-                shared.clone(),
-                base.clone(),
-                path.clone(),
-                overrides.clone(),
-            );
-            // Files are read and keys parsed: off the runtime's workers.
-            let result =
-                tokio::task::spawn_blocking(move || reload(&path2, &overrides2, &shared, &base))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
-            match result {
-                Ok(restart) => {
-                    tracing::info!(file = %path.display(), "configuration reloaded: policy limits reloaded, filter chains, limits, local domains, routes and TLS rebuilt for new sessions");
-                    for key in restart {
-                        tracing::warn!(file = %path.display(), key, "{key} changed but is bound at start: restart the relay to apply it (the old value stays in force)");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(file = %path.display(), error = %e, "configuration not reloaded (policy not reloaded); keeping the old one")
-                }
-            }
-        }
-    });
-    #[cfg(not(unix))]
-    let _ = (path, overrides, shared, base);
+    spawn_on_hup(
+        path,
+        HupMessages {
+            reloaded: "configuration reloaded: policy limits reloaded, filter chains, limits, local domains, routes and TLS rebuilt for new sessions",
+            not_reloaded: "configuration not reloaded (policy not reloaded); keeping the old one",
+            restart: "the relay",
+        },
+        move |path| reload(path, &overrides, &shared, &base),
+    );
 }

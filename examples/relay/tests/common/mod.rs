@@ -598,6 +598,8 @@ pub struct Policyd {
     pub addr: SocketAddr,
     /// `portcullis-relay policyd listening: ADDR; …`
     pub startup_line: String,
+    /// Its standard error (the log, at `info`), next to `config`.
+    pub log: PathBuf,
 }
 
 impl Policyd {
@@ -605,6 +607,12 @@ impl Policyd {
     /// `data`; `--greylist-store memory` unless the file's `[greylist]
     /// store` says otherwise.
     pub fn start(config: &Path, data: &Path) -> Policyd {
+        let dir = config.parent().unwrap_or(Path::new("."));
+        let log = (0..)
+            .map(|i| dir.join(format!("policyd-{i}.log")))
+            .find(|p| !p.exists())
+            .unwrap();
+        let logfile = std::fs::File::create(&log).unwrap();
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(config)
@@ -617,8 +625,9 @@ impl Policyd {
                 "--greylist-store",
                 "memory",
             ])
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(logfile)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -637,7 +646,35 @@ impl Policyd {
             child,
             addr,
             startup_line: line,
+            log,
         }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send SIGHUP (reload the configuration file).
+    pub fn hup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP failed");
+    }
+
+    /// Wait (up to 15 s) until the log holds `needle` at least `n` times;
+    /// fails the test with the log otherwise.
+    pub fn wait_log(&self, needle: &str, n: usize) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if self.log_text().matches(needle).count() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{needle:?} not logged {n} time(s):\n{}", self.log_text());
     }
 }
 
@@ -651,19 +688,45 @@ impl Drop for Policyd {
 /// One Postfix policy delegation request at `RCPT` (client address and
 /// verified name, sender, recipient); the `action=` line of the answer.
 pub fn policy_ask(addr: SocketAddr, client: (&str, &str), sender: &str, recipient: &str) -> String {
-    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let (address, name) = client;
-    write!(
-        tcp,
-        "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
-         client_address={address}\nclient_name={name}\nhelo_name=client.test\n\
-         sender={sender}\nrecipient={recipient}\n\n"
-    )
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(tcp).read_line(&mut line).unwrap();
-    line.trim_end().to_owned()
+    PolicyConn::connect(addr).ask(client, sender, recipient)
+}
+
+/// One connection to a policy server, kept open across requests (as
+/// Postfix's smtpd keeps its own).
+pub struct PolicyConn {
+    reader: BufReader<TcpStream>,
+}
+
+impl PolicyConn {
+    pub fn connect(addr: SocketAddr) -> PolicyConn {
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        PolicyConn {
+            reader: BufReader::new(tcp),
+        }
+    }
+
+    /// As [`policy_ask`], on this connection: the `action=` line (the
+    /// blank line ending the answer is read too).
+    pub fn ask(&mut self, client: (&str, &str), sender: &str, recipient: &str) -> String {
+        let (address, name) = client;
+        write!(
+            self.reader.get_mut(),
+            "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
+             client_address={address}\nclient_name={name}\nhelo_name=client.test\n\
+             sender={sender}\nrecipient={recipient}\n\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let mut blank = String::new();
+        self.reader.read_line(&mut blank).unwrap();
+        assert_eq!(
+            blank, "\n",
+            "answer not ended by a blank line after {line:?}"
+        );
+        line.trim_end().to_owned()
+    }
 }
 
 /// A message with a unique Message-ID, CRLF line ends.
