@@ -232,25 +232,13 @@ impl Relay {
 
     /// Send SIGHUP (reload the configuration file).
     pub fn hup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -HUP failed");
+        send_hup(self.pid());
     }
 
     /// Wait (up to 15 s) until the log holds `needle` at least `n` times;
     /// fails the test with the log otherwise.
     pub fn wait_log(&self, needle: &str, n: usize) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if self.log_text().matches(needle).count() >= n {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{needle:?} not logged {n} time(s):\n{}", self.log_text());
+        wait_in_log(&self.log, needle, n);
     }
 
     /// Messages in a local Maildir `new/` folder.
@@ -656,26 +644,38 @@ impl Policyd {
 
     /// Send SIGHUP (reload the configuration file).
     pub fn hup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -HUP failed");
+        send_hup(self.child.id());
     }
 
     /// Wait (up to 15 s) until the log holds `needle` at least `n` times;
     /// fails the test with the log otherwise.
     pub fn wait_log(&self, needle: &str, n: usize) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if self.log_text().matches(needle).count() >= n {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{needle:?} not logged {n} time(s):\n{}", self.log_text());
+        wait_in_log(&self.log, needle, n);
     }
+}
+
+/// Send SIGHUP to `pid` (reload the configuration file).
+fn send_hup(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -HUP failed");
+}
+
+/// Wait (up to 15 s) until the file `log` holds `needle` at least `n`
+/// times; fails the test with the log otherwise.
+fn wait_in_log(log: &Path, needle: &str, n: usize) {
+    let text = || std::fs::read_to_string(log).unwrap_or_default();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if text().matches(needle).count() >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{needle:?} not logged {n} time(s):\n{}", text());
 }
 
 impl Drop for Policyd {
