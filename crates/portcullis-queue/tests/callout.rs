@@ -573,6 +573,17 @@ fn spawn_verify(
     tokio::spawn(async move { callout.verify(&addr(who), &hosts).await })
 }
 
+/// A primary that knows alice and holds every RCPT reply until `hold` gets
+/// permits, and one callout (shared by the tasks a test spawns) that asks it.
+async fn held_primary() -> (Arc<Semaphore>, Seen, Arc<SmtpCallout>, Arc<[HopHost]>) {
+    let hold = Arc::new(Semaphore::new(0));
+    let mut script = Script::knows_alice();
+    script.rcpt_hold = Some(hold.clone());
+    let (host, seen) = primary(script).await;
+    let callout = Arc::new(callout(config()).0);
+    (hold, seen, callout, Arc::new([host]))
+}
+
 /// Let every other ready task on this (current-thread) runtime run until
 /// it waits.
 async fn let_others_run() {
@@ -583,12 +594,7 @@ async fn let_others_run() {
 
 #[tokio::test]
 async fn concurrent_callouts_for_one_recipient_share_one_connection() {
-    let hold = Arc::new(Semaphore::new(0));
-    let mut script = Script::knows_alice();
-    script.rcpt_hold = Some(hold.clone());
-    let (host, seen) = primary(script).await;
-    let callout = Arc::new(callout(config()).0);
-    let hosts: Arc<[HopHost]> = Arc::new([host]);
+    let (hold, seen, callout, hosts) = held_primary().await;
 
     let first = spawn_verify(&callout, &hosts, "alice@example.net");
     seen.wait_rcpt().await;
@@ -608,12 +614,7 @@ async fn concurrent_callouts_for_one_recipient_share_one_connection() {
 
 #[tokio::test]
 async fn a_waiting_caller_takes_over_when_the_first_is_cancelled() {
-    let hold = Arc::new(Semaphore::new(0));
-    let mut script = Script::knows_alice();
-    script.rcpt_hold = Some(hold.clone());
-    let (host, seen) = primary(script).await;
-    let callout = Arc::new(callout(config()).0);
-    let hosts: Arc<[HopHost]> = Arc::new([host]);
+    let (hold, seen, callout, hosts) = held_primary().await;
 
     let first = spawn_verify(&callout, &hosts, "alice@example.net");
     seen.wait_rcpt().await;
