@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_core::{Client, Reply, Verdict};
-use portcullis_smtp::{AuthMechanisms, Event, Session, SessionConfig};
+use portcullis_smtp::{AuthMechanisms, Session, SessionConfig};
 
 fn config(lenient: bool) -> SessionConfig {
     let mut c = SessionConfig::new("mx.example");
@@ -25,65 +25,12 @@ fn run(data: &[u8], chunk: usize, lenient: bool) -> (Vec<String>, Vec<u8>) {
         config(lenient),
         Client::new("192.0.2.1:25".parse().unwrap()),
     );
-    let mut events = Vec::new();
-    let mut body = Vec::new();
-    let mut out = Vec::new();
-    let mut n = 0u32;
-    let mut pump = |s: &mut Session, events: &mut Vec<String>, out: &mut Vec<u8>| {
-        while let Some(e) = s.poll_event() {
-            let d = match e {
-                Event::MessageChunk(c) => {
-                    body.extend_from_slice(&c);
-                    None
-                }
-                Event::Reset => {
-                    body.clear();
-                    events.push("reset".into());
-                    None
-                }
-                Event::MessageAborted { reply } => {
-                    body.clear();
-                    events.push(format!("aborted {reply}"));
-                    None
-                }
-                Event::MessageComplete { size, decision } => {
-                    assert_eq!(size, body.len() as u64);
-                    events.push(format!("complete {:?}", body));
-                    body.clear();
-                    Some(decision)
-                }
-                Event::Connect { decision }
-                | Event::Helo { decision, .. }
-                | Event::Auth { decision, .. }
-                | Event::MailFrom { decision, .. }
-                | Event::RcptTo { decision, .. }
-                | Event::DataStart { decision, .. } => {
-                    events.push(format!("{:?}", decision.stage()));
-                    Some(decision)
-                }
-                other => {
-                    events.push(format!("{other:?}"));
-                    None
-                }
-            };
-            if let Some(d) = d {
-                n += 1;
-                let v = match n % 9 {
-                    4 => Verdict::Reject(Reply::policy_rejected("no")),
-                    7 => Verdict::Defer(Reply::policy_deferred("later")),
-                    _ => Verdict::Accept,
-                };
-                s.decide(d, v).expect("pending decision");
-            }
-        }
-        s.take_output(out);
-    };
-    pump(&mut s, &mut events, &mut out);
-    for part in data.chunks(chunk.max(1)) {
-        s.receive(part);
-        pump(&mut s, &mut events, &mut out);
-    }
-    (events, out)
+    let cuts: Vec<usize> = (chunk..data.len()).step_by(chunk).collect();
+    portcullis_smtp::testing::drive(&mut s, data, &cuts, |n| match n % 9 {
+        4 => Verdict::Reject(Reply::policy_rejected("no")),
+        7 => Verdict::Defer(Reply::policy_deferred("later")),
+        _ => Verdict::Accept,
+    })
 }
 
 fuzz_target!(|input: &[u8]| {

@@ -88,6 +88,8 @@ pub mod config;
 pub mod data;
 pub(crate) mod replies;
 pub mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use auth::{AuthMechanism, Credentials};
 pub use command::{Command, CommandError, EsmtpParams, parse_command};

@@ -5,7 +5,7 @@
 
 use portcullis_core::{Client, Reply, Verdict};
 use portcullis_smtp::{
-    AuthMechanisms, DataDecoder, DataError, DataStatus, Event, Session, SessionConfig, dot_stuff,
+    AuthMechanisms, DataDecoder, DataError, DataStatus, Session, SessionConfig, dot_stuff,
 };
 use proptest::prelude::*;
 
@@ -86,72 +86,15 @@ fn config() -> SessionConfig {
 /// and record events (message chunks merged per message) and output.
 fn drive(bytes: &[u8], cuts: &[usize]) -> (Vec<String>, Vec<u8>) {
     let mut s = Session::new(config(), Client::new("192.0.2.1:25".parse().unwrap()));
-    let mut events = Vec::new();
-    let mut body = Vec::new();
-    let mut decisions = 0u32;
-    let mut out = Vec::new();
-    let mut pump = |s: &mut Session, events: &mut Vec<String>, out: &mut Vec<u8>| {
-        while let Some(e) = s.poll_event() {
-            let decision = match e {
-                Event::MessageChunk(c) => {
-                    body.extend_from_slice(&c);
-                    None
-                }
-                Event::Reset => {
-                    body.clear();
-                    events.push("reset".into());
-                    None
-                }
-                Event::MessageAborted { reply } => {
-                    body.clear();
-                    events.push(format!("aborted {reply}"));
-                    None
-                }
-                Event::MessageComplete { size, decision } => {
-                    events.push(format!(
-                        "complete {size} {:?}",
-                        String::from_utf8_lossy(&body)
-                    ));
-                    assert_eq!(size, body.len() as u64);
-                    body.clear();
-                    Some(decision)
-                }
-                Event::Connect { decision }
-                | Event::Helo { decision, .. }
-                | Event::Auth { decision, .. }
-                | Event::MailFrom { decision, .. }
-                | Event::RcptTo { decision, .. }
-                | Event::DataStart { decision, .. } => {
-                    events.push(format!("{:?}", decision.stage()));
-                    Some(decision)
-                }
-                other => {
-                    events.push(format!("{other:?}"));
-                    None
-                }
-            };
-            if let Some(d) = decision {
-                decisions += 1;
-                let v = if decisions % 11 == 6 {
-                    Verdict::Reject(Reply::policy_rejected("no"))
-                } else if decisions % 13 == 9 {
-                    Verdict::Defer(Reply::policy_deferred("later"))
-                } else {
-                    Verdict::Accept
-                };
-                s.decide(d, v).unwrap();
-            }
+    let (mut events, out) = portcullis_smtp::testing::drive(&mut s, bytes, cuts, |n| {
+        if n % 11 == 6 {
+            Verdict::Reject(Reply::policy_rejected("no"))
+        } else if n % 13 == 9 {
+            Verdict::Defer(Reply::policy_deferred("later"))
+        } else {
+            Verdict::Accept
         }
-        s.take_output(out);
-    };
-    pump(&mut s, &mut events, &mut out);
-    let mut start = 0;
-    for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
-        let c = c.clamp(start, bytes.len());
-        s.receive(&bytes[start..c]);
-        pump(&mut s, &mut events, &mut out);
-        start = c;
-    }
+    });
     events.push(format!("closed={}", s.is_closed()));
     (events, out)
 }
