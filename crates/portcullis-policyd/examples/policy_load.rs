@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 
 use portcullis_policyd::{Decoder, Request};
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 /// One triplet, by number: client /24 networks, senders and recipients
 /// vary so that numbers map to distinct triplets.
 fn triplet(n: u64, run: u64) -> (String, String, String) {
@@ -36,40 +39,7 @@ fn triplet(n: u64, run: u64) -> (String, String, String) {
 }
 
 fn request(client: &str, sender: &str, recipient: &str, instance: u64) -> Request {
-    let instance = format!("{instance:x}.5f3a.1");
-    Request::from_pairs([
-        ("request", "smtpd_access_policy"),
-        ("protocol_state", "RCPT"),
-        ("protocol_name", "ESMTP"),
-        ("client_address", client),
-        ("client_name", "unknown"),
-        ("client_port", "40000"),
-        ("reverse_client_name", "unknown"),
-        ("server_address", "127.0.0.1"),
-        ("server_port", "25"),
-        ("helo_name", "mx.example.org"),
-        ("sender", sender),
-        ("recipient", recipient),
-        ("recipient_count", "0"),
-        ("queue_id", ""),
-        ("instance", &instance),
-        ("size", "0"),
-        ("etrn_domain", ""),
-        ("stress", ""),
-        ("sasl_method", ""),
-        ("sasl_username", ""),
-        ("sasl_sender", ""),
-        ("ccert_subject", ""),
-        ("ccert_issuer", ""),
-        ("ccert_fingerprint", ""),
-        ("ccert_pubkey_fingerprint", ""),
-        ("encryption_protocol", ""),
-        ("encryption_cipher", ""),
-        ("encryption_keysize", "0"),
-        ("policy_context", ""),
-        ("compatibility_level", "3.6"),
-        ("mail_version", "3.7.11"),
-    ])
+    support::rcpt(client, sender, recipient, &format!("{instance:x}.5f3a.1"))
 }
 
 /// One connection to a policy server.

@@ -14,42 +14,8 @@ use portcullis_greylist::{Greylist, GreylistConfig, GreylistFilter, MemoryStore}
 use portcullis_policy::{AccountLimits, Policy, PolicyConfig, PolicyFilter, RateLimits};
 use portcullis_policyd::{DeferStyle, PolicyAction, PolicyService, Request, RequestError};
 
-/// A request with the attributes Postfix 3.7 sends at RCPT (smtpd_check.c).
-fn rcpt(client: &str, sender: &str, recipient: &str, instance: &str) -> Request {
-    Request::from_pairs([
-        ("request", "smtpd_access_policy"),
-        ("protocol_state", "RCPT"),
-        ("protocol_name", "ESMTP"),
-        ("client_address", client),
-        ("client_name", "unknown"),
-        ("client_port", "41234"),
-        ("reverse_client_name", "unknown"),
-        ("server_address", "127.0.0.1"),
-        ("server_port", "25"),
-        ("helo_name", "client.example"),
-        ("sender", sender),
-        ("recipient", recipient),
-        ("recipient_count", "0"),
-        ("queue_id", ""),
-        ("instance", instance),
-        ("size", "0"),
-        ("etrn_domain", ""),
-        ("stress", ""),
-        ("sasl_method", ""),
-        ("sasl_username", ""),
-        ("sasl_sender", ""),
-        ("ccert_subject", ""),
-        ("ccert_issuer", ""),
-        ("ccert_fingerprint", ""),
-        ("ccert_pubkey_fingerprint", ""),
-        ("encryption_protocol", ""),
-        ("encryption_cipher", ""),
-        ("encryption_keysize", "0"),
-        ("policy_context", ""),
-        ("compatibility_level", "3.6"),
-        ("mail_version", "3.7.11"),
-    ])
-}
+mod support;
+use support::rcpt;
 
 fn with(mut r: Request, name: &str, value: &str) -> Request {
     let mut pairs: Vec<(String, String)> = r.attributes().to_vec();
