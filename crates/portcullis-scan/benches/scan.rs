@@ -12,14 +12,11 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)]
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use portcullis_core::async_trait;
 use portcullis_scan::net::{TcpConnector, UnixConnector};
 use portcullis_scan::{ScanConfig, ScanOutcome, ScannerConnector, ScannerStream, scan_with};
+use portcullis_testkit::clamd::Clamd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An in-memory clamd that reads exactly as the floor's far end does (same
@@ -86,60 +83,17 @@ fn inmemory(c: &mut Criterion) {
 }
 
 fn real_clamd(c: &mut Criterion) {
-    let Some(binary) = ["/usr/sbin/clamd", "/usr/bin/clamd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-    else {
+    let Some(clamd) = Clamd::start() else {
         println!("skipping clamd benches: clamd not installed");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    std::fs::create_dir(&db).unwrap();
-    let eicar = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
-    let hex: String = eicar.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(db.join("t.ndb"), format!("T-EICAR:0:*:{hex}\n")).unwrap();
-    let socket = dir.path().join("clamd.sock");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.path().join("clamd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "Foreground yes\nDatabaseDirectory {}\nLocalSocket {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\nTemporaryDirectory {}\n",
-            db.display(),
-            socket.display(),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(binary)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let unix = UnixConnector::new(&socket);
-    let tcp = TcpConnector::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let unix = UnixConnector::new(&clamd.socket);
+    let tcp = TcpConnector::new(clamd.tcp);
     let config = ScanConfig::default();
-    rt.block_on(async {
-        for _ in 0..600 {
-            if scan_with(&unix, b"x", &config).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("clamd did not start");
-    });
     let mut mail = b"From: a@example.com\r\nSubject: bench\r\n\r\n".to_vec();
     while mail.len() < 100 * 1024 {
         mail.extend_from_slice(b"The quick brown fox jumps over the lazy dog.\r\n");
@@ -159,8 +113,6 @@ fn real_clamd(c: &mut Criterion) {
         })
     });
     g.finish();
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 criterion_group!(benches, inmemory, real_clamd);

@@ -5,119 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use portcullis_core::{Action, Client, Context, Filter, Verdict};
 use portcullis_scan::net::{TcpConnector, UnixConnector};
 use portcullis_scan::{
     OnVirus, ScanConfig, ScanError, ScanFilter, ScanOutcome, ScanPolicy, scan, scan_with,
 };
-
-/// The 68-byte EICAR anti-virus test file (eicar.org).
-const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
-
-fn find_clamd() -> Option<PathBuf> {
-    ["/usr/sbin/clamd", "/usr/bin/clamd", "/usr/local/sbin/clamd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-struct Clamd {
-    child: Child,
-    socket: PathBuf,
-    tcp: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Clamd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_db(dir: &Path) {
-    // .ndb: Name:TargetType:Offset:HexSignature; target 0 = any file,
-    // offset * = anywhere, so it also matches inside a mail body.
-    let hex: String = EICAR.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(
-        dir.join("portcullis-test.ndb"),
-        format!("Portcullis-Test-EICAR:0:*:{hex}\n"),
-    )
-    .unwrap();
-}
-
-#[allow(clippy::disallowed_methods)] // measuring clamd's start-up for the report
-async fn start_clamd(binary: &Path) -> Clamd {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    std::fs::create_dir(&db).unwrap();
-    write_db(&db);
-    let socket = dir.path().join("clamd.sock");
-    let port = free_port();
-    let conf = dir.path().join("clamd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "Foreground yes\n\
-             DatabaseDirectory {db}\n\
-             LocalSocket {socket}\n\
-             TCPSocket {port}\n\
-             TCPAddr 127.0.0.1\n\
-             StreamMaxLength 1M\n\
-             LogFile {log}\n\
-             PidFile {pid}\n\
-             TemporaryDirectory {tmp}\n",
-            db = db.display(),
-            socket = socket.display(),
-            log = dir.path().join("clamd.log").display(),
-            pid = dir.path().join("clamd.pid").display(),
-            tmp = dir.path().display(),
-        ),
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let child = Command::new(binary)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let clamd = Clamd {
-        child,
-        socket,
-        tcp: SocketAddr::from(([127, 0, 0, 1], port)),
-        _dir: dir,
-    };
-    // Wait until it answers a scan (the socket exists once signatures are
-    // loaded); give up after 60 s.
-    for _ in 0..600 {
-        if scan(&UnixConnector::new(&clamd.socket), b"ping")
-            .await
-            .is_ok()
-        {
-            println!("clamd ready after {:?}", started.elapsed());
-            return clamd;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let log = std::fs::read_to_string(clamd._dir.path().join("clamd.log")).unwrap_or_default();
-    panic!("clamd did not start within 60 s; log:\n{log}");
-}
+use portcullis_testkit::clamd::{Clamd, EICAR};
 
 fn mail(body: &[u8]) -> Vec<u8> {
     let mut m = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: test\r\n\r\n".to_vec();
@@ -128,11 +23,10 @@ fn mail(body: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn real_clamd_eicar_clean_and_size_limit() {
-    let Some(binary) = find_clamd() else {
+    let Some(clamd) = Clamd::start() else {
         println!("skipping: clamd not installed (apt-get install clamav-daemon)");
         return;
     };
-    let clamd = start_clamd(&binary).await;
     let unix = UnixConnector::new(&clamd.socket);
     let tcp = TcpConnector::new(clamd.tcp);
 

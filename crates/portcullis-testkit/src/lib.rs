@@ -3,7 +3,8 @@
 //! [`dns`] starts a real DNS server (`hickory-server`) on 127.0.0.1, on an
 //! ephemeral port, over UDP and TCP, serving zones the test writes by hand,
 //! so resolvers under test send real queries over the loopback network
-//! instead of talking to a mock.
+//! instead of talking to a mock. [`clamd`] starts a real `clamd` with a
+//! one-signature EICAR database, when it is installed.
 //!
 //! ```
 //! use portcullis_testkit::dns::{DnsServer, a};
@@ -23,4 +24,5 @@
 // Test support: a failure to start the server is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod clamd;
 pub mod dns;

@@ -8,12 +8,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Client, Relay, message};
+use portcullis_testkit::clamd::{Clamd, EICAR};
 use portcullis_testkit::dns::{DnsRecord, DnsServer};
 
 fn a(owner: &str, ip: &str) -> DnsRecord {
@@ -191,106 +190,18 @@ fn mailauth_adds_authentication_results_strips_forged_ones_and_enforces_dmarc() 
     assert_eq!((r.code, r.enhanced().as_str()), (550, "5.7.1"), "{r:?}");
 }
 
-/// The 68-byte EICAR anti-virus test file (eicar.org).
-const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
-
-struct Clamd {
-    child: Child,
-    tcp: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Clamd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find_clamd() -> Option<PathBuf> {
-    ["/usr/sbin/clamd", "/usr/bin/clamd", "/usr/local/sbin/clamd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// clamd with its own configuration and a one-signature database for the
-/// EICAR string (no freshclam, no network), on a loopback TCP port.
-fn start_clamd(binary: &Path) -> Clamd {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    std::fs::create_dir(&db).unwrap();
-    // .ndb: Name:TargetType:Offset:HexSignature (any file, anywhere).
-    let hex: String = EICAR.bytes().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(
-        db.join("portcullis-test.ndb"),
-        format!("Portcullis-Test-EICAR:0:*:{hex}\n"),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.path().join("clamd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "Foreground yes\nDatabaseDirectory {db}\nTCPSocket {port}\nTCPAddr 127.0.0.1\n\
-             LogFile {log}\nPidFile {pid}\nTemporaryDirectory {tmp}\n",
-            db = db.display(),
-            log = dir.path().join("clamd.log").display(),
-            pid = dir.path().join("clamd.pid").display(),
-            tmp = dir.path().display(),
-        ),
-    )
-    .unwrap();
-    let child = Command::new(binary)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let tcp = SocketAddr::from(([127, 0, 0, 1], port));
-    let clamd = Clamd {
-        child,
-        tcp,
-        _dir: dir,
-    };
-    // Ready once it answers PING (after loading its signatures).
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if let Ok(mut s) = std::net::TcpStream::connect(tcp) {
-            use std::io::{Read, Write};
-            let mut buf = [0u8; 16];
-            if s.write_all(b"zPING\0").is_ok()
-                && s.set_read_timeout(Some(Duration::from_secs(5))).is_ok()
-                && s.read(&mut buf)
-                    .is_ok_and(|n| buf[..n].starts_with(b"PONG"))
-            {
-                return clamd;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let log = std::fs::read_to_string(clamd._dir.path().join("clamd.log")).unwrap_or_default();
-    panic!("clamd did not start within 60 s; log:\n{log}");
-}
-
 #[test]
 fn scan_rejects_or_quarantines_eicar_with_a_real_clamd() {
-    let Some(binary) = find_clamd() else {
+    let Some(clamd) = Clamd::start() else {
         println!("skipping: clamd is not installed (apt-get install clamav-daemon)");
         return;
     };
-    let clamd = start_clamd(&binary);
     let virus = |id: &str| {
         message(
             id,
             "sender@world.test",
             "alice@example.org",
-            &format!("see the attachment:\r\n{EICAR}"),
+            &format!("see the attachment:\r\n{}", String::from_utf8_lossy(EICAR)),
         )
     };
 
