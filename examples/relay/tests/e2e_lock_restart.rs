@@ -6,30 +6,20 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Client, Relay};
+use common::{Client, Relay, http};
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 const FROM: &str = "a@example.net";
 
 fn admin_json(admin: SocketAddr, method: &str, path: &str) -> Value {
-    let mut tcp = TcpStream::connect_timeout(&admin, Duration::from_secs(5)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{method} {path}: {text}");
-    serde_json::from_str(body).unwrap()
+    let (status, body) = http(admin, method, path, Some(TOKEN));
+    assert_eq!(status, 200, "{method} {path}: {body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 /// `MAIL FROM` from the relay network: its reply.

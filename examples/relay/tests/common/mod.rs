@@ -773,6 +773,24 @@ pub fn message_id(msg: &[u8]) -> Option<String> {
         .map(|l| l[11..].trim().to_owned())
 }
 
+/// One HTTP request (the admin or metrics endpoint); returns the status
+/// and the body.
+pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        tcp,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
 /// A stand-in for clamd's `INSTREAM` (clamd(8)): reads the framed stream
 /// and calls anything containing `QUARANTINE-ME` a virus.
 pub fn fake_clamd() -> SocketAddr {
