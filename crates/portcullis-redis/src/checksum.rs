@@ -1,6 +1,7 @@
 //! Redis [`ChecksumStore`]: bulk counts shared by a fleet of relays.
 //!
-//! Layout: one sorted set per checksum, `<prefix>cs:<hex>`, member = recipient,
+//! Layout: one sorted set per checksum, `<prefix><namespace>:<hex>` (namespace
+//! `cs` unless [`RedisChecksumStore::with_namespace`] says otherwise), member = recipient,
 //! score = the recipient's latest time in Unix milliseconds. `ZADD GT` keeps
 //! the later time (Redis ≥ 6.2), `ZCOUNT` over `(now - window, +inf)` counts,
 //! old members are trimmed on write and the key expires `retention` after its
@@ -21,7 +22,11 @@ use crate::connection::RedisPool;
 pub struct RedisChecksumStore {
     pool: Arc<RedisPool>,
     retention: Duration,
+    namespace: String,
 }
+
+/// The namespace of [`RedisChecksumStore::new`].
+pub const DEFAULT_NAMESPACE: &str = "cs";
 
 fn store_error(e: redis::RedisError) -> FingerprintError {
     FingerprintError::Store(e.to_string())
@@ -37,7 +42,21 @@ impl RedisChecksumStore {
         RedisChecksumStore {
             pool: pool.into(),
             retention: DEFAULT_WINDOW,
+            namespace: DEFAULT_NAMESPACE.to_owned(),
         }
+    }
+
+    /// Keys under `<prefix><namespace>:` instead of `<prefix>cs:`: counts
+    /// kept for another purpose (e.g. the outbound abuse signal, with a
+    /// retention of its own) on the same pool, apart from the inbound ones.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The key namespace (after the pool's prefix).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// Keep records for `retention` (at least the largest window counted over).
@@ -47,7 +66,8 @@ impl RedisChecksumStore {
     }
 
     fn key(&self, checksum: &Checksum) -> String {
-        self.pool.key(&format!("cs:{}", checksum.to_hex()))
+        self.pool
+            .key(&format!("{}:{}", self.namespace, checksum.to_hex()))
     }
 }
 

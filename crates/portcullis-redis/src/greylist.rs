@@ -1,7 +1,9 @@
 //! Redis store: greylist ([`portcullis_greylist::GreylistStore`]), so a fleet
 //! of MXes shares one greylist and one set of learned recipients.
 //!
-//! Each entry is one string key, `{prefix}greylist:{space}:{key}`, holding
+//! Each entry is one string key, `{prefix}{namespace}:{space}:{key}`
+//! (namespace `greylist` unless [`RedisGreylistStore::with_namespace`] says
+//! otherwise), holding
 //! the 30-byte [`Record::encode`] form (which carries the logical expiry)
 //! and a native Redis TTL of `expires_at - now`, so Redis reclaims space by
 //! itself and [`sweep`](GreylistStore::sweep) has nothing to do. Reads judge
@@ -17,10 +19,20 @@ use crate::connection::RedisPool;
 /// A [`GreylistStore`] in Redis. Every call is one round trip on a pooled
 /// connection; a Redis error becomes [`StoreError::Backend`] (and the
 /// greylist's failure mode decides what that means, fail-open by default).
+///
+/// The same type keeps backup-MX learned recipients
+/// ([`portcullis_greylist::RecipientLearning`] writes
+/// [`Space::Recipient`]); give that store a namespace of its own
+/// ([`with_namespace`](Self::with_namespace)) when it shares a pool with a
+/// greylist, so the two can be inspected, expired and flushed apart.
 #[derive(Debug, Clone)]
 pub struct RedisGreylistStore {
     pool: Arc<RedisPool>,
+    namespace: String,
 }
+
+/// The namespace of [`RedisGreylistStore::new`].
+pub const DEFAULT_NAMESPACE: &str = "greylist";
 
 fn backend(e: redis::RedisError) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -29,7 +41,23 @@ fn backend(e: redis::RedisError) -> StoreError {
 impl RedisGreylistStore {
     /// A store over `pool` (its prefix namespaces every key).
     pub fn new(pool: Arc<RedisPool>) -> Self {
-        RedisGreylistStore { pool }
+        RedisGreylistStore {
+            pool,
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+        }
+    }
+
+    /// Keys under `{prefix}{namespace}:` instead of `{prefix}greylist:`
+    /// (e.g. `recipients` for backup-MX learned recipients on the pool a
+    /// greylist uses too).
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The key namespace (after the pool's prefix).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// Connect lazily to `url`, prefixing every key with `prefix`.
@@ -43,7 +71,8 @@ impl RedisGreylistStore {
     }
 
     fn key(&self, space: Space, key: &str) -> String {
-        self.pool.key(&format!("greylist:{}:{}", space.tag(), key))
+        self.pool
+            .key(&format!("{}:{}:{}", self.namespace, space.tag(), key))
     }
 }
 
