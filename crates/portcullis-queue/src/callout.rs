@@ -25,7 +25,10 @@
 //! address, an inconclusive reply to the next host. One deadline
 //! ([`CalloutConfig::timeout`]) bounds the whole callout, including the wait
 //! for a connection slot: at most [`CalloutConfig::max_per_host`] callouts
-//! talk to one primary host at a time.
+//! talk to one primary host at a time. An address that could not be talked
+//! to is skipped by every callout for [`CalloutConfig::down_ttl`] (1 min):
+//! a backup MX is busiest while its primary is down, and each new
+//! recipient should not wait for the same dead host again.
 //!
 //! Answers are cached per recipient ([`Address::key`]) with their own
 //! lifetimes: positive longer than negative (1 h and 10 min by default, so
@@ -115,13 +118,19 @@ pub struct CalloutConfig {
     /// (negative and unknown answers before positive ones, with the
     /// default lifetimes). Zero: no cache.
     pub max_cache_entries: usize,
+    /// How long a primary address that could not be talked to (connection
+    /// refused or reset, no greeting, EHLO or a command timed out) is
+    /// skipped by every callout; zero: never skipped. A backup MX gets its
+    /// traffic when the primary is down: without this, each new recipient
+    /// would wait for the same dead host again.
+    pub down_ttl: Duration,
 }
 
 impl CalloutConfig {
     /// Defaults: opportunistic TLS, 10 s per command, 30 s per callout
     /// (Exim's callout default is 30 s), cache 1 h positive, 10 min
     /// negative, 1 min unknown, 4 callouts per primary host, 100 000 cached
-    /// answers.
+    /// answers, an address that fails skipped for 1 min.
     pub fn new(helo_name: impl Into<String>) -> Self {
         CalloutConfig {
             helo_name: helo_name.into(),
@@ -133,6 +142,7 @@ impl CalloutConfig {
             unknown_ttl: Duration::from_secs(60),
             max_per_host: 4,
             max_cache_entries: 100_000,
+            down_ttl: Duration::from_secs(60),
         }
     }
 
@@ -171,6 +181,12 @@ impl CalloutConfig {
     /// Set [`CalloutConfig::max_cache_entries`].
     pub fn with_max_cache_entries(mut self, n: usize) -> Self {
         self.max_cache_entries = n;
+        self
+    }
+
+    /// Set [`CalloutConfig::down_ttl`].
+    pub fn with_down_ttl(mut self, ttl: Duration) -> Self {
+        self.down_ttl = ttl;
         self
     }
 }
@@ -218,6 +234,8 @@ pub struct SmtpCallout {
     slots: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
     /// Callouts under way, by recipient key, for callers to share.
     inflight: Mutex<HashMap<String, Arc<OnceCell<CalloutResult>>>>,
+    /// Primary addresses that failed, until when, and how.
+    down: Mutex<HashMap<SocketAddr, (SystemTime, Reply)>>,
 }
 
 /// A caller's share of an in-flight callout. Its drop removes the entry
@@ -309,6 +327,7 @@ impl SmtpCallout {
             clock,
             slots: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
         })
     }
 
@@ -384,6 +403,44 @@ impl SmtpCallout {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Why `addr` is being skipped, if it failed within `down_ttl`.
+    fn down_reply(&self, addr: SocketAddr) -> Option<Reply> {
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        let (until, reply) = down.get(&addr)?;
+        if *until > self.clock.now() {
+            return Some(reply.clone());
+        }
+        down.remove(&addr);
+        None
+    }
+
+    /// Skip `addr` for `down_ttl` because of `reply`.
+    fn mark_down(&self, addr: SocketAddr, reply: &Reply) {
+        if self.config.down_ttl.is_zero() {
+            return;
+        }
+        let now = self.clock.now();
+        let until = now.checked_add(self.config.down_ttl).unwrap_or(now);
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        // Only as many entries as primaries that failed lately.
+        down.retain(|_, (t, _)| *t > now);
+        down.insert(addr, (until, reply.clone()));
+    }
+
+    /// Primary addresses being skipped after a failure (see
+    /// [`CalloutConfig::down_ttl`]).
+    pub fn down_addresses(&self) -> Vec<SocketAddr> {
+        let now = self.clock.now();
+        let down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        let mut addrs: Vec<_> = down
+            .iter()
+            .filter(|(_, (t, _))| *t > now)
+            .map(|(a, _)| *a)
+            .collect();
+        addrs.sort();
+        addrs
+    }
+
     fn slot(&self, host: &HopHost) -> Arc<Semaphore> {
         self.slots
             .lock()
@@ -399,6 +456,13 @@ impl SmtpCallout {
         'hosts: for host in primaries {
             for ip in &host.addrs {
                 let addr = SocketAddr::new(*ip, host.port);
+                if let Some(reply) = self.down_reply(addr) {
+                    // Failed moments ago: not worth another wait.
+                    if !matches!(last, Some(UnknownReason::Inconclusive(_))) {
+                        last = Some(UnknownReason::Unreachable(reply));
+                    }
+                    continue;
+                }
                 let slot = self.slot(host);
                 let Ok(Ok(permit)) = timeout_at(deadline, slot.acquire_owned()).await else {
                     // Out of time waiting for this host: no time for others.
@@ -414,6 +478,7 @@ impl SmtpCallout {
                     }
                     Ok(Probe::Failed(reply)) => {
                         tracing::debug!(host = %host.name, %addr, %reply, "callout connection failed");
+                        self.mark_down(addr, &reply);
                         // A primary's own inconclusive answer says more.
                         if !matches!(last, Some(UnknownReason::Inconclusive(_))) {
                             last = Some(UnknownReason::Unreachable(reply));

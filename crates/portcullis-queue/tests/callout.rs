@@ -331,11 +331,6 @@ async fn refused_first_host_falls_over_to_the_next() {
 /// deadline, whichever comes first.
 #[tokio::test]
 async fn silent_greeting_times_out_as_unknown() {
-    let silent = || {
-        let mut s = Script::knows_alice();
-        s.greet = false;
-        s
-    };
     let (host, _) = primary(silent()).await;
     let (first, _) =
         callout(config().with_timeouts(Duration::from_millis(200), Duration::from_secs(30)));
@@ -817,4 +812,82 @@ async fn against_postfix_smtp_sink() {
         matches!(&r, CalloutResult::Unknown(UnknownReason::Inconclusive(reply)) if reply.is_transient()),
         "{r:?}"
     );
+}
+
+/// A primary that accepts connections and never greets.
+fn silent() -> Script {
+    let mut s = Script::knows_alice();
+    s.greet = false;
+    s
+}
+
+#[tokio::test]
+async fn a_failed_primary_is_skipped_for_down_ttl() {
+    let (host, seen) = primary(silent()).await;
+    let (callout, clock) = callout(
+        config()
+            .with_timeouts(Duration::from_millis(200), Duration::from_secs(30))
+            .with_down_ttl(Duration::from_secs(60)),
+    );
+    let hosts = [host];
+    let r = callout.verify(&addr("alice@example.net"), &hosts).await;
+    assert!(
+        matches!(r, CalloutResult::Unknown(UnknownReason::Unreachable(_))),
+        "{r:?}"
+    );
+    seen.wait_closed(1).await;
+    assert_eq!(
+        callout.down_addresses(),
+        vec![SocketAddr::new(hosts[0].addrs[0], hosts[0].port)]
+    );
+
+    // Another recipient within the minute: answered at once, no connection.
+    let r = callout.verify(&addr("bob@example.net"), &hosts).await;
+    let CalloutResult::Unknown(UnknownReason::Unreachable(reply)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(reply.enhanced(), Some(EnhancedCode::new(4, 4, 7)));
+    assert_eq!(seen.connections(), 1);
+
+    // Once the minute is over the primary is tried again.
+    clock.advance(Duration::from_secs(61));
+    assert!(callout.down_addresses().is_empty());
+    let r = callout.verify(&addr("carol@example.net"), &hosts).await;
+    assert!(matches!(r, CalloutResult::Unknown(_)), "{r:?}");
+    assert_eq!(seen.connections(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_first_primary_is_skipped_for_the_next_one() {
+    let (dead, dead_seen) = primary(silent()).await;
+    let (good, good_seen) = primary(Script::knows_alice()).await;
+    let (callout, _) =
+        callout(config().with_timeouts(Duration::from_millis(200), Duration::from_secs(30)));
+    let hosts = [dead, good];
+    assert_eq!(
+        callout.verify(&addr("alice@example.net"), &hosts).await,
+        CalloutResult::Exists
+    );
+    let r = callout.verify(&addr("ghost@example.net"), &hosts).await;
+    assert!(matches!(r, CalloutResult::DoesNotExist(_)), "{r:?}");
+    // The silent host was waited for once, the good one asked twice.
+    assert_eq!(dead_seen.connections(), 1);
+    assert_eq!(good_seen.connections(), 2);
+}
+
+#[tokio::test]
+async fn down_ttl_zero_tries_every_time() {
+    let (host, seen) = primary(silent()).await;
+    let (callout, _) = callout(
+        config()
+            .with_timeouts(Duration::from_millis(100), Duration::from_secs(30))
+            .with_down_ttl(Duration::ZERO),
+    );
+    let hosts = [host];
+    for who in ["alice@example.net", "bob@example.net"] {
+        let r = callout.verify(&addr(who), &hosts).await;
+        assert!(matches!(r, CalloutResult::Unknown(_)), "{r:?}");
+    }
+    assert!(callout.down_addresses().is_empty());
+    assert_eq!(seen.connections(), 2);
 }
