@@ -401,6 +401,9 @@ pub(crate) struct BackupMxSection {
     pub(crate) callout_unknown_ttl_secs: u64,
     pub(crate) callout_max_per_host: usize,
     pub(crate) callout_tls: String,
+    /// Where learned recipients live: `redb` (`<data_dir>/recipients.redb`),
+    /// `memory` or `redis` (`[redis]`: shared by every relay and policyd).
+    pub(crate) store: String,
 }
 
 impl Default for BackupMxSection {
@@ -419,6 +422,7 @@ impl Default for BackupMxSection {
             callout_unknown_ttl_secs: 60,
             callout_max_per_host: 4,
             callout_tls: "opportunistic".into(),
+            store: "redb".into(),
         }
     }
 }
@@ -666,6 +670,10 @@ pub(crate) struct Settings {
     pub(crate) policy_store: crate::stores::StoreKind,
     pub(crate) greylist_store: crate::stores::StoreKind,
     pub(crate) bulk_store: crate::stores::StoreKind,
+    /// `[outbound_bulk] store`.
+    pub(crate) outbound_store: crate::stores::StoreKind,
+    /// `[backup_mx] store`: learned recipients.
+    pub(crate) recipients_store: crate::stores::StoreKind,
 }
 
 impl Settings {
@@ -676,6 +684,8 @@ impl Settings {
             ("[policy]", self.policy_store),
             ("[greylist]", self.greylist_store),
             ("[bulk]", self.bulk_store),
+            ("[outbound_bulk]", self.outbound_store),
+            ("[backup_mx]", self.recipients_store),
         ]
         .into_iter()
         .filter(|(_, k)| *k == Redis)
@@ -1163,7 +1173,7 @@ pub(crate) fn check(
     });
 
     let redis = file.redis.check()?;
-    let (policy_store, greylist_store, bulk_store) = {
+    let (policy_store, greylist_store, bulk_store, outbound_store, recipients_store) = {
         use crate::stores::{StoreKind::*, store_kind};
         let r = redis.as_ref();
         (
@@ -1175,6 +1185,18 @@ pub(crate) fn check(
                 r,
             )?,
             store_kind("bulk.store", &file.bulk.store, &[Memory, Redis], r)?,
+            store_kind(
+                "outbound_bulk.store",
+                &file.outbound_bulk.store,
+                &[Memory, Redis],
+                r,
+            )?,
+            store_kind(
+                "backup_mx.store",
+                &file.backup_mx.store,
+                &[Redb, Memory, Redis],
+                r,
+            )?,
         )
     };
 
@@ -1235,6 +1257,8 @@ pub(crate) fn check(
         policy_store,
         greylist_store,
         bulk_store,
+        outbound_store,
+        recipients_store,
     })
 }
 
@@ -1322,6 +1346,7 @@ mod tests {
             "callout_unknown_ttl_secs",
             "callout_max_per_host",
             "callout_tls",
+            "store",
         ] {
             assert!(
                 uncommented.contains(&format!("\n{key} = ")),
@@ -1436,6 +1461,14 @@ mod tests {
                 "[backup_mx]\ncallout_max_per_host = 0\n",
                 "backup_mx.callout_max_per_host",
             ),
+            // `redis` needs [redis]; each store key names itself.
+            (
+                "[outbound_bulk]\nstore = \"redis\"\n",
+                "outbound_bulk.store",
+            ),
+            ("[outbound_bulk]\nstore = \"redb\"\n", "outbound_bulk.store"),
+            ("[backup_mx]\nstore = \"redis\"\n", "backup_mx.store"),
+            ("[backup_mx]\nstore = \"file\"\n", "backup_mx.store"),
         ];
         for (text, key) in cases {
             match check_text(text) {
@@ -1445,6 +1478,29 @@ mod tests {
                 other => panic!("{text}: expected Invalid({key}), got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn outbound_and_learned_recipient_stores_default_to_this_relay() {
+        use crate::stores::StoreKind;
+        let s = check_text("").unwrap();
+        assert_eq!(
+            (s.outbound_store, s.recipients_store),
+            (StoreKind::Memory, StoreKind::Redb)
+        );
+        assert!(s.redis_users().is_empty());
+        let s = check_text(
+            "[redis]\nurl = \"redis://127.0.0.1:6379\"\n\
+             [outbound_bulk]\nstore = \"redis\"\n[backup_mx]\nstore = \"redis\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.outbound_store, s.recipients_store),
+            (StoreKind::Redis, StoreKind::Redis)
+        );
+        assert_eq!(s.redis_users(), ["[outbound_bulk]", "[backup_mx]"]);
+        let s = check_text("[backup_mx]\nstore = \"memory\"\n").unwrap();
+        assert_eq!(s.recipients_store, StoreKind::Memory);
     }
 
     #[test]

@@ -181,13 +181,15 @@ fn main() -> ExitCode {
             }
         );
         println!(
-            "  stores: policy {}, greylist {}, bulk {}{}",
+            "  stores: policy {}, greylist {}, bulk {}, outbound bulk {}, backup MX recipients {}{}",
             match settings.policy_store {
                 stores::StoreKind::Memory => "memory (locks in policy-locks.redb)",
                 other => other.as_str(),
             },
             settings.greylist_store.as_str(),
             settings.bulk_store.as_str(),
+            settings.outbound_store.as_str(),
+            settings.recipients_store.as_str(),
             settings
                 .redis
                 .as_ref()
@@ -417,18 +419,8 @@ async fn run(settings: Settings, overrides: config::Overrides) -> Result<(), Str
         Some(a) => Arc::new(DirectoryUsers(a.clone())),
         None => Arc::new(rules::NoUsers),
     };
-    let learning: Option<Arc<dyn portcullis_greylist::GreylistStore>> =
-        match settings.recipient_learning {
-            Some(_) => {
-                let path = data_dir.join("recipients.redb");
-                let store = portcullis_greylist::RedbStore::open(&path)
-                    .map_err(|e| format!("recipient learning store {}: {e}", path.display()))?;
-                Some(Arc::new(store))
-            }
-            None => None,
-        };
-    // Counters, greylist triplets, checksum counts: opened once, kept
-    // across reloads. A configured Redis must answer now.
+    // Counters, greylist triplets, checksum counts, learned recipients:
+    // opened once, kept across reloads. A configured Redis must answer now.
     let stores = {
         let (s, d) = (settings.clone(), data_dir.clone());
         tokio::task::spawn_blocking(move || stores::Stores::open(&s, &d, lock_journal::FILE_NAME))
@@ -436,6 +428,11 @@ async fn run(settings: Settings, overrides: config::Overrides) -> Result<(), Str
             .map_err(|e| format!("store setup failed: {e}"))??
     };
     let stores = Arc::new(stores);
+    // `[backup_mx] learn_recipients`: `recipients.redb`, memory or Redis.
+    let learning = match settings.recipient_learning {
+        Some(_) => Some(stores.recipients()?),
+        None => None,
+    };
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let spool_dir = data_dir.join("spool");

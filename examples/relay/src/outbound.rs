@@ -7,6 +7,11 @@
 //! which locks the account as `[policy] abuse_lock_secs` and
 //! `abuse_max_auto_unlocks` say. The message that crossed the limit is
 //! refused (`554 5.7.1`); the lock refuses the account's next MAIL.
+//!
+//! The counts live in this process (`store = "memory"`, the default) or in
+//! `[redis]` (`store = "redis"`: one count per account across every relay
+//! of a fleet, so near copies spread over several relays add up; see
+//! `stores`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +31,8 @@ pub(crate) struct OutboundBulkSection {
     /// (0: off).
     pub(crate) recipients: u64,
     pub(crate) window_secs: u64,
+    /// `memory` or `redis` (`[redis]`: counts shared by every relay).
+    pub(crate) store: String,
 }
 
 impl Default for OutboundBulkSection {
@@ -33,6 +40,7 @@ impl Default for OutboundBulkSection {
         OutboundBulkSection {
             recipients: 0,
             window_secs: 3600,
+            store: "memory".into(),
         }
     }
 }
@@ -155,6 +163,7 @@ mod tests {
         let s = OutboundBulkSection {
             recipients: 5,
             window_secs: 1,
+            ..OutboundBulkSection::default()
         };
         assert_eq!(
             s.check(),

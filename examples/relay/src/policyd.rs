@@ -3,9 +3,13 @@
 //! MTA and gains Portcullis' greylisting and rate limits.
 //!
 //! The filters come from the same `relay.toml` as the relay, in this order:
-//! `[batv]` bounce validation (when `domains` are set), `[policy]` (rate
-//! limits, recipient caps; always on), then `[greylist]` (when
-//! `enabled = true`). The relay's own relaying rules are not used: Postfix
+//! `[batv]` bounce validation (when `domains` are set), the backup-MX
+//! recipient check (`[backup_mx]` with `domains` and `learn_recipients`;
+//! see [`BackupRecipients`]), `[policy]` (rate limits, recipient caps;
+//! always on; with the accounts file's per-account `limits` merged over
+//! the defaults, as the relay does, for the `sasl_username` Postfix
+//! passes), then `[greylist]` (when `enabled = true`). The relay's own
+//! relaying rules are not used: Postfix
 //! decides relaying itself (`reject_unauth_destination`), and the policy
 //! service only ever narrows what Postfix allows. In `main.cf`:
 //!
@@ -14,8 +18,9 @@
 //!     reject_unauth_destination, check_policy_service inet:127.0.0.1:10040
 //! ```
 //!
-//! SIGHUP re-reads the file and rebuilds the chain over the same stores
-//! (counters, locks, greylist triplets are never reset); a connection
+//! SIGHUP re-reads the file (and the accounts file's limits) and rebuilds
+//! the chain over the same stores (counters, locks, greylist triplets,
+//! learned recipients are never reset); a connection
 //! open across the reload answers each new transaction with the chain in
 //! force when its first request arrives. A file that does not load keeps
 //! the old chain; keys bound at start are warned about by name (the
@@ -30,7 +35,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use portcullis_core::{Chain, Clock, SystemClock};
+use portcullis_core::{
+    Chain, Clock, Context, Domain, Filter, ForwardPath, Recipient, Reply, SystemClock, Verdict,
+    async_trait,
+};
 use portcullis_policyd::{Decoder, DeferStyle, PolicyAction, PolicyService};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -171,8 +179,94 @@ impl Live {
     }
 }
 
+/// `[backup_mx]` in policyd: recipients of the backed-up domains are
+/// judged by what Portcullis relays learned from the primary's answers
+/// (`learn_recipients`, in the store they share: `store = "redis"`), the
+/// way the relay's rules judge them at `RCPT`: known valid → `DUNNO`;
+/// known not to exist (the primary said `5.1.1`) → `550 5.1.1`, noted as
+/// an invalid recipient for `[policy] invalid_recipients_max` as the relay
+/// does; not known → `450 4.1.1` (`DEFER_IF_PERMIT` with `--defer
+/// if-permit`) with `defer_unknown_recipients`, else `DUNNO`. Never a 5xx
+/// for a recipient that is not known to be invalid. Other recipients are
+/// not this filter's business.
+///
+/// policyd learns nothing itself (Postfix delivers the mail, so no
+/// delivery outcome reaches it) and makes no callouts.
+struct BackupRecipients {
+    domains: Vec<Domain>,
+    learning: portcullis_greylist::RecipientLearning,
+    /// The chain's policy, for the invalid-recipient note.
+    policy: Arc<portcullis_policy::Policy>,
+    clock: Arc<dyn Clock>,
+}
+
+#[async_trait]
+impl Filter for BackupRecipients {
+    fn name(&self) -> &'static str {
+        "backup-mx-recipients"
+    }
+
+    async fn rcpt_to(&self, cx: &mut Context, rcpt: &mut Recipient) -> Verdict {
+        let ForwardPath::Mailbox(addr) = &rcpt.path else {
+            return Verdict::Continue;
+        };
+        if !self.domains.contains(addr.domain()) {
+            return Verdict::Continue;
+        }
+        let now = self.clock.now();
+        let verdict = self.learning.verdict(&self.learning.check(addr, now));
+        if verdict == Verdict::Reject(Reply::no_such_user()) {
+            // Directory harvesting defence, as the relay's session does.
+            let account = self.policy.account(&cx.client);
+            let note = self
+                .policy
+                .note_invalid_recipient(&cx.client, &account, now);
+            if note.is_refusal() {
+                return note;
+            }
+        }
+        verdict
+    }
+}
+
+/// The backup-MX check `settings` ask for, over `base`'s learned-recipient
+/// store; `None` without backed-up domains or learning.
+fn backup_recipients(
+    settings: &Settings,
+    base: &Base,
+    policy: &Arc<portcullis_policy::Policy>,
+) -> Result<Option<BackupRecipients>, String> {
+    let Some(config) = settings.recipient_learning.clone() else {
+        return Ok(None);
+    };
+    if settings.backup_domains.is_empty() {
+        return Ok(None);
+    }
+    if settings.recipients_store != crate::stores::StoreKind::Redis {
+        return Err(format!(
+            "backup_mx.store: \"{}\" cannot serve policyd: it learns no recipients itself \
+             (Postfix delivers the mail), it reads what Portcullis relays learned; set \
+             store = \"redis\" with the relays' [redis], or learn_recipients = false",
+            settings.recipients_store.as_str()
+        ));
+    }
+    if settings.backup_callout.is_some() {
+        tracing::warn!(
+            "backup_mx.verify = \"callout\": policyd makes no callouts; recipients of the \
+             backed-up domains are judged by what the relays learned"
+        );
+    }
+    Ok(Some(BackupRecipients {
+        domains: settings.backup_domains.clone(),
+        learning: portcullis_greylist::RecipientLearning::new(base.stores.recipients()?, config),
+        policy: policy.clone(),
+        clock: base.clock.clone(),
+    }))
+}
+
 /// Build the decision chain `settings` describes over `base`'s stores:
-/// `[batv]` bounce validation, `[policy]`, `[greylist]`.
+/// `[batv]` bounce validation, `[backup_mx]` recipients, `[policy]` (with
+/// the accounts file's limits), `[greylist]`.
 fn build(settings: Settings, base: &Base) -> Result<Current, String> {
     let clock = &base.clock;
     let mut chain = Chain::new();
@@ -192,11 +286,17 @@ fn build(settings: Settings, base: &Base) -> Result<Current, String> {
     }
     // A new `Policy` over the same counter store: counters, blocks and
     // locks carry over (the in-process list of recent violations starts
-    // afresh, as in the relay's reload).
+    // afresh, as in the relay's reload). Its limits are the relay's:
+    // `[policy]` with the accounts file's per-account limits over them.
     let policy = Arc::new(portcullis_policy::Policy::new(
-        settings.policy.clone(),
+        crate::policy_config(&settings)?,
         base.stores.counters.clone(),
     ));
+    // Before the policy, as the relay's rules are: a recipient known not
+    // to exist is refused without counting towards the rates.
+    if let Some(backup) = backup_recipients(&settings, base, &policy)? {
+        chain.push(Arc::new(backup));
+    }
     chain.push(Arc::new(portcullis_policy::PolicyFilter::new(
         policy,
         clock.clone(),
@@ -331,7 +431,7 @@ pub(crate) async fn run(
         crate::reload::spawn_on_hup(
             path,
             crate::reload::HupMessages {
-                reloaded: "configuration reloaded: policyd chain ([batv], [policy], [greylist]) rebuilt over the same stores; open connections use it from their next transaction",
+                reloaded: "configuration reloaded: policyd chain ([batv], [backup_mx], [policy] with the accounts file's limits, [greylist]) rebuilt over the same stores; open connections use it from their next transaction",
                 not_reloaded: "configuration not reloaded; keeping the old policyd chain",
                 restart: "policyd",
             },

@@ -125,7 +125,8 @@ pub(crate) struct Base {
     pub(crate) users: Arc<dyn crate::rules::LocalUsers>,
     pub(crate) stores: Arc<Stores>,
     pub(crate) policy: Arc<LivePolicy>,
-    /// Backup-MX recipient learning store (`recipients.redb`), if on at start.
+    /// Backup-MX recipient learning store (`[backup_mx] store`:
+    /// `recipients.redb`, memory or Redis), if on at start.
     pub(crate) learning: Option<Arc<dyn portcullis_greylist::GreylistStore>>,
     pub(crate) mx_router: Option<Arc<dyn portcullis_queue::Router>>,
     pub(crate) transport: Arc<dyn portcullis_queue::Transport>,
@@ -273,7 +274,7 @@ pub(crate) fn build(
         // recipients lock the account (policy crate).
         submission_chain.push(Arc::new(crate::outbound::OutboundBulkFilter::new(
             outbound,
-            base.stores.outbound(outbound.window),
+            base.stores.outbound(outbound.window)?,
             base.policy.clone(),
             clock.clone(),
         )));
@@ -373,6 +374,10 @@ pub(crate) fn needs_restart_common(old: &Settings, new: &Settings) -> Vec<&'stat
     check("redis", old.redis != new.redis);
     check("policy.store", old.policy_store != new.policy_store);
     check("greylist.store", old.greylist_store != new.greylist_store);
+    check(
+        "backup_mx.store",
+        old.recipients_store != new.recipients_store,
+    );
     keys
 }
 
@@ -408,6 +413,10 @@ fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
         old.accounts_postgres != new.accounts_postgres,
     );
     check("bulk.store", old.bulk_store != new.bulk_store);
+    check(
+        "outbound_bulk.store",
+        old.outbound_store != new.outbound_store,
+    );
     check("delivery.mx_port", old.mx_port != new.mx_port);
     check("delivery.tls", old.delivery_tls != new.delivery_tls);
     check(

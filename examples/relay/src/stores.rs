@@ -1,12 +1,17 @@
 //! Where the filters keep their state: the policy's counters, greylist
-//! triplets and bulk checksum counts, in process memory, a redb file, or a
+//! triplets, bulk checksum counts, the outbound abuse signal's counts and
+//! backup-MX learned recipients, in process memory, a redb file, or a
 //! Redis shared by a fleet of relays (`[redis]` + `store = "redis"` in
-//! `[policy]`, `[greylist]`, `[bulk]`; the stores are `portcullis-redis`).
-//! The memory policy store keeps its lock records in a redb file
-//! ([`crate::lock_journal`]).
+//! `[policy]`, `[greylist]`, `[bulk]`, `[outbound_bulk]`, `[backup_mx]`;
+//! the stores are `portcullis-redis`). On Redis every use has its own keys:
+//! `<prefix>greylist:…`, `<prefix>recipients:…` (both
+//! `RedisGreylistStore`), `<prefix>cs:…` (bulk) and `<prefix>outbound:…`
+//! (both `RedisChecksumStore`, each with its own retention), and the
+//! counter store's. The memory policy store keeps its lock records in a
+//! redb file ([`crate::lock_journal`]).
 //!
 //! The stores are opened once at start and kept across SIGHUP reloads, so
-//! counters, triplets and counts carry over. Every store call is timed for
+//! counters, triplets, counts and learned recipients carry over. Every store call is timed for
 //! `portcullis_store_seconds`. The store traits are synchronous: a Redis
 //! call is a blocking network round trip, so it runs under
 //! `tokio::task::block_in_place` (the worker hands its other tasks to the
@@ -133,9 +138,19 @@ pub(crate) struct Stores {
     greylist: Mutex<Option<Arc<dyn GreylistStore>>>,
     checksum_kind: StoreKind,
     checksums: Mutex<Option<Arc<dyn ChecksumStore>>>,
-    /// `[outbound_bulk]` counts: this relay's own submissions, in memory.
+    /// `[outbound_bulk]` counts.
+    outbound_kind: StoreKind,
     outbound: Mutex<Option<Arc<dyn ChecksumStore>>>,
+    /// `[backup_mx]` learned recipients.
+    recipients_kind: StoreKind,
+    recipients_path: std::path::PathBuf,
+    recipients: Mutex<Option<Arc<dyn GreylistStore>>>,
 }
+
+/// The Redis namespace of `[backup_mx]` learned recipients.
+pub(crate) const RECIPIENTS_NAMESPACE: &str = "recipients";
+/// The Redis namespace of `[outbound_bulk]` counts.
+pub(crate) const OUTBOUND_NAMESPACE: &str = "outbound";
 
 impl Stores {
     /// Open the configured stores; with Redis configured, it must answer a
@@ -195,7 +210,11 @@ impl Stores {
             greylist: Mutex::new(None),
             checksum_kind: settings.bulk_store,
             checksums: Mutex::new(None),
+            outbound_kind: settings.outbound_store,
             outbound: Mutex::new(None),
+            recipients_kind: settings.recipients_store,
+            recipients_path: data_dir.join("recipients.redb"),
+            recipients: Mutex::new(None),
         })
     }
 
@@ -255,17 +274,56 @@ impl Stores {
 }
 
 impl Stores {
-    /// The `[outbound_bulk]` checksum store (memory), keeping counts for
-    /// `window` (the window of the first configuration that needs it).
-    pub(crate) fn outbound(&self, window: Duration) -> Arc<dyn ChecksumStore> {
+    /// The `[outbound_bulk]` checksum store (`[outbound_bulk] store`),
+    /// keeping counts for `window` (the window of the first configuration
+    /// that needs it).
+    pub(crate) fn outbound(&self, window: Duration) -> Result<Arc<dyn ChecksumStore>, String> {
         let mut slot = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
-        slot.get_or_insert_with(|| {
-            Arc::new(Timed::local(
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let store: Arc<dyn ChecksumStore> = match self.outbound_kind {
+            // Apart from the inbound `[bulk]` counts, with its own retention.
+            StoreKind::Redis => Arc::new(Timed::redis(
+                "outbound",
+                portcullis_redis::checksum::RedisChecksumStore::new(self.pool()?)
+                    .with_namespace(OUTBOUND_NAMESPACE)
+                    .with_retention(window),
+            )),
+            _ => Arc::new(Timed::local(
                 "outbound",
                 portcullis_fingerprint::MemoryChecksumStore::new(window),
-            ))
-        })
-        .clone()
+            )),
+        };
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+
+    /// The backup-MX learned-recipient store (`[backup_mx] store`).
+    pub(crate) fn recipients(&self) -> Result<Arc<dyn GreylistStore>, String> {
+        let mut slot = self.recipients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let store: Arc<dyn GreylistStore> = match self.recipients_kind {
+            StoreKind::Redis => Arc::new(Timed::redis(
+                "recipients",
+                portcullis_redis::greylist::RedisGreylistStore::new(self.pool()?)
+                    .with_namespace(RECIPIENTS_NAMESPACE),
+            )),
+            StoreKind::Memory => Arc::new(Timed::local(
+                "recipients",
+                portcullis_greylist::MemoryStore::new(),
+            )),
+            StoreKind::Redb => {
+                let path = &self.recipients_path;
+                let store = portcullis_greylist::RedbStore::open(path)
+                    .map_err(|e| format!("recipient learning store {}: {e}", path.display()))?;
+                Arc::new(Timed::local("recipients", store))
+            }
+        };
+        *slot = Some(store.clone());
+        Ok(store)
     }
 }
 

@@ -3,7 +3,9 @@
 //! stores — a greylist triplet passed before the reload is still known
 //! after it — and a connection open across the reload gets the new chain
 //! from its next request; a store kind changed by the reload is warned
-//! about by key; a file that does not load keeps the old chain.
+//! about by key; a file that does not load keeps the old chain. The
+//! accounts file's per-account limits apply to the `sasl_username` Postfix
+//! passes, as they do in the relay, and are re-read on SIGHUP too.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
@@ -135,4 +137,73 @@ fn sighup_applies_a_new_policy_limit_over_the_same_counters() {
         open.ask(("203.0.113.7", "unknown"), "five@world.test", RCPT),
         "action=DUNNO"
     );
+}
+
+/// A well-formed argon2id hash (of no password in particular): a domain
+/// account needs one, policyd never checks a password.
+const DOMAIN_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+
+#[test]
+fn policyd_applies_the_accounts_files_limits_and_rereads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let accounts = tmp.path().join("accounts.toml");
+    let alice_may_send = |n: u32| {
+        std::fs::write(
+            &accounts,
+            format!(
+                "[[user]]\naddress = \"alice@example.org\"\n\
+                 limits = {{ messages_per_hour = {n} }}\n\
+                 [[domain]]\ndomain = \"example.net\"\n\
+                 password_hash = \"{DOMAIN_HASH}\"\n\
+                 limits = {{ messages_per_hour = 1 }}\n"
+            ),
+        )
+        .unwrap();
+    };
+    alice_may_send(1);
+    let conf = tmp.path().join("relay.toml");
+    // [policy] itself allows 100 an hour; Alice's own limit is 1.
+    std::fs::write(
+        &conf,
+        format!(
+            "[accounts]\nfile = \"{}\"\n[policy]\nmessages_per_hour = 100\n",
+            accounts.display()
+        ),
+    )
+    .unwrap();
+    let policyd = Policyd::start(&conf, &tmp.path().join("data"));
+    let client = ("192.0.2.60", "unknown");
+    let deferred = |a: &str| a.starts_with("action=DEFER_IF_PERMIT") || a.starts_with("action=4");
+    let mut open = PolicyConn::connect(policyd.addr);
+    let mut send = |login: &str| open.ask_as(client, login, "sender@example.org", RCPT);
+    assert_eq!(send("alice@example.org"), "action=DUNNO");
+    // Her second message of the hour: over her own limit (the login's
+    // case does not make another account).
+    let second = send("Alice@Example.ORG");
+    assert!(deferred(&second), "{second}");
+    // Another login from the same client has [policy]'s 100.
+    for _ in 0..3 {
+        assert_eq!(send("bob@example.org"), "action=DUNNO");
+    }
+    // A domain login (a bare domain) is the domain account, with its limit.
+    assert_eq!(send("example.net"), "action=DUNNO");
+    let again = send("example.net");
+    assert!(deferred(&again), "{again}");
+
+    // Alice gets 5 an hour: after SIGHUP her next message passes, on the
+    // open connection (the counter carried over; a limit of 1 still in
+    // force would refuse it).
+    alice_may_send(5);
+    policyd.hup();
+    policyd.wait_log("configuration reloaded", 1);
+    assert_eq!(send("alice@example.org"), "action=DUNNO");
+
+    // An accounts file that does not load keeps the chain in force.
+    std::fs::write(&accounts, "[[user]]\naddress = 7\n").unwrap();
+    policyd.hup();
+    policyd.wait_log("configuration not reloaded", 1);
+    let log = policyd.log_text();
+    assert!(log.contains("accounts.file"), "{log}");
+    assert_eq!(send("alice@example.org"), "action=DUNNO");
 }

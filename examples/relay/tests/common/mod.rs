@@ -709,12 +709,24 @@ impl PolicyConn {
     /// As [`policy_ask`], on this connection: the `action=` line (the
     /// blank line ending the answer is read too).
     pub fn ask(&mut self, client: (&str, &str), sender: &str, recipient: &str) -> String {
+        self.ask_as(client, "", sender, recipient)
+    }
+
+    /// As [`ask`](Self::ask), for a client that authenticated to Postfix
+    /// as `sasl_username` (empty: not authenticated).
+    pub fn ask_as(
+        &mut self,
+        client: (&str, &str),
+        sasl_username: &str,
+        sender: &str,
+        recipient: &str,
+    ) -> String {
         let (address, name) = client;
         write!(
             self.reader.get_mut(),
             "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
              client_address={address}\nclient_name={name}\nhelo_name=client.test\n\
-             sender={sender}\nrecipient={recipient}\n\n"
+             sasl_username={sasl_username}\nsender={sender}\nrecipient={recipient}\n\n"
         )
         .unwrap();
         let mut line = String::new();
