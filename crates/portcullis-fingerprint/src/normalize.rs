@@ -143,11 +143,16 @@ impl Normalization {
                     while b.get(j).is_some_and(u8::is_ascii_digit) {
                         j += 1;
                     }
-                    let short = self.digit_run_min == 0 || j - i < self.digit_run_min;
-                    if short
-                        && b.get(j)
-                            .is_none_or(|&d| CLASS[usize::from(d)] & (ALNUM | HIGH) == 0)
+                    // A number on its own: kept when short, else masked
+                    // here (what `word` would do, without its checks).
+                    if b.get(j)
+                        .is_none_or(|&d| CLASS[usize::from(d)] & (ALNUM | HIGH) == 0)
                     {
+                        if self.digit_run_min > 0 && j - i >= self.digit_run_min {
+                            out.extend_from_slice(&b[copied..i]);
+                            out.push(b'#');
+                            copied = j;
+                        }
                         words += 1;
                         i = j;
                         continue;
@@ -218,45 +223,24 @@ impl Normalization {
     /// skipped.
     #[inline]
     fn quiet_run(&self, b: &[u8], start: usize) -> (usize, usize) {
-        let mut i = start;
-        let mut words = 0;
-        // Whether the byte before the chunk was a letter (bit 7 set).
-        let mut carry = 0u64;
-        while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-            // Per byte, without carries between bytes: with lo <= 0x7f, the
-            // top bit of lo + (0x80 - n) says lo >= n.
-            let v = u64::from_le_bytes(chunk);
-            let lo = v & !TOP;
-            let ascii = !v & TOP;
-            let high = v & TOP;
-            let x = lo | splat(0x20);
-            let letter = (x + splat(0x1f)) & !(x + splat(0x05)) & ascii;
-            // '0'..='9' and ':'.
-            let digit_colon = (lo + splat(0x50)) & !(lo + splat(0x45)) & ascii;
-            let up_to_space = !(lo + splat(0x5f)) & ascii;
-            let ctrl = !(lo + splat(0x60)) & ascii;
-            let mut bad = ctrl | high | digit_colon;
-            if self.fold_whitespace {
-                // A space must be followed, in this chunk, by text.
-                let space = up_to_space & !ctrl;
-                bad |= space & (((up_to_space | high) >> 8) | (0x80 << 56));
+        let rest = b.get(start..).unwrap_or_default();
+        let (len, words) = if self.fold_whitespace {
+            quiet_scan::<true>(rest)
+        } else {
+            quiet_scan::<false>(rest)
+        };
+        let end = start + len;
+        // Stopped before the last whole chunk: at a stop byte, which ends the
+        // word before it unless it can continue it.
+        if len < rest.len() & !7 {
+            let continues = b
+                .get(end)
+                .is_some_and(|&c| c >= 0x80 || c.is_ascii_digit() || c == b':');
+            if !continues {
+                return (end, words);
             }
-            let starts = letter & !(letter << 8 | carry);
-            if bad != 0 {
-                let at = bad.trailing_zeros() as usize / 8;
-                let below = (1u64 << (8 * at)) - 1;
-                words += count_top_bits(starts & below);
-                // Only a digit, `:` or a non-ASCII byte can continue a word.
-                if ((digit_colon | high) >> (8 * at)) & 0x80 == 0 {
-                    return (i + at, words);
-                }
-                return back_to_word_start(b, start, i + at, words);
-            }
-            words += count_top_bits(starts);
-            carry = letter >> 56;
-            i += 8;
         }
-        back_to_word_start(b, start, i, words)
+        back_to_word_start(b, start, end, words)
     }
 
     /// The word starting at `s` when it may need work (digits, non-ASCII):
@@ -427,6 +411,67 @@ fn ascii_letter_run(b: &[u8], start: usize) -> usize {
     i - start
 }
 
+/// The quiet prefix of `b` (see [`Normalization::quiet_run`]), eight bytes
+/// at a time: returns the index of the first stop byte, or the end of the
+/// last whole chunk when there is none, and the words that start before it.
+/// Out of line and with few live values, so the loop keeps its constants in
+/// registers.
+#[inline(never)]
+fn quiet_scan<const FOLD_WS: bool>(b: &[u8]) -> (usize, usize) {
+    let (chunks, _) = b.as_chunks::<8>();
+    let mut words = 0;
+    // Whether the byte before the chunk was a letter (bit 7 set).
+    let mut carry = 0u64;
+    let mut done = 0;
+    // Word starts are summed per byte lane (at most one per chunk), so a
+    // block is at most 255 chunks.
+    for block in chunks.chunks(255) {
+        let mut lanes = 0u64;
+        for chunk in block {
+            // Per byte, the top bit of v + (0x80 - n) says v >= n and that of
+            // (0x80 + n) - v says v <= n. A byte of 0x80 or more can carry
+            // into the bytes after it, but it is a stop itself, and only the
+            // bytes before the first stop are read: they are ASCII and
+            // receive no carry, so their bits are exact.
+            let v = u64::from_le_bytes(*chunk);
+            let high = v & TOP;
+            let x = v | splat(0x20);
+            let letter = x.wrapping_add(splat(0x1f)) & splat(0xfa).wrapping_sub(x) & TOP;
+            // '0'..='9' and ':' (and the control bytes 0x10..=0x1a, stops anyway).
+            let digit_colon = x.wrapping_add(splat(0x50)) & splat(0xba).wrapping_sub(x);
+            let up_to_space = splat(0xa0).wrapping_sub(v);
+            let ctrl = up_to_space.wrapping_sub(ONES);
+            let mut bad = ctrl | digit_colon;
+            if FOLD_WS {
+                // A space must be followed, in this chunk, by text.
+                let space = up_to_space & !ctrl;
+                bad |= space & (((up_to_space | high) >> 8) | (1 << 63));
+            }
+            let bad = (bad & TOP) | high;
+            let starts = letter & !(letter << 8 | carry);
+            if bad != 0 {
+                let at = bad.trailing_zeros() as usize / 8;
+                let below = (1u64 << (8 * at)) - 1;
+                words += lane_sum(lanes) + count_top_bits(starts & below);
+                return (done + at, words);
+            }
+            lanes += starts >> 7;
+            carry = letter >> 56;
+            done += 8;
+        }
+        words += lane_sum(lanes);
+    }
+    (done, words)
+}
+
+/// The sum of the eight byte lanes of `lanes`: pairs first into 16-bit
+/// lanes (the sum can exceed a byte), then one multiply.
+#[inline]
+fn lane_sum(lanes: u64) -> usize {
+    let pairs = (lanes & 0x00ff_00ff_00ff_00ff) + ((lanes >> 8) & 0x00ff_00ff_00ff_00ff);
+    (pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48) as usize
+}
+
 /// `end` as a place to go on from: if it is inside a word (after a letter),
 /// move back to the word's start (not before `start`) and uncount it.
 fn back_to_word_start(b: &[u8], start: usize, end: usize, words: usize) -> (usize, usize) {
@@ -469,8 +514,17 @@ fn fold_space(
 ) -> usize {
     let b = input.as_bytes();
     let mut j = i;
-    while let Some(w) = ws_width(input, j) {
-        j += w;
+    loop {
+        while b.get(j).is_some_and(|&c| CLASS[usize::from(c)] == WS) {
+            j += 1;
+        }
+        match b.get(j) {
+            Some(&c) if c >= 0x80 => match ws_width(input, j) {
+                Some(w) => j += w,
+                None => break,
+            },
+            _ => break,
+        }
     }
     out.extend_from_slice(&b[*copied..i]);
     // Something always follows a run that does not end the text.
