@@ -213,10 +213,7 @@ impl LocalPart {
 
     /// Case-insensitive comparison, e.g. for `postmaster`.
     pub fn eq_ignore_case(&self, other: &str) -> bool {
-        if self.0.is_ascii() && other.is_ascii() {
-            return self.0.eq_ignore_ascii_case(other);
-        }
-        self.0.to_lowercase() == other.to_lowercase()
+        eq_ignore_case(&self.0, other)
     }
 
     /// Octets on the wire, including quotes and escapes.
@@ -245,18 +242,32 @@ impl LocalPart {
 
 impl fmt::Display for LocalPart {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.needs_quoting() {
-            return f.write_str(&self.0);
-        }
-        f.write_str("\"")?;
-        for c in self.0.chars() {
-            if c == '"' || c == '\\' {
-                f.write_str("\\")?;
-            }
-            write!(f, "{c}")?;
-        }
-        f.write_str("\"")
+        write_local_part(f, &self.0)
     }
+}
+
+/// A local part's value as written: bare if a dot-string, else quoted with
+/// `"` and `\` escaped.
+fn write_local_part(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
+    if is_dot_string(value) {
+        return f.write_str(value);
+    }
+    f.write_str("\"")?;
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            f.write_str("\\")?;
+        }
+        write!(f, "{c}")?;
+    }
+    f.write_str("\"")
+}
+
+/// Case-insensitive comparison of local parts, e.g. for `postmaster`.
+fn eq_ignore_case(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    a.to_lowercase() == b.to_lowercase()
 }
 
 /// What kind of domain a [`Domain`] is.
@@ -348,83 +359,8 @@ impl Domain {
 
     /// Parse with options (UTF-8 allowed or not).
     pub fn parse_with(s: &str, opts: ParseOptions) -> Result<Self, AddressError> {
-        let s = match s.strip_suffix('.') {
-            Some(name) if opts.trailing_dot && !s.starts_with('[') => name,
-            _ => s,
-        };
-        if s.is_empty() {
-            return Err(AddressError::InvalidDomain);
-        }
-        if s.len() > MAX_DOMAIN {
-            return Err(AddressError::DomainTooLong(s.len()));
-        }
-        if s.starts_with('[') {
-            return Self::parse_literal(s);
-        }
-        if s.is_ascii() {
-            let Some(lower) = ldh_name_case(s) else {
-                return Err(AddressError::InvalidDomain);
-            };
-            return Ok(Domain {
-                original: s.to_owned(),
-                ascii: lower.then(|| s.to_ascii_lowercase()),
-                kind: DomainKind::Name,
-            });
-        }
-        if !opts.utf8 {
-            return Err(AddressError::Utf8NotAllowed);
-        }
-        let ascii = idna::domain_to_ascii_strict(s).map_err(|_| AddressError::InvalidDomain)?;
-        if ascii.len() > MAX_DOMAIN {
-            return Err(AddressError::DomainTooLong(ascii.len()));
-        }
-        if !ascii.split('.').all(is_ldh_label) {
-            return Err(AddressError::InvalidDomain);
-        }
-        Ok(Domain {
-            original: s.to_owned(),
-            ascii: Some(ascii),
-            kind: DomainKind::Name,
-        })
-    }
-
-    fn parse_literal(s: &str) -> Result<Self, AddressError> {
-        let inner = s
-            .strip_prefix('[')
-            .and_then(|r| r.strip_suffix(']'))
-            .ok_or(AddressError::InvalidAddressLiteral)?;
-        if let Ok(v4) = inner.parse::<Ipv4Addr>() {
-            // Ipv4Addr's parser rejects leading zeros and out-of-range octets.
-            return Ok(Domain {
-                original: s.to_owned(),
-                ascii: Some(format!("[{v4}]")),
-                kind: DomainKind::Ipv4(v4),
-            });
-        }
-        if let Some((tag, content)) = inner.split_once(':') {
-            if tag.eq_ignore_ascii_case("IPv6") {
-                let v6 = content
-                    .parse::<Ipv6Addr>()
-                    .map_err(|_| AddressError::InvalidAddressLiteral)?;
-                return Ok(Domain {
-                    original: s.to_owned(),
-                    ascii: Some(format!("[IPv6:{v6}]")),
-                    kind: DomainKind::Ipv6(v6),
-                });
-            }
-            // General-address-literal = Standardized-tag ":" 1*dcontent
-            let tag_ok = is_ldh_label(tag);
-            let content_ok =
-                !content.is_empty() && content.bytes().all(|b| matches!(b, 33..=90 | 94..=126));
-            if tag_ok && content_ok {
-                return Ok(Domain {
-                    original: s.to_owned(),
-                    ascii: Some(format!("[{}:{content}]", tag.to_ascii_lowercase())),
-                    kind: DomainKind::General,
-                });
-            }
-        }
-        Err(AddressError::InvalidAddressLiteral)
+        let (d, idn) = check_domain(s, opts)?;
+        Ok(d.to_domain(idn))
     }
 
     /// The domain as it was written.
@@ -475,6 +411,189 @@ impl FromStr for Domain {
     }
 }
 
+/// Validate a domain name or address literal (the one grammar both
+/// [`Domain`] and [`DomainRef`] use). For a UTF-8 name the A-label form has
+/// to be computed to validate it; it is returned so an owned [`Domain`]
+/// need not compute it again.
+fn check_domain(
+    s: &str,
+    opts: ParseOptions,
+) -> Result<(DomainRef<'_>, Option<String>), AddressError> {
+    let s = match s.strip_suffix('.') {
+        Some(name) if opts.trailing_dot && !s.starts_with('[') => name,
+        _ => s,
+    };
+    if s.is_empty() {
+        return Err(AddressError::InvalidDomain);
+    }
+    if s.len() > MAX_DOMAIN {
+        return Err(AddressError::DomainTooLong(s.len()));
+    }
+    if s.starts_with('[') {
+        let kind = check_literal(s)?;
+        return Ok((DomainRef::checked(s, kind, false), None));
+    }
+    if s.is_ascii() {
+        let Some(upper) = ldh_name_case(s) else {
+            return Err(AddressError::InvalidDomain);
+        };
+        return Ok((DomainRef::checked(s, DomainKind::Name, upper), None));
+    }
+    if !opts.utf8 {
+        return Err(AddressError::Utf8NotAllowed);
+    }
+    let ascii = idna::domain_to_ascii_strict(s).map_err(|_| AddressError::InvalidDomain)?;
+    if ascii.len() > MAX_DOMAIN {
+        return Err(AddressError::DomainTooLong(ascii.len()));
+    }
+    if !ascii.split('.').all(is_ldh_label) {
+        return Err(AddressError::InvalidDomain);
+    }
+    Ok((DomainRef::checked(s, DomainKind::Name, false), Some(ascii)))
+}
+
+/// `[...]`: which kind of address literal `s` is, if it is one.
+fn check_literal(s: &str) -> Result<DomainKind, AddressError> {
+    let inner = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or(AddressError::InvalidAddressLiteral)?;
+    if let Ok(v4) = inner.parse::<Ipv4Addr>() {
+        // Ipv4Addr's parser rejects leading zeros and out-of-range octets.
+        return Ok(DomainKind::Ipv4(v4));
+    }
+    if let Some((tag, content)) = inner.split_once(':') {
+        if tag.eq_ignore_ascii_case("IPv6") {
+            let v6 = content
+                .parse::<Ipv6Addr>()
+                .map_err(|_| AddressError::InvalidAddressLiteral)?;
+            return Ok(DomainKind::Ipv6(v6));
+        }
+        // General-address-literal = Standardized-tag ":" 1*dcontent
+        let tag_ok = is_ldh_label(tag);
+        let content_ok =
+            !content.is_empty() && content.bytes().all(|b| matches!(b, 33..=90 | 94..=126));
+        if tag_ok && content_ok {
+            return Ok(DomainKind::General);
+        }
+    }
+    Err(AddressError::InvalidAddressLiteral)
+}
+
+/// A domain or address literal validated in place: the text it was parsed
+/// from, borrowed, with what validation learned about it. The grammar,
+/// limits and errors are those of [`Domain::parse_with`]; [`into_owned`]
+/// gives the [`Domain`].
+///
+/// The text is kept as written, so there is no `PartialEq`: compare
+/// [`DomainRef::ascii`] forms (or owned [`Domain`]s), which fold case and
+/// IDNA.
+///
+/// [`into_owned`]: DomainRef::into_owned
+#[derive(Debug, Clone, Copy)]
+pub struct DomainRef<'a> {
+    text: &'a str,
+    kind: DomainKind,
+    /// An ASCII name with upper-case letters: its key must be folded.
+    upper: bool,
+}
+
+impl<'a> DomainRef<'a> {
+    fn checked(text: &'a str, kind: DomainKind, upper: bool) -> Self {
+        DomainRef { text, kind, upper }
+    }
+
+    /// Parse a domain name or an address literal.
+    pub fn parse(s: &'a str) -> Result<Self, AddressError> {
+        Self::parse_with(s, ParseOptions::default())
+    }
+
+    /// Parse with options, exactly as [`Domain::parse_with`] does.
+    pub fn parse_with(s: &'a str, opts: ParseOptions) -> Result<Self, AddressError> {
+        check_domain(s, opts).map(|(d, _)| d)
+    }
+
+    /// The domain as written (less a trailing dot that
+    /// [`ParseOptions::trailing_dot`] allowed and dropped).
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+
+    /// Name or literal.
+    pub fn kind(&self) -> DomainKind {
+        self.kind
+    }
+
+    /// Whether this is an address literal.
+    pub fn is_literal(&self) -> bool {
+        !matches!(self.kind, DomainKind::Name)
+    }
+
+    /// Whether the domain as written contains non-ASCII characters.
+    pub fn is_utf8(&self) -> bool {
+        !self.text.is_ascii()
+    }
+
+    /// The comparison key, as [`Domain::ascii`]: lower-case A-labels for a
+    /// name, canonical text for a literal. Borrowed for a lower-case ASCII
+    /// name (the usual case); computed otherwise.
+    pub fn ascii(&self) -> std::borrow::Cow<'a, str> {
+        use std::borrow::Cow;
+        match self.kind {
+            DomainKind::Name if !self.upper && self.text.is_ascii() => Cow::Borrowed(self.text),
+            _ => Cow::Owned(self.key(None).unwrap_or_else(|| self.text.to_owned())),
+        }
+    }
+
+    /// The owned [`Domain`].
+    pub fn into_owned(self) -> Domain {
+        self.to_domain(None)
+    }
+
+    /// The owned domain; `idn` is the A-label form if validation computed it.
+    fn to_domain(self, idn: Option<String>) -> Domain {
+        Domain {
+            original: self.text.to_owned(),
+            ascii: self.key(idn),
+            kind: self.kind,
+        }
+    }
+
+    /// The comparison key where it differs from the text: `None` for a
+    /// lower-case ASCII name.
+    fn key(&self, idn: Option<String>) -> Option<String> {
+        match self.kind {
+            DomainKind::Name if self.text.is_ascii() => {
+                self.upper.then(|| self.text.to_ascii_lowercase())
+            }
+            // Validated when parsed, so this conversion succeeds; were it
+            // to fail, the lower-cased text would still be a usable key.
+            DomainKind::Name => Some(idn.unwrap_or_else(|| {
+                idna::domain_to_ascii_strict(self.text).unwrap_or_else(|_| self.text.to_lowercase())
+            })),
+            DomainKind::Ipv4(v4) => Some(format!("[{v4}]")),
+            DomainKind::Ipv6(v6) => Some(format!("[IPv6:{v6}]")),
+            DomainKind::General => {
+                let inner = &self.text[1..self.text.len() - 1];
+                let (tag, content) = inner.split_once(':').unwrap_or((inner, ""));
+                Some(format!("[{}:{content}]", tag.to_ascii_lowercase()))
+            }
+        }
+    }
+}
+
+impl From<DomainRef<'_>> for Domain {
+    fn from(d: DomainRef<'_>) -> Self {
+        d.into_owned()
+    }
+}
+
+impl fmt::Display for DomainRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text)
+    }
+}
+
 /// A mailbox: `local-part@domain`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Address {
@@ -495,11 +614,7 @@ impl Address {
 
     /// Parse a bare mailbox with options.
     pub fn parse_with(s: &str, opts: ParseOptions) -> Result<Self, AddressError> {
-        let (addr, used) = parse_mailbox(s, opts)?;
-        if used != s.len() {
-            return Err(AddressError::TrailingCharacters);
-        }
-        Ok(addr)
+        AddressRef::parse_with(s, opts).map(AddressRef::into_owned)
     }
 
     /// The local part.
@@ -537,9 +652,147 @@ impl fmt::Display for Address {
     }
 }
 
+/// How a validated local part is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LocalForm {
+    /// A dot-string: the text is the value.
+    Dot,
+    /// A quoted string without backslashes: the value is inside the quotes.
+    Quoted,
+    /// A quoted string with quoted pairs: the value must be unescaped.
+    Escaped,
+}
+
+/// A mailbox validated in place, `local-part@domain`, borrowed from the
+/// text it was parsed from: what a server needs to check a MAIL or RCPT
+/// path before it decides to keep anything.
+///
+/// The grammar, limits, options and errors are those of
+/// [`Address::parse_with`] (which parses through this type). Nothing is
+/// allocated for the usual forms; [`AddressRef::into_owned`] gives the
+/// [`Address`]. A quoted local part keeps its quoted text and is unescaped
+/// when asked for ([`AddressRef::local_part`]).
+///
+/// ```
+/// use portcullis_core::{AddressRef, Address, DomainKind};
+///
+/// let a = AddressRef::parse("\"john doe\"@Example.ORG").unwrap();
+/// assert_eq!(a.local_part(), "john doe");
+/// assert_eq!(a.local_part_as_written(), "\"john doe\"");
+/// assert_eq!(a.domain().as_str(), "Example.ORG");
+/// assert_eq!(a.domain().ascii(), "example.org");
+/// assert_eq!(a.domain().kind(), DomainKind::Name);
+/// assert_eq!(a.into_owned(), Address::parse("\"john doe\"@example.org").unwrap());
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct AddressRef<'a> {
+    /// `local@domain` as written.
+    text: &'a str,
+    /// Where the `@` between local part and domain is in `text`.
+    at: usize,
+    local: LocalForm,
+    domain: DomainRef<'a>,
+}
+
+impl<'a> AddressRef<'a> {
+    /// Parse a bare mailbox (`user@example.org`, no angle brackets).
+    pub fn parse(s: &'a str) -> Result<Self, AddressError> {
+        Self::parse_with(s, ParseOptions::default())
+    }
+
+    /// Parse a bare mailbox with options; the whole string must be the mailbox.
+    pub fn parse_with(s: &'a str, opts: ParseOptions) -> Result<Self, AddressError> {
+        let (addr, used) = parse_mailbox(s, opts)?;
+        if used != s.len() {
+            return Err(AddressError::TrailingCharacters);
+        }
+        Ok(addr)
+    }
+
+    /// The mailbox as written, `local-part@domain` (less a trailing dot
+    /// that [`ParseOptions::trailing_dot`] allowed and dropped).
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+
+    /// The local part's value, unquoted: borrowed unless quoted pairs
+    /// (`\"`, `\\`) have to be undone. `"abc"` and `abc` give the same
+    /// value, as for [`LocalPart`].
+    pub fn local_part(&self) -> std::borrow::Cow<'a, str> {
+        use std::borrow::Cow;
+        let raw = self.local_part_as_written();
+        match self.local {
+            LocalForm::Dot => Cow::Borrowed(raw),
+            LocalForm::Quoted => Cow::Borrowed(&raw[1..raw.len() - 1]),
+            LocalForm::Escaped => Cow::Owned(unescape(&raw[1..raw.len() - 1])),
+        }
+    }
+
+    /// The local part as written: a dot-string, or a quoted string with
+    /// its quotes and escapes.
+    pub fn local_part_as_written(&self) -> &'a str {
+        &self.text[..self.at]
+    }
+
+    /// Whether the local part was written as a quoted string.
+    pub fn is_quoted(&self) -> bool {
+        self.local != LocalForm::Dot
+    }
+
+    /// The domain.
+    pub fn domain(&self) -> DomainRef<'a> {
+        self.domain
+    }
+
+    /// Whether any part is non-ASCII (needs SMTPUTF8 to relay).
+    pub fn is_utf8(&self) -> bool {
+        !self.text.is_ascii()
+    }
+
+    /// The owned [`Address`]: the local part unquoted, the domain with
+    /// its comparison key. Two allocations for the usual forms (three
+    /// when the domain has upper-case letters or is a literal or IDN).
+    pub fn into_owned(self) -> Address {
+        Address {
+            local: LocalPart(self.local_part().into_owned()),
+            domain: self.domain.into_owned(),
+        }
+    }
+}
+
+impl From<AddressRef<'_>> for Address {
+    fn from(a: AddressRef<'_>) -> Self {
+        a.into_owned()
+    }
+}
+
+/// As [`Address`] displays: the local part quoted only if it must be.
+impl fmt::Display for AddressRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.local {
+            LocalForm::Dot => f.write_str(self.local_part_as_written())?,
+            _ => write_local_part(f, &self.local_part())?,
+        }
+        write!(f, "@{}", self.domain.text)
+    }
+}
+
+/// Undo quoted pairs: `\x` is `x`.
+fn unescape(quoted: &str) -> String {
+    let mut value = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => value.extend(chars.next()),
+            c => value.push(c),
+        }
+    }
+    value
+}
+
 /// Parse `local@domain` at the start of `s`, stopping at `>` or whitespace.
 /// Returns the mailbox and the number of bytes consumed.
-fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), AddressError> {
+fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(AddressRef<'_>, usize), AddressError> {
     if s.is_empty() {
         return Err(AddressError::Empty);
     }
@@ -552,9 +805,9 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
         }
     }
     let (local, at) = if s.starts_with('"') {
-        let mut value = String::new();
         let mut chars = s.char_indices().skip(1);
         let mut close = None;
+        let mut form = LocalForm::Quoted;
         while let Some((i, c)) = chars.next() {
             match c {
                 '"' => {
@@ -563,10 +816,10 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
                 }
                 '\\' => match chars.next() {
                     // quoted-pairSMTP = %d92 %d32-126
-                    Some((_, e)) if (' '..='~').contains(&e) => value.push(e),
+                    Some((_, e)) if (' '..='~').contains(&e) => form = LocalForm::Escaped,
                     _ => return Err(AddressError::InvalidLocalPart),
                 },
-                c if is_qtext(c) => value.push(c),
+                c if is_qtext(c) => {}
                 _ => return Err(AddressError::InvalidLocalPart),
             }
         }
@@ -574,12 +827,12 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
         if close + 1 > MAX_LOCAL_PART {
             return Err(AddressError::LocalPartTooLong(close + 1));
         }
-        if value.is_empty() {
+        if close == 1 {
             // An empty quoted local part is grammatical but no real mailbox;
             // LocalPart cannot represent it without quoting tricks.
             return Err(AddressError::InvalidLocalPart);
         }
-        (LocalPart(value), close + 1)
+        (form, close + 1)
     } else {
         // Dot-string = Atom *("." Atom), in one pass. Octets of a non-ASCII
         // character are all atext, so `end` falls on a character boundary.
@@ -597,8 +850,7 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
             prev = b;
             end += 1;
         }
-        let raw = &s[..end];
-        if raw.is_empty() {
+        if end == 0 {
             return Err(if s.starts_with('@') {
                 AddressError::InvalidLocalPart
             } else {
@@ -608,10 +860,10 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
         if !dots_ok || prev == b'.' {
             return Err(AddressError::InvalidLocalPart);
         }
-        if raw.len() > MAX_LOCAL_PART {
-            return Err(AddressError::LocalPartTooLong(raw.len()));
+        if end > MAX_LOCAL_PART {
+            return Err(AddressError::LocalPartTooLong(end));
         }
-        (LocalPart(raw.to_owned()), end)
+        (LocalForm::Dot, end)
     };
     let rest = &s[at..];
     let Some(rest) = rest.strip_prefix('@') else {
@@ -630,15 +882,22 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(Address, usize), Addres
             .position(|b| matches!(b, b'>' | b' ' | b'\t'))
             .unwrap_or(rest.len())
     };
-    let domain = Domain::parse_with(&rest[..dom_end], opts)?;
-    Ok((Address { local, domain }, at + 1 + dom_end))
+    let (domain, _) = check_domain(&rest[..dom_end], opts)?;
+    let addr = AddressRef {
+        // A dropped trailing dot is not part of the text.
+        text: &s[..at + 1 + domain.text.len()],
+        at,
+        local,
+        domain,
+    };
+    Ok((addr, at + 1 + dom_end))
 }
 
 /// The usual path, `<dot-string@ldh-name>` in ASCII, in one pass over the
 /// octets; `None` for anything else (quoted local parts, literals, source
 /// routes, UTF-8, a trailing dot, errors), which the general parser then
 /// handles. Where it succeeds the general parser gives the same result.
-fn plain_path(s: &str) -> Option<(Option<Address>, usize)> {
+fn plain_path(s: &str) -> Option<(AddressRef<'_>, usize)> {
     let b = s.as_bytes();
     // Local part: atoms separated by single dots (b[0] is '<').
     let mut prev = b'.';
@@ -686,16 +945,13 @@ fn plain_path(s: &str) -> Option<(Option<Address>, usize)> {
         return None;
     }
     // Every octet matched is ASCII: the indices are char boundaries.
-    let name = &s[start..end];
-    let address = Address {
-        local: LocalPart(s[1..at].to_owned()),
-        domain: Domain {
-            original: name.to_owned(),
-            ascii: upper.then(|| name.to_ascii_lowercase()),
-            kind: DomainKind::Name,
-        },
+    let address = AddressRef {
+        text: &s[1..end],
+        at: at - 1,
+        local: LocalForm::Dot,
+        domain: DomainRef::checked(&s[start..end], DomainKind::Name, upper),
     };
-    Some((Some(address), end + 1))
+    Some((address, end + 1))
 }
 
 // Classes of ASCII octets for [`plain_path`].
@@ -736,7 +992,7 @@ const OCTET_CLASS: [u8; 256] = {
 fn parse_path_prefix(
     s: &str,
     opts: ParseOptions,
-) -> Result<(Option<Address>, usize), AddressError> {
+) -> Result<(Option<AddressRef<'_>>, usize), AddressError> {
     let Some(body) = s.strip_prefix('<') else {
         return Err(if s.is_empty() {
             AddressError::Empty
@@ -747,14 +1003,14 @@ fn parse_path_prefix(
     if body.starts_with('>') {
         return Ok((None, 2));
     }
-    if let Some(found) = plain_path(s) {
-        return Ok(found);
+    if let Some((addr, used)) = plain_path(s) {
+        return Ok((Some(addr), used));
     }
-    general_path(s, opts)
+    general_path(s, opts).map(|(addr, used)| (Some(addr), used))
 }
 
 /// [`parse_path_prefix`] for every form: `s` starts with `<` and is not `<>`.
-fn general_path(s: &str, opts: ParseOptions) -> Result<(Option<Address>, usize), AddressError> {
+fn general_path(s: &str, opts: ParseOptions) -> Result<(AddressRef<'_>, usize), AddressError> {
     let body = &s[1..];
     let mut pos = 1;
     if body.starts_with('@') {
@@ -764,7 +1020,7 @@ fn general_path(s: &str, opts: ParseOptions) -> Result<(Option<Address>, usize),
             let d = at_domain
                 .strip_prefix('@')
                 .ok_or(AddressError::InvalidDomain)?;
-            Domain::parse_with(d, opts)?;
+            check_domain(d, opts)?;
         }
         if !opts.accept_source_route {
             return Err(AddressError::SourceRouteNotAllowed);
@@ -780,7 +1036,12 @@ fn general_path(s: &str, opts: ParseOptions) -> Result<(Option<Address>, usize),
     if pos > MAX_PATH {
         return Err(AddressError::PathTooLong(pos));
     }
-    Ok((Some(addr), pos))
+    Ok((addr, pos))
+}
+
+/// `<postmaster>` (any case) at the start of `s`: RFC 5321 §4.1.1.3.
+fn is_bare_postmaster(s: &str) -> bool {
+    s.len() >= 12 && s.as_bytes()[..12].eq_ignore_ascii_case(b"<postmaster>")
 }
 
 /// The `MAIL FROM` path: null (`<>`, bounces) or a mailbox.
@@ -800,18 +1061,13 @@ impl ReversePath {
 
     /// Parse `<...>`; the whole string must be the path.
     pub fn parse_with(s: &str, opts: ParseOptions) -> Result<Self, AddressError> {
-        let (p, used) = Self::parse_prefix(s, opts)?;
-        if used != s.len() {
-            return Err(AddressError::TrailingCharacters);
-        }
-        Ok(p)
+        ReversePathRef::parse_with(s, opts).map(ReversePathRef::into_owned)
     }
 
     /// Parse the path at the start of `s`; returns it and the bytes consumed,
     /// so a command parser can go on to the ESMTP parameters.
     pub fn parse_prefix(s: &str, opts: ParseOptions) -> Result<(Self, usize), AddressError> {
-        let (addr, used) = parse_path_prefix(s, opts)?;
-        Ok((addr.map_or(ReversePath::Null, ReversePath::Mailbox), used))
+        ReversePathRef::parse_prefix(s, opts).map(|(p, used)| (p.into_owned(), used))
     }
 
     /// The mailbox, unless null.
@@ -854,22 +1110,12 @@ impl ForwardPath {
 
     /// Parse `<...>`; the whole string must be the path.
     pub fn parse_with(s: &str, opts: ParseOptions) -> Result<Self, AddressError> {
-        let (p, used) = Self::parse_prefix(s, opts)?;
-        if used != s.len() {
-            return Err(AddressError::TrailingCharacters);
-        }
-        Ok(p)
+        ForwardPathRef::parse_with(s, opts).map(ForwardPathRef::into_owned)
     }
 
     /// Parse the path at the start of `s`; returns it and the bytes consumed.
     pub fn parse_prefix(s: &str, opts: ParseOptions) -> Result<(Self, usize), AddressError> {
-        if s.len() >= 12 && s.is_char_boundary(12) && s[..12].eq_ignore_ascii_case("<postmaster>") {
-            return Ok((ForwardPath::Postmaster, 12));
-        }
-        match parse_path_prefix(s, opts)? {
-            (None, _) => Err(AddressError::NullNotAllowed),
-            (Some(a), used) => Ok((ForwardPath::Mailbox(a), used)),
-        }
+        ForwardPathRef::parse_prefix(s, opts).map(|(p, used)| (p.into_owned(), used))
     }
 
     /// The mailbox, unless bare `<Postmaster>`.
@@ -894,6 +1140,169 @@ impl fmt::Display for ForwardPath {
         match self {
             ForwardPath::Postmaster => f.write_str("<Postmaster>"),
             ForwardPath::Mailbox(a) => write!(f, "<{a}>"),
+        }
+    }
+}
+
+/// A [`ReversePath`] validated in place, borrowing its mailbox from the
+/// command line: same grammar, limits, options and errors (the owned
+/// parser goes through this one), no allocation for the usual forms.
+///
+/// ```
+/// use portcullis_core::{ParseOptions, ReversePath, ReversePathRef};
+///
+/// let line = "<sender@example.org> SIZE=1000";
+/// let (path, used) = ReversePathRef::parse_prefix(line, ParseOptions::ascii()).unwrap();
+/// assert_eq!(path.address().map(|a| a.as_str()), Some("sender@example.org"));
+/// assert_eq!(&line[used..], " SIZE=1000");
+/// // Keep it only once the transaction is going ahead:
+/// let owned: ReversePath = path.into_owned();
+/// assert_eq!(owned, ReversePath::parse("<sender@example.org>").unwrap());
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub enum ReversePathRef<'a> {
+    /// `<>`.
+    Null,
+    /// A sender mailbox.
+    Mailbox(AddressRef<'a>),
+}
+
+impl<'a> ReversePathRef<'a> {
+    /// Parse `<...>` with default options.
+    pub fn parse(s: &'a str) -> Result<Self, AddressError> {
+        Self::parse_with(s, ParseOptions::default())
+    }
+
+    /// Parse `<...>`; the whole string must be the path.
+    pub fn parse_with(s: &'a str, opts: ParseOptions) -> Result<Self, AddressError> {
+        let (p, used) = Self::parse_prefix(s, opts)?;
+        if used != s.len() {
+            return Err(AddressError::TrailingCharacters);
+        }
+        Ok(p)
+    }
+
+    /// Parse the path at the start of `s`; returns it and the bytes consumed.
+    pub fn parse_prefix(s: &'a str, opts: ParseOptions) -> Result<(Self, usize), AddressError> {
+        let (addr, used) = parse_path_prefix(s, opts)?;
+        Ok((
+            addr.map_or(ReversePathRef::Null, ReversePathRef::Mailbox),
+            used,
+        ))
+    }
+
+    /// The mailbox, unless null.
+    pub fn address(&self) -> Option<&AddressRef<'a>> {
+        match self {
+            ReversePathRef::Null => None,
+            ReversePathRef::Mailbox(a) => Some(a),
+        }
+    }
+
+    /// Whether this is `<>`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, ReversePathRef::Null)
+    }
+
+    /// The owned [`ReversePath`].
+    pub fn into_owned(self) -> ReversePath {
+        match self {
+            ReversePathRef::Null => ReversePath::Null,
+            ReversePathRef::Mailbox(a) => ReversePath::Mailbox(a.into_owned()),
+        }
+    }
+}
+
+impl From<ReversePathRef<'_>> for ReversePath {
+    fn from(p: ReversePathRef<'_>) -> Self {
+        p.into_owned()
+    }
+}
+
+/// As [`ReversePath`] displays.
+impl fmt::Display for ReversePathRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReversePathRef::Null => f.write_str("<>"),
+            ReversePathRef::Mailbox(a) => write!(f, "<{a}>"),
+        }
+    }
+}
+
+/// A [`ForwardPath`] validated in place, borrowing its mailbox from the
+/// command line: same grammar, limits, options and errors (the owned
+/// parser goes through this one), no allocation for the usual forms.
+#[derive(Debug, Clone, Copy)]
+pub enum ForwardPathRef<'a> {
+    /// `<Postmaster>` with no domain.
+    Postmaster,
+    /// A recipient mailbox.
+    Mailbox(AddressRef<'a>),
+}
+
+impl<'a> ForwardPathRef<'a> {
+    /// Parse `<...>` with default options.
+    pub fn parse(s: &'a str) -> Result<Self, AddressError> {
+        Self::parse_with(s, ParseOptions::default())
+    }
+
+    /// Parse `<...>`; the whole string must be the path.
+    pub fn parse_with(s: &'a str, opts: ParseOptions) -> Result<Self, AddressError> {
+        let (p, used) = Self::parse_prefix(s, opts)?;
+        if used != s.len() {
+            return Err(AddressError::TrailingCharacters);
+        }
+        Ok(p)
+    }
+
+    /// Parse the path at the start of `s`; returns it and the bytes consumed.
+    pub fn parse_prefix(s: &'a str, opts: ParseOptions) -> Result<(Self, usize), AddressError> {
+        if is_bare_postmaster(s) {
+            return Ok((ForwardPathRef::Postmaster, 12));
+        }
+        match parse_path_prefix(s, opts)? {
+            (None, _) => Err(AddressError::NullNotAllowed),
+            (Some(a), used) => Ok((ForwardPathRef::Mailbox(a), used)),
+        }
+    }
+
+    /// The mailbox, unless bare `<Postmaster>`.
+    pub fn address(&self) -> Option<&AddressRef<'a>> {
+        match self {
+            ForwardPathRef::Postmaster => None,
+            ForwardPathRef::Mailbox(a) => Some(a),
+        }
+    }
+
+    /// `<Postmaster>` or `<postmaster@any-domain>` (case-insensitive).
+    pub fn is_postmaster(&self) -> bool {
+        match self {
+            ForwardPathRef::Postmaster => true,
+            ForwardPathRef::Mailbox(a) => eq_ignore_case(&a.local_part(), "postmaster"),
+        }
+    }
+
+    /// The owned [`ForwardPath`].
+    pub fn into_owned(self) -> ForwardPath {
+        match self {
+            ForwardPathRef::Postmaster => ForwardPath::Postmaster,
+            ForwardPathRef::Mailbox(a) => ForwardPath::Mailbox(a.into_owned()),
+        }
+    }
+}
+
+impl From<ForwardPathRef<'_>> for ForwardPath {
+    fn from(p: ForwardPathRef<'_>) -> Self {
+        p.into_owned()
+    }
+}
+
+/// As [`ForwardPath`] displays.
+impl fmt::Display for ForwardPathRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForwardPathRef::Postmaster => f.write_str("<Postmaster>"),
+            ForwardPathRef::Mailbox(a) => write!(f, "<{a}>"),
         }
     }
 }
@@ -1219,11 +1628,17 @@ mod tests {
             for d in domains {
                 for e in ends {
                     let s = format!("<{l}@{d}{e}");
-                    let Some(fast) = plain_path(&s) else { continue };
+                    let Some((fast, used)) = plain_path(&s) else {
+                        continue;
+                    };
                     plain += 1;
-                    let general = general_path(&s, ParseOptions::ascii()).unwrap();
-                    assert_eq!(fast, general, "{s:?}");
-                    let (f, g) = (fast.0.unwrap(), general.0.unwrap());
+                    let (general, general_used) = general_path(&s, ParseOptions::ascii()).unwrap();
+                    assert_eq!(used, general_used, "{s:?}");
+                    assert_eq!(fast.as_str(), general.as_str(), "{s:?}");
+                    assert_eq!(fast.to_string(), general.to_string(), "{s:?}");
+                    assert_eq!(fast.domain().ascii(), general.domain().ascii(), "{s:?}");
+                    let (f, g) = (fast.into_owned(), general.into_owned());
+                    assert_eq!(f, g, "{s:?}");
                     assert_eq!(f.to_string(), g.to_string(), "{s:?}");
                     assert_eq!(f.domain().ascii(), g.domain().ascii(), "{s:?}");
                 }

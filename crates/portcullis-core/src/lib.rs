@@ -50,7 +50,8 @@ pub mod reply;
 pub mod verdict;
 
 pub use address::{
-    Address, AddressError, Domain, DomainKind, ForwardPath, LocalPart, ParseOptions, ReversePath,
+    Address, AddressError, AddressRef, Domain, DomainKind, DomainRef, ForwardPath, ForwardPathRef,
+    LocalPart, ParseOptions, ReversePath, ReversePathRef,
 };
 pub use async_trait::async_trait;
 pub use client::{Client, mask_ip};

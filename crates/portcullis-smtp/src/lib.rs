@@ -86,6 +86,7 @@ pub mod auth;
 pub mod command;
 pub mod config;
 pub mod data;
+pub mod params;
 pub(crate) mod replies;
 pub mod session;
 #[cfg(feature = "testing")]
@@ -95,4 +96,5 @@ pub use auth::{AuthMechanism, Credentials};
 pub use command::{Command, CommandError, EsmtpParams, parse_command};
 pub use config::{AuthMechanisms, Extensions, LongLines, SessionConfig};
 pub use data::{DataDecoder, DataError, DataStatus, dot_stuff};
+pub use params::RcptParams;
 pub use session::{Decision, Event, Session, SessionError};

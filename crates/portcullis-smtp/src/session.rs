@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use memchr::memchr;
 use portcullis_core::{
-    Body, Client, ForwardPath, MailParams, Notify, ParseOptions, Recipient, Reply, Ret,
-    ReversePath, Stage, Verdict,
+    Body, Client, ForwardPathRef, MailParams, ParseOptions, Recipient, Reply, ReversePath,
+    ReversePathRef, Stage, Verdict,
 };
 
 use crate::auth::{self, AuthMechanism, Credentials};
@@ -1062,7 +1062,7 @@ impl Session {
             self.bad_command(&replies::nested_mail());
             return;
         }
-        let params = match self.mail_params(params) {
+        let params = match params.mail_params(&self.config.extensions, self.client.tls) {
             Ok(p) => p,
             Err(r) => {
                 self.write_reply(&r);
@@ -1080,8 +1080,9 @@ impl Session {
         let opts = ParseOptions::default()
             .with_utf8(params.smtputf8)
             .with_trailing_dot(self.config.trailing_dot_in_paths);
-        let reverse_path = match ReversePath::parse_with(path, opts) {
-            Ok(p) => p,
+        // Validated in place; owned only for the event.
+        let reverse_path = match ReversePathRef::parse_with(path, opts) {
+            Ok(p) => p.into_owned(),
             Err(e) => {
                 self.write_reply(&e.sender_reply());
                 return;
@@ -1101,85 +1102,6 @@ impl Session {
         });
     }
 
-    fn mail_params(&self, params: EsmtpParams<'_>) -> Result<MailParams, Reply> {
-        let ext = &self.config.extensions;
-        let mut p = MailParams::default();
-        let mut seen = 0u8;
-        let mut once = |bit: u8| -> Result<(), Reply> {
-            if seen & bit != 0 {
-                return Err(replies::duplicate_parameter());
-            }
-            seen |= bit;
-            Ok(())
-        };
-        for item in params {
-            let (key, value) = item.map_err(|_| Reply::parameter_syntax())?;
-            let is = |k: &str| key.eq_ignore_ascii_case(k);
-            if is("SIZE") && ext.size {
-                once(1)?;
-                let v = value.ok_or_else(Reply::parameter_syntax)?;
-                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 20 {
-                    return Err(Reply::parameter_syntax());
-                }
-                // Too large for u64 is certainly over any limit.
-                p.size = Some(v.parse().unwrap_or(u64::MAX));
-            } else if is("BODY") && (ext.eight_bit_mime || ext.binary_mime) {
-                once(2)?;
-                let v = value.ok_or_else(Reply::parameter_syntax)?;
-                p.body = if v.eq_ignore_ascii_case("7BIT") {
-                    Body::SevenBit
-                } else if v.eq_ignore_ascii_case("8BITMIME") && ext.eight_bit_mime {
-                    Body::EightBitMime
-                } else if v.eq_ignore_ascii_case("BINARYMIME") && ext.binary_mime && ext.chunking {
-                    Body::BinaryMime
-                } else {
-                    return Err(Reply::parameter_not_implemented());
-                };
-            } else if is("SMTPUTF8") && ext.smtputf8 {
-                once(4)?;
-                if value.is_some() {
-                    return Err(Reply::parameter_syntax());
-                }
-                p.smtputf8 = true;
-            } else if is("RET") && ext.dsn {
-                once(8)?;
-                let v = value.ok_or_else(Reply::parameter_syntax)?;
-                p.ret = Some(if v.eq_ignore_ascii_case("FULL") {
-                    Ret::Full
-                } else if v.eq_ignore_ascii_case("HDRS") {
-                    Ret::Headers
-                } else {
-                    return Err(Reply::parameter_syntax());
-                });
-            } else if is("ENVID") && ext.dsn {
-                once(16)?;
-                let v = value.ok_or_else(Reply::parameter_syntax)?;
-                // RFC 3461 §4.4: at most 100 characters.
-                if v.len() > 100 {
-                    return Err(Reply::parameter_syntax());
-                }
-                p.envid = Some(auth::xtext_decode(v).ok_or_else(Reply::parameter_syntax)?);
-            } else if is("AUTH") && ext.auth.any() {
-                once(32)?;
-                let v = value.ok_or_else(Reply::parameter_syntax)?;
-                p.auth = Some(if v == "<>" {
-                    v.to_owned()
-                } else {
-                    auth::xtext_decode(v).ok_or_else(Reply::parameter_syntax)?
-                });
-            } else if is("REQUIRETLS") && ext.requiretls && self.client.tls {
-                once(64)?;
-                if value.is_some() {
-                    return Err(Reply::parameter_syntax());
-                }
-                p.requiretls = true;
-            } else {
-                return Err(Reply::unknown_parameter());
-            }
-        }
-        Ok(p)
-    }
-
     fn rcpt(&mut self, path: &str, params: EsmtpParams<'_>) {
         if !self.tx.mail {
             self.bad_command(&replies::need_mail());
@@ -1192,74 +1114,30 @@ impl Session {
         let opts = ParseOptions::default()
             .with_utf8(self.tx.smtputf8)
             .with_trailing_dot(self.config.trailing_dot_in_paths);
-        let forward = match ForwardPath::parse_with(path, opts) {
+        // Path and parameters validated in place; owned only for the event.
+        let forward = match ForwardPathRef::parse_with(path, opts) {
             Ok(p) => p,
             Err(e) => {
                 self.write_reply(&e.recipient_reply());
                 return;
             }
         };
-        let mut recipient = Recipient::new(forward);
-        if let Err(r) = self.rcpt_params(params, &mut recipient) {
-            self.write_reply(&r);
-            return;
-        }
+        let params = match params.rcpt_params(&self.config.extensions) {
+            Ok(p) => p,
+            Err(r) => {
+                self.write_reply(&r);
+                return;
+            }
+        };
+        let mut recipient = Recipient::new(forward.into_owned());
+        recipient.notify = params.notify;
+        recipient.orcpt = params.orcpt;
         let decision = self.pause(PendingKind::Rcpt, Stage::RcptTo);
         self.events.push_back(Event::RcptTo {
             recipient,
             decision,
         });
     }
-
-    fn rcpt_params(&self, params: EsmtpParams<'_>, rcpt: &mut Recipient) -> Result<(), Reply> {
-        let dsn = self.config.extensions.dsn;
-        for item in params {
-            let (key, value) = item.map_err(|_| Reply::parameter_syntax())?;
-            if key.eq_ignore_ascii_case("NOTIFY") && dsn {
-                if rcpt.notify.is_some() {
-                    return Err(replies::duplicate_parameter());
-                }
-                let v = value.ok_or_else(Reply::parameter_syntax)?;
-                rcpt.notify = Some(parse_notify(v).ok_or_else(Reply::parameter_syntax)?);
-            } else if key.eq_ignore_ascii_case("ORCPT") && dsn {
-                if rcpt.orcpt.is_some() {
-                    return Err(replies::duplicate_parameter());
-                }
-                let v = value.ok_or_else(Reply::parameter_syntax)?;
-                // RFC 3461 §4.2: addr-type ";" xtext
-                let (kind, addr) = v.split_once(';').ok_or_else(Reply::parameter_syntax)?;
-                if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                {
-                    return Err(Reply::parameter_syntax());
-                }
-                let addr = auth::xtext_decode(addr).ok_or_else(Reply::parameter_syntax)?;
-                rcpt.orcpt = Some((kind.to_owned(), addr));
-            } else {
-                return Err(Reply::unknown_parameter());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// RFC 3461 §4.1: `NEVER` or a comma list of SUCCESS, FAILURE, DELAY.
-fn parse_notify(v: &str) -> Option<Notify> {
-    if v.eq_ignore_ascii_case("NEVER") {
-        return Some(Notify::NEVER);
-    }
-    let mut n = Notify::NEVER;
-    for word in v.split(',') {
-        if word.eq_ignore_ascii_case("SUCCESS") {
-            n.success = true;
-        } else if word.eq_ignore_ascii_case("FAILURE") {
-            n.failure = true;
-        } else if word.eq_ignore_ascii_case("DELAY") {
-            n.delay = true;
-        } else {
-            return None;
-        }
-    }
-    Some(n)
 }
 
 fn starts_with_ci(bytes: &[u8], prefix: &[u8]) -> bool {
