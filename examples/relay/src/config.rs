@@ -399,6 +399,7 @@ pub(crate) struct BackupMxSection {
     pub(crate) callout_positive_ttl_secs: u64,
     pub(crate) callout_negative_ttl_secs: u64,
     pub(crate) callout_unknown_ttl_secs: u64,
+    pub(crate) callout_down_ttl_secs: u64,
     pub(crate) callout_max_per_host: usize,
     pub(crate) callout_tls: String,
     /// Where learned recipients live: `redb` (`<data_dir>/recipients.redb`),
@@ -420,6 +421,7 @@ impl Default for BackupMxSection {
             callout_positive_ttl_secs: 3600,
             callout_negative_ttl_secs: 600,
             callout_unknown_ttl_secs: 60,
+            callout_down_ttl_secs: 60,
             callout_max_per_host: 4,
             callout_tls: "opportunistic".into(),
             store: "redb".into(),
@@ -438,6 +440,8 @@ pub(crate) struct BackupCallout {
     pub(crate) positive_ttl: Duration,
     pub(crate) negative_ttl: Duration,
     pub(crate) unknown_ttl: Duration,
+    /// How long a primary address that failed is skipped.
+    pub(crate) down_ttl: Duration,
     pub(crate) max_per_host: usize,
     pub(crate) tls: portcullis_queue::TlsPolicy,
     /// `defer_unknown_recipients`: no conclusive answer → 450 4.1.1
@@ -453,6 +457,7 @@ impl BackupCallout {
             .with_timeouts(self.command_timeout, self.timeout)
             .with_cache_ttls(self.positive_ttl, self.negative_ttl, self.unknown_ttl)
             .with_max_per_host(self.max_per_host)
+            .with_down_ttl(self.down_ttl)
     }
 }
 
@@ -794,6 +799,7 @@ fn backup_callout(b: &BackupMxSection) -> Result<Option<BackupCallout>, ConfigEr
         positive_ttl: Duration::from_secs(b.callout_positive_ttl_secs),
         negative_ttl: Duration::from_secs(b.callout_negative_ttl_secs),
         unknown_ttl: Duration::from_secs(b.callout_unknown_ttl_secs),
+        down_ttl: Duration::from_secs(b.callout_down_ttl_secs),
         max_per_host: b.callout_max_per_host,
         tls,
         defer_unknown: b.defer_unknown_recipients,
@@ -1344,6 +1350,7 @@ mod tests {
             "callout_positive_ttl_secs",
             "callout_negative_ttl_secs",
             "callout_unknown_ttl_secs",
+            "callout_down_ttl_secs",
             "callout_max_per_host",
             "callout_tls",
             "store",
@@ -1511,7 +1518,8 @@ mod tests {
              [backup_mx]\ndomains = [\"customer.example\"]\nverify = \"callout\"\n\
              callout_timeout_secs = 20\ncallout_command_timeout_secs = 5\n\
              callout_positive_ttl_secs = 7200\ncallout_negative_ttl_secs = 300\n\
-             callout_unknown_ttl_secs = 0\ncallout_max_per_host = 2\n\
+             callout_unknown_ttl_secs = 0\ncallout_down_ttl_secs = 5\n\
+             callout_max_per_host = 2\n\
              callout_tls = \"never\"\ndefer_unknown_recipients = true\n",
         )
         .unwrap();
@@ -1534,6 +1542,7 @@ mod tests {
             )
         );
         assert_eq!(config.max_per_host, 2);
+        assert_eq!(config.down_ttl, Duration::from_secs(5));
         // The defaults are the callout crate's.
         let d = check_text("[backup_mx]\nverify = \"callout\"\n")
             .unwrap()
