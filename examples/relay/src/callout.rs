@@ -16,7 +16,7 @@
 //! smarthost, else its MX hosts more preferred than this relay). Answers
 //! are cached in memory by the callout (`callout_*_ttl_secs`). With
 //! `learn_recipients` on as well, what deliveries taught
-//! (`recipients.redb`) is read first and the callout asks only about
+//! (the `[backup_mx] store`: `recipients.redb`, memory or Redis) is read first and the callout asks only about
 //! recipients it knows nothing of; the callout's answers are not written
 //! there.
 
