@@ -6,7 +6,7 @@ use mail_parser::{Encoding, Message, MessageParser, MessagePart, PartType};
 
 use crate::checksum::Checksum;
 use crate::fuzzy::{FuzzyBuilder, FuzzyFingerprint};
-use crate::normalize::{Normalization, html_to_text_into, latin1};
+use crate::normalize::{Normalization, latin1};
 
 /// Nested `message/rfc822` parts deeper than this are not descended into
 /// (their bytes still count in the raw-body checksum).
@@ -189,7 +189,8 @@ struct Walk<'a> {
     fuzzy: Option<FuzzyBuilder>,
     /// Normalised text of the current part; reused across parts.
     text: Vec<u8>,
-    /// HTML reduced to text; reused across parts.
+    /// Decoded link values, or HTML reduced to text when the one-pass
+    /// reading gives up; reused across parts.
     html: String,
     words: usize,
 }
@@ -353,17 +354,13 @@ impl Walk<'_> {
 
     fn text_part(&mut self, kind: PartKind, text: &str) {
         let n = &self.options.normalization;
-        let source = if kind == PartKind::Html && n.html_to_text {
-            self.html.clear();
-            self.html.reserve(text.len());
-            html_to_text_into(text, &mut self.html);
-            self.html.as_str()
-        } else {
-            text
-        };
         self.text.clear();
-        self.text.reserve(source.len());
-        self.words += n.normalize_bytes(source, &mut self.text);
+        self.text.reserve(text.len());
+        self.words += if kind == PartKind::Html && n.html_to_text {
+            n.normalize_html_bytes(text, &mut self.text, &mut self.html)
+        } else {
+            n.normalize_bytes(text, &mut self.text)
+        };
         let checksum = Checksum::of(&self.text);
         self.body.update(&[0xFF]);
         self.body.update(checksum.as_bytes());

@@ -28,6 +28,10 @@
 //!    white space becomes one space and the ends are trimmed, so re-wrapped lines
 //!    (format=flowed, QP soft breaks, HTML layout) do not matter.
 
+mod html;
+
+pub use html::{html_to_text, html_to_text_into};
+
 /// Which normalisation steps run. See the [module docs](self) for each step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -99,6 +103,61 @@ impl Normalization {
     /// [`normalize_into`](Self::normalize_into) writing UTF-8 bytes, for
     /// callers that hash the result (no validation pass).
     pub(crate) fn normalize_bytes(&self, input: &str, out: &mut Vec<u8>) -> usize {
+        // Plain text never gives up (`None` comes only from markup).
+        self.normalize_text::<false>(input, out, &mut String::new())
+            .unwrap_or_default()
+    }
+
+    /// HTML reduced to text ([`html_to_text`]) and normalised
+    /// ([`normalize_into`](Self::normalize_into)), appending to `out`;
+    /// returns the number of words. The same result as the two steps one
+    /// after the other, in one pass over the markup when white space is
+    /// folded (the default): tags, comments and character references are
+    /// handled where the normaliser meets them, with no intermediate text.
+    pub fn normalize_html_into(&self, html: &str, out: &mut String) -> usize {
+        let mut bytes = std::mem::take(out).into_bytes();
+        let words = self.normalize_html_bytes(html, &mut bytes, &mut String::new());
+        *out = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        words
+    }
+
+    /// [`normalize_html_into`](Self::normalize_html_into) writing UTF-8
+    /// bytes; `scratch` is reused for decoded attribute values (and for the
+    /// reduced text when the one-pass path gives up).
+    pub(crate) fn normalize_html_bytes(
+        &self,
+        html: &str,
+        out: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> usize {
+        let start = out.len();
+        if self.fold_whitespace
+            && let Some(words) = self.normalize_text::<true>(html, out, scratch)
+        {
+            return words;
+        }
+        // The two steps: white space kept as sent, or markup the one pass
+        // does not reproduce exactly (see `html::run`).
+        out.truncate(start);
+        scratch.clear();
+        html_to_text_into(html, scratch);
+        let text = std::mem::take(scratch);
+        let words = self.normalize_bytes(&text, out);
+        *scratch = text;
+        words
+    }
+
+    /// The normaliser: plain text, or with `HTML` (white space folding on)
+    /// markup read as [`html_to_text`] would reduce it. `None` when the
+    /// markup needs the two-step path (a character reference that makes or
+    /// joins a word, or a comment or skipped element between two words).
+    pub(crate) fn normalize_text<const HTML: bool>(
+        &self,
+        input: &str,
+        out: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> Option<usize> {
         // One pass. Text that needs no change is not copied byte by byte but
         // in spans (`input[copied..i]`) when something must change; ASCII
         // case is folded over the output at the end, eight bytes at a time.
@@ -110,6 +169,8 @@ impl Normalization {
         let mut words = 0;
         let mut copied = 0;
         let mut i = 0;
+        // What a single space must not be followed by to be left alone.
+        let after_space = if HTML { WS | HIGH | MARKUP } else { WS | HIGH };
         while let Some(&c) = b.get(i) {
             let k = CLASS[usize::from(c)];
             if k & ALNUM != 0 {
@@ -119,9 +180,9 @@ impl Normalization {
                     && let Some(scheme_len) = url_scheme_len(&b[i..])
                 {
                     words += 1;
-                    let stop = url_scan(b, i + scheme_len, &URL_CUT_OR_END);
-                    if matches!(b.get(stop), Some(b'?' | b'#')) {
-                        let end = url_scan(b, stop, &URL_END);
+                    let (stop, cut) = url_cut::<HTML>(input, i + scheme_len)?;
+                    if cut {
+                        let end = url_end::<HTML>(input, stop);
                         out.extend_from_slice(&b[copied..stop]);
                         copied = end;
                         i = end;
@@ -131,14 +192,13 @@ impl Normalization {
                     continue;
                 }
                 if k & DIGIT == 0 {
-                    let (end, n) = self.quiet_run(b, i);
+                    let (end, n) = self.quiet_run::<HTML>(b, i);
                     if end > i {
                         words += n;
                         i = end;
                         continue;
                     }
                 } else {
-                    // A short number ("3", "30") on its own needs no change.
                     let mut j = i + 1;
                     while b.get(j).is_some_and(u8::is_ascii_digit) {
                         j += 1;
@@ -177,13 +237,23 @@ impl Normalization {
                 // One space between text is already normal.
                 let single = c == b' '
                     && b.get(i + 1)
-                        .is_some_and(|&d| CLASS[usize::from(d)] & (WS | HIGH) == 0)
+                        .is_some_and(|&d| CLASS[usize::from(d)] & after_space == 0)
                     && (copied < i || out.len() > start_len);
                 i = if single {
                     i + 1
+                } else if HTML {
+                    let (end, n) = self.html_run(input, start_len, i, &mut copied, out, scratch)?;
+                    words += n;
+                    end
                 } else {
                     fold_space(input, i, start_len, &mut copied, out)
                 };
+                continue;
+            }
+            if HTML && k & MARKUP != 0 {
+                let (end, n) = self.html_markup(input, start_len, i, &mut copied, out, scratch)?;
+                words += n;
+                i = end;
                 continue;
             }
             if k & HIGH == 0 {
@@ -192,10 +262,15 @@ impl Normalization {
             }
             match input.get(i..).and_then(|r| r.chars().next()) {
                 Some(ch) if ch.is_whitespace() => {
-                    i = if self.fold_whitespace {
-                        fold_space(input, i, start_len, &mut copied, out)
-                    } else {
+                    i = if !self.fold_whitespace {
                         i + ch.len_utf8()
+                    } else if HTML {
+                        let (end, n) =
+                            self.html_run(input, start_len, i, &mut copied, out, scratch)?;
+                        words += n;
+                        end
+                    } else {
+                        fold_space(input, i, start_len, &mut copied, out)
                     };
                 }
                 Some(ch) if ch.is_alphanumeric() => {
@@ -210,7 +285,7 @@ impl Normalization {
         if self.fold_case {
             ascii_lowercase(&mut out[start_len..]);
         }
-        words
+        Some(words)
     }
 
     /// From `start`, an ASCII letter starting a word after text was written,
@@ -222,12 +297,12 @@ impl Normalization {
     /// caller. Returns where to go on (never inside a word) and the words
     /// skipped.
     #[inline]
-    fn quiet_run(&self, b: &[u8], start: usize) -> (usize, usize) {
+    fn quiet_run<const HTML: bool>(&self, b: &[u8], start: usize) -> (usize, usize) {
         let rest = b.get(start..).unwrap_or_default();
-        let (len, words) = if self.fold_whitespace {
-            quiet_scan::<true>(rest)
-        } else {
-            quiet_scan::<false>(rest)
+        let (len, words) = match (self.fold_whitespace, HTML) {
+            (true, false) => quiet_scan::<true, false>(rest),
+            (true, true) => quiet_scan::<true, true>(rest),
+            (false, _) => quiet_scan::<false, false>(rest),
         };
         let end = start + len;
         // Stopped before the last whole chunk: at a stop byte, which ends the
@@ -347,6 +422,8 @@ const OTHER_LETTER: u8 = 16;
 const NON_ASCII: u8 = 32;
 /// A byte of a non-ASCII character: the character decides.
 const HIGH: u8 = 64;
+/// `<` and `&`: markup when the input is HTML, punctuation otherwise.
+const MARKUP: u8 = 128;
 
 /// Character classes of bytes.
 const CLASS: [u8; 256] = {
@@ -364,6 +441,8 @@ const CLASS: [u8; 256] = {
             ALNUM | HEX_LETTER
         } else if b.is_ascii_alphabetic() {
             ALNUM | OTHER_LETTER
+        } else if b == b'<' || b == b'&' {
+            MARKUP
         } else {
             0
         };
@@ -415,9 +494,10 @@ fn ascii_letter_run(b: &[u8], start: usize) -> usize {
 /// at a time: returns the index of the first stop byte, or the end of the
 /// last whole chunk when there is none, and the words that start before it.
 /// Out of line and with few live values, so the loop keeps its constants in
-/// registers.
+/// registers. With `HTML`, `<`, `&` (and `;`) stop too, and so does a space
+/// before any stop.
 #[inline(never)]
-fn quiet_scan<const FOLD_WS: bool>(b: &[u8]) -> (usize, usize) {
+fn quiet_scan<const FOLD_WS: bool, const HTML: bool>(b: &[u8]) -> (usize, usize) {
     let (chunks, _) = b.as_chunks::<8>();
     let mut words = 0;
     // Whether the byte before the chunk was a letter (bit 7 set).
@@ -437,15 +517,23 @@ fn quiet_scan<const FOLD_WS: bool>(b: &[u8]) -> (usize, usize) {
             let high = v & TOP;
             let x = v | splat(0x20);
             let letter = x.wrapping_add(splat(0x1f)) & splat(0xfa).wrapping_sub(x) & TOP;
-            // '0'..='9' and ':' (and the control bytes 0x10..=0x1a, stops anyway).
-            let digit_colon = x.wrapping_add(splat(0x50)) & splat(0xba).wrapping_sub(x);
+            // '0'..='9' and ':' (and the control bytes 0x10..=0x1a, stops
+            // anyway); with HTML up to '<', so ';' too.
+            let last = if HTML { 0xbc } else { 0xba };
+            let digit_colon = x.wrapping_add(splat(0x50)) & splat(last).wrapping_sub(x);
             let up_to_space = splat(0xa0).wrapping_sub(v);
             let ctrl = up_to_space.wrapping_sub(ONES);
             let mut bad = ctrl | digit_colon;
+            if HTML {
+                // '&': a zero byte of v ^ '&' (exact up to the first one).
+                let amp = v ^ splat(b'&');
+                bad |= amp.wrapping_sub(ONES) & !amp;
+            }
             if FOLD_WS {
                 // A space must be followed, in this chunk, by text.
                 let space = up_to_space & !ctrl;
-                bad |= space & (((up_to_space | high) >> 8) | (1 << 63));
+                let after = if HTML { bad | high } else { ctrl | high };
+                bad |= space & (((up_to_space | after) >> 8) | (1 << 63));
             }
             let bad = (bad & TOP) | high;
             let starts = letter & !(letter << 8 | carry);
@@ -577,11 +665,15 @@ fn url_scheme_len(b: &[u8]) -> Option<usize> {
 }
 
 /// A URL ends at white space, quotes, angle brackets or a non-ASCII byte.
-const URL_END: [bool; 256] = url_table(false);
+const URL_END: [bool; 256] = url_table(false, false);
 /// [`URL_END`] and the start of a query string or fragment (`?`, `#`).
-const URL_CUT_OR_END: [bool; 256] = url_table(true);
+const URL_CUT_OR_END: [bool; 256] = url_table(true, false);
+/// [`URL_END`] and `&`, for HTML (a character reference may end the URL).
+const URL_END_AMP: [bool; 256] = url_table(false, true);
+/// [`URL_CUT_OR_END`] and `&`, for HTML.
+const URL_CUT_OR_END_AMP: [bool; 256] = url_table(true, true);
 
-const fn url_table(cut: bool) -> [bool; 256] {
+const fn url_table(cut: bool, amp: bool) -> [bool; 256] {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {
@@ -589,15 +681,70 @@ const fn url_table(cut: bool) -> [bool; 256] {
         t[c] = b.is_ascii_whitespace()
             || matches!(b, b'"' | b'\'' | b'<' | b'>')
             || b >= 0x80
-            || (cut && matches!(b, b'?' | b'#'));
+            || (cut && matches!(b, b'?' | b'#'))
+            || (amp && b == b'&');
         c += 1;
     }
     t
 }
 
+/// Whether a URL ends at `c` (a decoded character reference): see [`URL_END`].
+fn ends_url(c: char) -> bool {
+    c.is_ascii_whitespace() || matches!(c, '"' | '\'' | '<' | '>') || !c.is_ascii()
+}
+
+/// From just after a URL's scheme: where its query string or fragment starts
+/// (`true`) or, without one, where it ends (`false`). With `HTML`, a
+/// character reference that decodes to `?`, `#` or an end counts as that;
+/// `None` for any other reference before the cut (the kept part would hold
+/// the decoded character: the two-step path does it).
+#[inline]
+fn url_cut<const HTML: bool>(input: &str, from: usize) -> Option<(usize, bool)> {
+    let b = input.as_bytes();
+    if !HTML {
+        let stop = url_scan(b, from, &URL_CUT_OR_END);
+        return Some((stop, matches!(b.get(stop), Some(b'?' | b'#'))));
+    }
+    let mut at = from;
+    loop {
+        at = url_scan(b, at, &URL_CUT_OR_END_AMP);
+        match b.get(at) {
+            Some(b'?' | b'#') => return Some((at, true)),
+            Some(b'&') => match html::entity_at(input.get(at..).unwrap_or_default()) {
+                (_, 1) => at += 1,
+                ('?' | '#', _) => return Some((at, true)),
+                (c, _) if ends_url(c) => return Some((at, false)),
+                _ => return None,
+            },
+            _ => return Some((at, false)),
+        }
+    }
+}
+
+/// From a URL's cut: where it ends. With `HTML`, at a character reference
+/// that decodes to an end.
+#[inline]
+fn url_end<const HTML: bool>(input: &str, from: usize) -> usize {
+    let b = input.as_bytes();
+    if !HTML {
+        return url_scan(b, from, &URL_END);
+    }
+    let mut at = from;
+    loop {
+        at = url_scan(b, at, &URL_END_AMP);
+        if b.get(at) != Some(&b'&') {
+            return at;
+        }
+        match html::entity_at(input.get(at..).unwrap_or_default()) {
+            (c, len) if len > 1 && ends_url(c) => return at,
+            (_, len) => at += len,
+        }
+    }
+}
+
 /// The first byte from `from` that `stop` (one of the URL tables) marks, or
 /// the end. Eight bytes at a time: candidates (bytes up to 0x20, non-ASCII,
-/// `"#'<=>?`) are found per word and checked against the table.
+/// `"#&'<=>?`) are found per word and checked against the table.
 fn url_scan(b: &[u8], from: usize, stop: &[bool; 256]) -> usize {
     let mut i = from;
     while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
@@ -610,7 +757,7 @@ fn url_scan(b: &[u8], from: usize, stop: &[bool; 256]) -> usize {
         let mut candidates = (v & TOP)
             | (!(lo + splat(0x5f)) & ascii)
             | range(b'"', b'#')
-            | range(b'\'', b'\'')
+            | range(b'&', b'\'')
             | range(b'<', b'?');
         while candidates != 0 {
             let at = i + candidates.trailing_zeros() as usize / 8;
@@ -631,230 +778,6 @@ fn url_scan(b: &[u8], from: usize, stop: &[bool; 256]) -> usize {
 /// bytes sent decide the checksum.
 pub(crate) fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| char::from(b)).collect()
-}
-
-/// HTML reduced to text: tags, comments, `<head>`, `<style>`, `<script>` and
-/// `<template>` contents dropped; `href` and `src` values kept as text; common
-/// character references decoded. Never fails: malformed markup is read as far as
-/// it makes sense.
-pub fn html_to_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len() / 2);
-    html_to_text_into(html, &mut out);
-    out
-}
-
-/// [`html_to_text`], appending to `out` (so one buffer serves many parts).
-pub fn html_to_text_into(html: &str, out: &mut String) {
-    let b = html.as_bytes();
-    let mut i = 0;
-    let mut skip_until: Option<&'static str> = None;
-    while i < b.len() {
-        if b[i] == b'<' {
-            if b[i..].starts_with(b"<!--") {
-                i = find(b, i + 4, b"-->").map_or(b.len(), |e| e + 3);
-                continue;
-            }
-            let end = tag_end(b, i + 1);
-            let tag = html.get(i + 1..end.min(b.len())).unwrap_or("");
-            i = (end + 1).min(b.len());
-            let (closing, name) = match tag.strip_prefix('/') {
-                Some(rest) => (true, rest),
-                None => (false, tag),
-            };
-            let name_len = name
-                .bytes()
-                .position(|c| c.is_ascii_whitespace() || c == b'/' || c == b'>')
-                .unwrap_or(name.len());
-            let tag_name = &name[..name_len];
-            if let Some(until) = skip_until {
-                // An unclosed <head> ends where <body> starts, so a missing
-                // </head> cannot hide the whole message.
-                let body_starts =
-                    until == "head" && !closing && tag_name.eq_ignore_ascii_case("body");
-                if body_starts {
-                    skip_until = None;
-                } else {
-                    if closing && tag_name.eq_ignore_ascii_case(until) {
-                        skip_until = None;
-                    }
-                    continue;
-                }
-            }
-            if !closing {
-                if (4..=8).contains(&tag_name.len()) {
-                    for skipped in ["head", "style", "script", "template"] {
-                        if tag_name.eq_ignore_ascii_case(skipped) {
-                            skip_until = Some(skipped);
-                        }
-                    }
-                    if skip_until.is_some() {
-                        continue;
-                    }
-                }
-                let (href, src) = link_attributes(name);
-                for v in [href, src].into_iter().flatten() {
-                    out.push(' ');
-                    push_decoded(v, out);
-                    out.push(' ');
-                }
-            }
-            // Tags separate words (block layout or not).
-            out.push(' ');
-            continue;
-        }
-        if skip_until.is_some() {
-            i = memchr_lt(b, i);
-            continue;
-        }
-        // Text up to the next tag or character reference.
-        let next = memchr::memchr2(b'<', b'&', &b[i..]).map_or(b.len(), |p| i + p);
-        out.push_str(&html[i..next]);
-        i = next;
-        if b.get(i) == Some(&b'&') {
-            let (c, len) = entity_at(&html[i..]);
-            out.push(c);
-            i += len;
-        }
-    }
-}
-
-fn memchr_lt(b: &[u8], from: usize) -> usize {
-    memchr::memchr(b'<', &b[from..]).map_or(b.len(), |p| from + p)
-}
-
-fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| from + p)
-}
-
-/// The index of the `>` closing a tag that starts at `from`, skipping quoted
-/// attribute values; `hay.len()` when there is none.
-fn tag_end(hay: &[u8], from: usize) -> usize {
-    let mut i = from;
-    while let Some(p) = hay
-        .get(i..)
-        .and_then(|r| memchr::memchr3(b'>', b'"', b'\'', r))
-    {
-        let at = i + p;
-        match hay[at] {
-            b'>' => return at,
-            // A quoted value: skip to its closing quote.
-            q => match hay.get(at + 1..).and_then(|r| memchr::memchr(q, r)) {
-                Some(close) => i = at + 1 + close + 1,
-                None => return hay.len(),
-            },
-        }
-    }
-    hay.len()
-}
-
-/// The values of the `href` and `src` attributes in a tag's text (the first
-/// of each), quoted or not. An attribute name counts at the start of the
-/// text or after white space, and must be followed by `=`.
-fn link_attributes(tag: &str) -> (Option<&str>, Option<&str>) {
-    let b = tag.as_bytes();
-    let (mut href, mut src) = (None, None);
-    let mut i = 0;
-    while i < b.len() && (href.is_none() || src.is_none()) {
-        let starts = i == 0 || b[i - 1].is_ascii_whitespace();
-        if starts && matches!(b[i] | 0x20, b'h' | b's') {
-            if href.is_none() && has_prefix_ci(&b[i..], b"href") {
-                href = attribute_value(tag, i + 4);
-            } else if src.is_none() && has_prefix_ci(&b[i..], b"src") {
-                src = attribute_value(tag, i + 3);
-            }
-        }
-        i += 1;
-    }
-    (href, src)
-}
-
-fn has_prefix_ci(b: &[u8], prefix: &[u8]) -> bool {
-    b.len() > prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-/// After an attribute name ending at `j`: `=` (white space around it
-/// allowed) and the value, quoted or not; `None` without `=`.
-fn attribute_value(tag: &str, mut j: usize) -> Option<&str> {
-    let b = tag.as_bytes();
-    while j < b.len() && b[j].is_ascii_whitespace() {
-        j += 1;
-    }
-    if b.get(j) != Some(&b'=') {
-        return None;
-    }
-    j += 1;
-    while j < b.len() && b[j].is_ascii_whitespace() {
-        j += 1;
-    }
-    let (start, end) = match b.get(j) {
-        Some(&q @ (b'"' | b'\'')) => {
-            let s = j + 1;
-            let e = b[s..]
-                .iter()
-                .position(|&c| c == q)
-                .map_or(b.len(), |p| s + p);
-            (s, e)
-        }
-        _ => {
-            let e = b[j..]
-                .iter()
-                .position(|c| c.is_ascii_whitespace() || *c == b'>')
-                .map_or(b.len(), |p| j + p);
-            (j, e)
-        }
-    };
-    tag.get(start..end)
-}
-
-/// Append `text` with character references (`&amp;`, `&#65;`, `&#x41;`, ...) decoded.
-fn push_decoded(text: &str, out: &mut String) {
-    let mut rest = text;
-    while let Some(amp) = memchr::memchr(b'&', rest.as_bytes()) {
-        out.push_str(&rest[..amp]);
-        let (c, len) = entity_at(&rest[amp..]);
-        out.push(c);
-        rest = &rest[amp + len..];
-    }
-    out.push_str(rest);
-}
-
-/// The character reference at the start of `at` (which starts with `&`):
-/// the character and the bytes it takes, or `&` alone when it is none.
-fn entity_at(at: &str) -> (char, usize) {
-    let semi = at.as_bytes().iter().take(12).position(|&c| c == b';');
-    semi.and_then(|s| Some((entity(at.get(1..s)?)?, s + 1)))
-        .unwrap_or(('&', 1))
-}
-
-fn entity(name: &str) -> Option<char> {
-    if let Some(num) = name.strip_prefix('#') {
-        let code = match num.strip_prefix(['x', 'X']) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-            None => num.parse().ok()?,
-        };
-        return Some(char::from_u32(code).unwrap_or('\u{FFFD}'));
-    }
-    Some(match name {
-        "amp" => '&',
-        "lt" => '<',
-        "gt" => '>',
-        "quot" => '"',
-        "apos" => '\'',
-        "nbsp" => ' ',
-        "copy" => '©',
-        "reg" => '®',
-        "euro" => '€',
-        "pound" => '£',
-        "hellip" => '…',
-        "mdash" => '—',
-        "ndash" => '–',
-        "rsquo" | "lsquo" => '\'',
-        "rdquo" | "ldquo" => '"',
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
@@ -989,5 +912,82 @@ mod tests {
             Normalization::default().normalize(&unclosed_head),
             "visible"
         );
+    }
+
+    /// The two-step reading: HTML reduced to text, then normalised.
+    fn two_steps(n: &Normalization, html: &str) -> (Vec<u8>, usize) {
+        let mut out = b"x".to_vec();
+        let words = n.normalize_bytes(&html_to_text(html), &mut out);
+        (out, words)
+    }
+
+    /// The one-pass reading alone: `None` when it gives up.
+    fn one_pass(n: &Normalization, html: &str) -> Option<(Vec<u8>, usize)> {
+        let mut out = b"x".to_vec();
+        let words = n.normalize_text::<true>(html, &mut out, &mut String::new())?;
+        Some((out, words))
+    }
+
+    #[test]
+    fn one_pass_html_reads_ordinary_markup() {
+        let n = Normalization::default();
+        let html = "<html><head><title>Sale</title><style>p { x: 1 }</style></head>\r\n\
+            <body><!-- top --><p class=\"x\">12. <b>Our  SPRING</b> sale &amp; more&nbsp;ends 2026!\r\n\
+            See https://shop.example/go?rid=a81f29c3&amp;u=1 today.</p>\
+            <a href=\"https://shop.example/p1?rid=a81f29c3\">more</a> <img src='x.png'>\
+            &copy; Shop &#8212; caf\u{e9} \u{3000} <br/>\r\n</body></html>";
+        let fast = one_pass(&n, html).expect("ordinary markup takes the one-pass path");
+        assert_eq!(fast, two_steps(&n, html));
+        assert_eq!(
+            String::from_utf8(fast.0).unwrap(),
+            "x12. our spring sale & more ends #! see https://shop.example/go today. \
+             https://shop.example/p1 more x.png \u{a9} shop \u{2014} caf\u{e9}"
+        );
+        // What the reduced text would join, the one pass leaves to the two steps.
+        for joined in [
+            "a<!-- -->b",
+            "x&#65;y",
+            "http&#58;//x.example/",
+            "https://x.example/a&amp;b",
+            "ab<style>p{}</style>cd",
+        ] {
+            assert_eq!(one_pass(&n, joined), None, "{joined:?}");
+            let mut out = b"x".to_vec();
+            let words = n.normalize_html_bytes(joined, &mut out, &mut String::new());
+            assert_eq!((out, words), two_steps(&n, joined), "{joined:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// The one-pass HTML reading gives exactly the two steps' text and
+        /// word count, for every switch setting (without white space folding
+        /// it is the two steps).
+        #[test]
+        fn one_pass_html_matches_two_steps(
+            html in "(?s)(<p>|</p>|<b>|</ b>|<br/>|<a href=\"https://x.example/p?q=1\">|<a HREF='h&amp;i'>|<img src=y alt=\"z\">|<a href= >|<!-- c -->|<!--|<style>|</style>|<head>|</head>|<body>|<script>x</script>|<template>|</template>|<|>|\"|&amp;|&nbsp;|&lt;|&gt;|&quot;|&#65;|&#x41;|&#160;|&#58;|&#47;|&#63;|&#35;|&#12288;|&copy;|&mdash;|&bogus;|&|;|https?://|HTTP://|[ \t\r\n?#=/.:']|[a-fA-F0-9]{1,10}|[g-zG-Z]{1,5}|[\u{e9}\u{c9}\u{a0}\u{3000}\u{2014}日]){0,50}",
+            fold_case in proptest::prelude::any::<bool>(),
+            fold_ws in proptest::prelude::any::<bool>(),
+            urls in proptest::prelude::any::<bool>(),
+            digit_min in 0usize..6,
+            hex_min in proptest::sample::select(vec![0usize, 4, 8]),
+        ) {
+            let n = Normalization {
+                fold_case,
+                fold_whitespace: fold_ws,
+                strip_url_queries: urls,
+                digit_run_min: digit_min,
+                hex_token_min: hex_min,
+                ..Normalization::default()
+            };
+            let expected = two_steps(&n, &html);
+            if fold_ws && let Some(fast) = one_pass(&n, &html) {
+                proptest::prop_assert_eq!(&fast, &expected, "one pass, {:?}", html);
+            }
+            let mut out = b"x".to_vec();
+            let words = n.normalize_html_bytes(&html, &mut out, &mut String::new());
+            proptest::prop_assert_eq!((out, words), expected, "{:?}", html);
+        }
     }
 }
