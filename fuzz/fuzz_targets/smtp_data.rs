@@ -1,7 +1,9 @@
 #![no_main]
 //! DATA and BDAT decoding. DATA: the decoder gives the same result for any
 //! split, ends only at <CRLF>.<CRLF>, and a clean message re-stuffed
-//! decodes to itself. BDAT: the chunk comes out exactly as sent.
+//! decodes to itself; without a copy (`decode_spans`) it hands out the same
+//! message as slices of the input. BDAT: the chunk comes out exactly as
+//! sent.
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_core::{Client, Verdict};
@@ -29,6 +31,32 @@ fn decode_with(
     (None, d.error(), out)
 }
 
+/// `decode_with` through `decode_spans`: checks that every span is
+/// non-empty and, unless it is the CR that a refused message may carry over
+/// from the call before or a fold, a slice of its call's input.
+fn decode_spans_with(
+    mut d: DataDecoder,
+    data: &[u8],
+    chunk: usize,
+) -> (Option<usize>, Option<DataError>, Vec<u8>) {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for part in data.chunks(chunk.max(1)) {
+        let range = part.as_ptr_range();
+        let status = d.decode_spans(part, |span| {
+            assert!(!span.is_empty());
+            let inside = range.start <= span.as_ptr() && span.as_ptr_range().end <= range.end;
+            assert!(inside || span == b"\r" || span == b"\r\n ", "{span:?}");
+            out.extend_from_slice(span);
+        });
+        if let DataStatus::Complete { consumed } = status {
+            return (Some(start + consumed), d.error(), out);
+        }
+        start += part.len();
+    }
+    (None, d.error(), out)
+}
+
 fuzz_target!(|input: &[u8]| {
     let Some((&ctl, data)) = input.split_first() else {
         return;
@@ -38,6 +66,9 @@ fuzz_target!(|input: &[u8]| {
     let split = decode(data, chunk);
     assert_eq!(whole.0, split.0);
     assert_eq!(whole.1, split.1);
+    // The spans, joined, are what `decode` appended, error or not.
+    let spans = decode_spans_with(DataDecoder::new(Some(1000), Some(1 << 20)), data, chunk);
+    assert_eq!(spans, split);
     if let (Some(end), None) = (whole.0, whole.1) {
         assert_eq!(whole.2, split.2);
         // Only <CRLF>.<CRLF> ends the data (the DATA line's CRLF counts).
@@ -63,6 +94,7 @@ fuzz_target!(|input: &[u8]| {
     let folded_split = decode_with(folder(), data, chunk);
     assert_eq!(folded.0, folded_split.0);
     assert_eq!(folded.1, folded_split.1);
+    assert_eq!(decode_spans_with(folder(), data, chunk), folded_split);
     if let (Some(_), None) = (folded.0, folded.1) {
         assert_eq!(folded.2, folded_split.2);
         for line in folded.2.split_inclusive(|&b| b == b'\n') {

@@ -2,10 +2,10 @@
 //! make smuggling impossible (RFC 5321 §4.1.1.4, §4.5.2, §2.3.8).
 //!
 //! [`DataDecoder`] is usable on its own (the [`Session`](crate::Session)
-//! drives one per message). It appends the unstuffed message to a caller's
-//! buffer and allocates nothing itself, except when folding long lines
-//! ([`DataDecoder::fold_long_lines`]), which rebuilds the part it just wrote
-//! once a line needs a fold.
+//! drives one per message). It copies nothing and allocates nothing:
+//! [`DataDecoder::decode_spans`] hands the unstuffed message to the caller
+//! as spans of the input (removing a stuffing dot is a gap between two
+//! spans), and [`DataDecoder::decode`] is that, appended to a `Vec`.
 //!
 //! The end of the message is `<CRLF>.<CRLF>` and nothing else. Every CR must
 //! be followed by LF and every LF preceded by CR; a bare CR or LF is recorded
@@ -60,11 +60,11 @@ enum State {
     LineStart,
     /// Inside a line; the last octet was not CR.
     Mid,
-    /// Inside a line; the last octet was CR (already written out).
+    /// Inside a line; the last octet was CR.
     Cr,
-    /// After CRLF and `.` (the dot not yet written).
+    /// After CRLF and `.` (the dot is not part of the message either way).
     Dot,
-    /// After CRLF `.` CR (neither written).
+    /// After CRLF `.` CR (the CR not yet handed out).
     DotCr,
 }
 
@@ -82,21 +82,22 @@ pub enum DataStatus {
     },
 }
 
-/// Octets the fast path looks at per step (a multiple of [`LANE`]).
-const BLOCK: usize = 128;
-/// The fast path needs one octet before a block and three after it (a
-/// line-start dot is decided by the two octets that follow it).
-const BLOCK_SPAN: usize = BLOCK + 4;
+/// Octets the fast path looks at per step (a multiple of [`LANE`], at most
+/// 64: one bit per octet in [`Marks`]).
+const BLOCK: usize = 64;
+/// The smallest step of the fast path, for what is left after the blocks.
+const LANE: usize = 16;
 
 /// Decodes a DATA message: finds `<CRLF>.<CRLF>`, removes dot-stuffing, and
 /// checks line endings, line length and size.
 ///
-/// One pass: blocks of 128 octets are checked at once for the two things
+/// One pass: blocks of 64 octets are checked at once for the two things
 /// that need attention, a CR not followed by LF (or an LF not preceded by
 /// CR) and a dot after an LF; a block with neither (almost all of them) is
-/// just copied. The octets of a call that do not fill a block, and the
-/// first two, go through a one-octet-at-a-time state machine with the same
-/// rules, so how the input is split never changes the result.
+/// passed over and becomes part of the current span. The octets of a call
+/// that do not fill a block, and the first two, go through a
+/// one-octet-at-a-time state machine with the same rules, so how the input
+/// is split never changes the result.
 #[derive(Debug, Clone)]
 pub struct DataDecoder {
     state: State,
@@ -151,8 +152,8 @@ impl DataDecoder {
     /// The problem with the message so far, if any; when there are several,
     /// `TooBig`, then `BareNewline`, then `LineTooLong`. The decoder goes on
     /// looking for the end of the data; after [`DataError::TooBig`] it
-    /// writes no more output. (Output after other errors is still written
-    /// but not meaningful: the message is to be refused.)
+    /// hands out no more output. (Output after other errors is still handed
+    /// out but not meaningful: the message is to be refused.)
     pub fn error(&self) -> Option<DataError> {
         if self.too_big {
             Some(DataError::TooBig)
@@ -176,26 +177,29 @@ impl DataDecoder {
         self.wire_octets
     }
 
-    #[inline]
-    fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
-        self.size += bytes.len() as u64;
-        if !self.too_big {
-            if self.max_size.is_some_and(|m| self.size > m) {
-                self.too_big = true;
-                return;
-            }
-            out.extend_from_slice(bytes);
-        }
+    /// Decode `input`, appending message octets (unstuffed, CRLF line
+    /// endings as received) to `out`: [`decode_spans`](Self::decode_spans)
+    /// with every span copied.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> DataStatus {
+        self.decode_spans(input, |span| out.extend_from_slice(span))
     }
 
-    /// Decode `input`, appending message octets (unstuffed, CRLF line
-    /// endings as received) to `out`.
-    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> DataStatus {
-        let start = out.len();
-        let status = self.decode_inner(input, out);
-        if let Some(width) = self.fold_width {
-            self.fold(out, start, width);
-        }
+    /// Decode `input` without copying it: `span` is called with the message
+    /// octets of this call in order, as non-empty slices of `input` (a
+    /// stuffing dot, and the terminator, fall between spans). Two kinds of
+    /// span are not part of `input`: the `<CRLF><SP>` that
+    /// [folding](Self::fold_long_lines) inserts, and a CR that arrived in an
+    /// earlier call after a line-start dot and turned out not to end the
+    /// data (such a message has a bare CR and is to be refused).
+    ///
+    /// The spans of all calls, joined, are exactly what
+    /// [`decode`](Self::decode) appends.
+    pub fn decode_spans<'a>(
+        &mut self,
+        input: &'a [u8],
+        mut span: impl FnMut(&'a [u8]),
+    ) -> DataStatus {
+        let status = self.run(input, &mut span);
         self.wire_octets += match status {
             DataStatus::NeedMore => input.len(),
             DataStatus::Complete { consumed } => consumed,
@@ -203,9 +207,33 @@ impl DataDecoder {
         status
     }
 
-    fn decode_inner(&mut self, input: &[u8], out: &mut Vec<u8>) -> DataStatus {
+    /// Hand out `bytes` as message content: counted, refused past the size
+    /// limit, folded if asked for.
+    #[inline]
+    fn emit<'a>(&mut self, bytes: &'a [u8], sink: &mut impl FnMut(&'a [u8])) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.size += bytes.len() as u64;
+        if self.too_big {
+            return;
+        }
+        if self.max_size.is_some_and(|m| self.size > m) {
+            self.too_big = true;
+            return;
+        }
+        match self.fold_width {
+            None => sink(bytes),
+            Some(width) => self.fold(bytes, width, sink),
+        }
+    }
+
+    /// The work of [`decode_spans`](Self::decode_spans). `seg` is the first
+    /// octet of the input not yet handed out or dropped.
+    fn run<'a>(&mut self, input: &'a [u8], sink: &mut impl FnMut(&'a [u8])) -> DataStatus {
         let len = input.len();
         let mut i = 0;
+        let mut seg = 0;
         // The first two octets, and a line-start dot, one at a time: the
         // fast path looks back two octets.
         while i < len
@@ -213,34 +241,48 @@ impl DataDecoder {
                 || matches!(self.state, State::Dot | State::DotCr)
                 || (self.state == State::LineStart && input[i] == b'.'))
         {
-            if self.step(input[i], out) {
+            if self.step(input, i, &mut seg, sink) {
                 return DataStatus::Complete { consumed: i + 1 };
             }
             i += 1;
         }
-        if i >= 2 && i + BLOCK_SPAN <= len {
-            match self.bulk(input, i, out) {
+        if i >= 2 {
+            match self.bulk(input, i, &mut seg, sink) {
                 Ok(next) => i = next,
                 Err(consumed) => return DataStatus::Complete { consumed },
             }
         }
         while i < len {
-            if self.step(input[i], out) {
+            if self.step(input, i, &mut seg, sink) {
                 return DataStatus::Complete { consumed: i + 1 };
             }
             i += 1;
         }
+        // In `DotCr` the rest is at most the CR, which may end the data yet.
+        if self.state != State::DotCr {
+            self.emit(&input[seg..], sink);
+        }
         DataStatus::NeedMore
     }
 
-    /// One octet, the slow and obvious way. Returns whether it ended the
+    /// Octet `i`, the slow and obvious way. Returns whether it ended the
     /// data (it was the LF of `<CRLF>.<CRLF>`).
-    fn step(&mut self, b: u8, out: &mut Vec<u8>) -> bool {
+    fn step<'a>(
+        &mut self,
+        input: &'a [u8],
+        i: usize,
+        seg: &mut usize,
+        sink: &mut impl FnMut(&'a [u8]),
+    ) -> bool {
+        let b = input[i];
         // The dot (and CR) of a pending `.CRLF` count towards the line's
         // length only once they turn out to be text, as in the fast path.
         match self.state {
             State::LineStart if b == b'.' => {
-                // Dropped unless it starts `.CRLF` (RFC 5321 §4.5.2).
+                // Dropped unless it starts `.CRLF` (RFC 5321 §4.5.2), and
+                // not message content then either.
+                self.emit(&input[*seg..i], sink);
+                *seg = i + 1;
                 self.state = State::Dot;
                 return false;
             }
@@ -250,9 +292,13 @@ impl DataDecoder {
             }
             State::DotCr if b == b'\n' => return true,
             State::DotCr => {
-                // The CR after the dot was not followed by LF: text, and bare.
+                // The CR after the dot was not followed by LF: text, and
+                // bare. It is `input[i - 1]`, the start of the pending span,
+                // unless it came in an earlier call.
                 self.count_octets(2);
-                self.emit(out, b"\r");
+                if i == 0 {
+                    self.emit(b"\r", sink);
+                }
                 self.bare_newline = true;
                 self.state = State::Mid;
             }
@@ -279,7 +325,6 @@ impl DataDecoder {
             self.count_octets(1);
             self.state = if b == b'\r' { State::Cr } else { State::Mid };
         }
-        self.emit(out, std::slice::from_ref(&b));
         false
     }
 
@@ -294,88 +339,46 @@ impl DataDecoder {
         }
     }
 
-    /// The fast path over whole blocks from `start` (at least 2, in state
-    /// `LineStart`, `Mid` or `Cr`, and not at a line-start dot). Returns
+    /// The fast path from `start` (at least 2, in state `LineStart`, `Mid`
+    /// or `Cr`, and not at a line-start dot): blocks, then lanes. Returns
     /// where the octet-wise path must take over, or `Err(consumed)` at the
     /// end of the data.
-    fn bulk(&mut self, input: &[u8], start: usize, out: &mut Vec<u8>) -> Result<usize, usize> {
+    fn bulk<'a>(
+        &mut self,
+        input: &'a [u8],
+        start: usize,
+        seg: &mut usize,
+        sink: &mut impl FnMut(&'a [u8]),
+    ) -> Result<usize, usize> {
+        let max = match self.max_line {
+            Some(max) if !self.line_too_long => max,
+            _ => usize::MAX,
+        };
+        let mut lines = LineBound::new(start, self.line_len, max);
         let mut p = start;
-        let mut seg = start; // first octet not yet written out
-        let mut end = None;
-        // Block p looks at the pairs (p - 1 + j, p + j) and at the dots at
-        // p + 1 + j after an LF, for j in 0..BLOCK; deciding a dot needs the
-        // two octets after it.
-        let blocks = (input.len() - start - (BLOCK_SPAN - BLOCK)) / BLOCK;
-        let a_blocks = &input[start - 1..].as_chunks::<BLOCK>().0[..blocks];
-        let b_blocks = &input[start..].as_chunks::<BLOCK>().0[..blocks];
-        let c_blocks = &input[start + 1..].as_chunks::<BLOCK>().0[..blocks];
-        // Line length (RFC 5321 §4.5.3.1.6) without looking at every line:
-        // the current line began at `floor + 1` or later (at `floor -
-        // carry` exactly at the start), so a line ending in block p has
-        // fewer than p + BLOCK - floor + carry octets. Only if that bound
-        // reaches the limit are the lines counted exactly.
-        let max = self.max_line.unwrap_or(usize::MAX);
-        let (mut floor, mut carry) = (start, self.line_len);
-        let mut count_lines = false;
-        for k in 0..blocks {
-            let (a, b, c) = (&a_blocks[k], &b_blocks[k], &c_blocks[k]);
-            let (attention, has_lf) = scan_block(a, b, c);
-            count_lines |= p + BLOCK - floor + carry >= max;
-            if has_lf {
-                (floor, carry) = (p, 0);
-            }
-            if !attention {
-                p += BLOCK;
-                continue;
-            }
-            let mut pairs = BLOCK; // pairs of this block to check
-            let b_lanes = b.as_chunks::<LANE>().0;
-            let c_lanes = c.as_chunks::<LANE>().0;
-            'lanes: for (n, (bl, cl)) in b_lanes.iter().zip(c_lanes).enumerate() {
-                if !dot_after_lf(bl, cl) {
-                    continue;
-                }
-                let mut hits = dot_after_lf_mask(bl, cl);
-                while hits != 0 {
-                    let j = hits.trailing_zeros() as usize / 8;
-                    hits &= hits - 1;
-                    let d = p + 1 + n * LANE + j; // '.' at d, LF at d - 1
-                    if input[d - 2] != b'\r' {
-                        continue; // after a bare LF: not a line, just text
-                    }
-                    self.emit(out, &input[seg..d]);
-                    seg = d + 1;
-                    if input[d + 1] == b'\r' && input[d + 2] == b'\n' {
-                        // <CRLF>.<CRLF>: nothing after it is looked at.
-                        pairs = (d + 1 - p).min(BLOCK);
-                        end = Some(d);
-                        break 'lanes;
-                    }
-                }
-            }
-            if unpaired(&a[..pairs], &b[..pairs]) {
-                self.bare_newline = true;
-            }
-            if end.is_some() {
-                break;
-            }
-            p += BLOCK;
+        let mut end = self.blocks::<BLOCK>(input, &mut p, seg, &mut lines, sink);
+        if end.is_none() {
+            end = self.blocks::<LANE>(input, &mut p, seg, &mut lines, sink);
         }
-        // A stuffed dot at p was dropped already.
-        let resume = end.unwrap_or(p.max(seg));
-        if count_lines {
-            self.check_lines(&input[start..resume], max);
-        } else if end.is_none() {
-            // No line can be too long; carry the current one's length over.
-            self.line_len = match memrchr(b'\n', &input[floor..resume]) {
-                Some(q) => resume - (floor + q + 1),
-                None => self.line_len + (resume - start),
-            };
+        if p == start && end.is_none() {
+            return Ok(start);
+        }
+        // A stuffed dot just past the last block was dropped already.
+        let resume = end.unwrap_or(p.max(*seg));
+        if max != usize::MAX {
+            if lines.exceeded {
+                self.check_lines(&input[start..resume], max);
+            } else if end.is_none() {
+                // No line can be too long; carry the current one's length over.
+                self.line_len = match memrchr(b'\n', &input[lines.floor..resume]) {
+                    Some(q) => resume - (lines.floor + q + 1),
+                    None => self.line_len + (resume - start),
+                };
+            }
         }
         if let Some(d) = end {
             return Err(d + 3);
         }
-        self.emit(out, &input[seg.min(resume)..resume]);
         self.state = if input[resume - 1] == b'\r' {
             State::Cr
         } else if input[resume - 1] == b'\n' && input[resume - 2] == b'\r' {
@@ -384,6 +387,92 @@ impl DataDecoder {
             State::Mid
         };
         Ok(resume)
+    }
+
+    /// Whole blocks of `N` octets from `*pos`, as long as the input has the
+    /// octet before a block and the three after it (a dot after the block's
+    /// last LF is decided by the two octets after the dot). Advances `*pos`
+    /// past the blocks looked at; returns the dot of `<CRLF>.<CRLF>` if
+    /// found.
+    #[inline(always)]
+    fn blocks<'a, const N: usize>(
+        &mut self,
+        input: &'a [u8],
+        pos: &mut usize,
+        seg: &mut usize,
+        lines: &mut LineBound,
+        sink: &mut impl FnMut(&'a [u8]),
+    ) -> Option<usize> {
+        let start = *pos;
+        let count = input.len().saturating_sub(start + 3) / N;
+        if count == 0 {
+            return None;
+        }
+        // Block k looks at the pairs (a[j], b[j]) = octets (p - 1 + j, p + j)
+        // and at the octets c[j] = p + 1 + j after an LF, for j in 0..N.
+        let a_blocks = &input[start - 1..].as_chunks::<N>().0[..count];
+        let b_blocks = &input[start..].as_chunks::<N>().0[..count];
+        let c_blocks = &input[start + 1..].as_chunks::<N>().0[..count];
+        let mut p = start;
+        for k in 0..count {
+            let (a, b, c) = (&a_blocks[k], &b_blocks[k], &c_blocks[k]);
+            let (attention, has_lf) = scan_block(a, b, c);
+            if attention && let Some(d) = self.attend(input, p, a, b, c, seg, sink) {
+                lines.block(p, false);
+                *pos = p;
+                return Some(d);
+            }
+            lines.block(p, has_lf);
+            p += N;
+        }
+        *pos = p;
+        None
+    }
+
+    /// A block at `p` that holds a pairing fault or a dot after an LF: hand
+    /// out the message up to each line-start dot, record a fault, and
+    /// return the dot of `<CRLF>.<CRLF>` if it is here.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn attend<'a, const N: usize>(
+        &mut self,
+        input: &'a [u8],
+        p: usize,
+        a: &[u8; N],
+        b: &[u8; N],
+        c: &[u8; N],
+        seg: &mut usize,
+        sink: &mut impl FnMut(&'a [u8]),
+    ) -> Option<usize> {
+        let Marks {
+            mut faults,
+            mut dots,
+        } = Marks::of(a, b, c);
+        let mut end = None;
+        while dots != 0 {
+            let j = dots.trailing_zeros() as usize;
+            dots &= dots - 1;
+            let d = p + 1 + j; // '.' at d, LF at d - 1
+            if input[d - 2] != b'\r' {
+                continue; // after a bare LF: not a line, just text
+            }
+            self.emit(&input[*seg..d], sink);
+            *seg = d + 1;
+            if input[d + 1] == b'\r' && input[d + 2] == b'\n' {
+                // <CRLF>.<CRLF>: nothing after the dot is looked at (pair
+                // j + 1 ends at it).
+                if j + 2 < 64 {
+                    faults &= (1 << (j + 2)) - 1;
+                }
+                end = Some(d);
+                break;
+            }
+        }
+        if faults != 0 {
+            self.bare_newline = true;
+        }
+        end
     }
 
     /// RFC 5321 §4.5.3.1.6 over a region the fast path went through: no run
@@ -415,30 +504,24 @@ impl DataDecoder {
             }
         }
     }
-}
 
-impl DataDecoder {
-    /// Fold the lines of `out[start..]` to `width` octets before CRLF,
-    /// carrying the length of the current line from call to call. An octet
-    /// other than CR or LF that would make a line longer gets `CRLF SP`
-    /// before it; a CR never does (it is the end of the line).
-    fn fold(&mut self, out: &mut Vec<u8>, start: usize, width: usize) {
-        if !self.needs_folding(&out[start..], width) {
-            return;
-        }
-        let src = out.split_off(start);
+    /// Hand out `src` with its lines folded to `width` octets before CRLF,
+    /// carrying the length of the current output line from span to span. An
+    /// octet other than CR or LF that would make a line longer gets
+    /// `CRLF SP` before it; a CR never does (it is the end of the line).
+    fn fold<'a>(&mut self, src: &'a [u8], width: usize, sink: &mut impl FnMut(&'a [u8])) {
         let mut i = 0;
+        let mut seg = 0;
         while i < src.len() {
-            // Octets that fit before the line reaches `width`.
+            // Octets that fit before the line reaches `width`: every line
+            // that ends among them is short enough.
             let room = width.saturating_sub(self.out_line_len);
             let window = &src[i..src.len().min(i + room)];
-            if let Some(q) = memchr::memchr(b'\n', window) {
-                out.extend_from_slice(&window[..=q]);
+            if let Some(q) = memrchr(b'\n', window) {
                 i += q + 1;
                 self.out_line_len = 0;
                 continue;
             }
-            out.extend_from_slice(window);
             self.out_line_len += window.len();
             i += window.len();
             match src.get(i) {
@@ -446,50 +529,70 @@ impl DataDecoder {
                 Some(b'\n') => self.out_line_len = 0,
                 Some(b'\r') => self.out_line_len += 1,
                 Some(_) => {
-                    out.extend_from_slice(b"\r\n ");
+                    if seg < i {
+                        sink(&src[seg..i]);
+                    }
+                    sink(b"\r\n ");
+                    seg = i;
                     self.out_line_len = 1;
                     continue;
                 }
             }
-            out.push(src[i]);
             i += 1;
+        }
+        if seg < src.len() {
+            sink(&src[seg..]);
+        }
+    }
+}
+
+/// RFC 5321 §4.5.3.1.6 in the fast path without looking at every line: the
+/// current line began at `floor` or later (the last block with an LF), or
+/// `line_len` octets before the start, so a line ending in the block at `p`
+/// is shorter than `p + BLOCK - floor` (plus that carry). Only if this bound
+/// reaches the limit are the lines counted exactly, afterwards.
+struct LineBound {
+    floor: usize,
+    /// The first block position at which the bound reaches the limit.
+    deadline: usize,
+    /// `max - BLOCK`: the deadline after a block with an LF.
+    room: usize,
+    exceeded: bool,
+}
+
+impl LineBound {
+    fn new(start: usize, line_len: usize, max: usize) -> Self {
+        // Slices hold at most isize::MAX octets: `p + room` cannot overflow.
+        let room = max.saturating_sub(BLOCK).min(isize::MAX as usize);
+        LineBound {
+            floor: start,
+            deadline: (start + room).saturating_sub(line_len),
+            room,
+            exceeded: false,
         }
     }
 
-    /// Whether some line of `region` (the first one continuing the current
-    /// output line) may need folding: a run of more than `width` octets
-    /// without LF. Updates nothing; one search per `width` octets.
-    fn needs_folding(&mut self, region: &[u8], width: usize) -> bool {
-        let mut len = self.out_line_len;
-        let mut p = 0;
-        while p < region.len() {
-            let room = (width + 1).saturating_sub(len);
-            let window = &region[p..region.len().min(p + room)];
-            match memrchr(b'\n', window) {
-                Some(q) => {
-                    p += q + 1;
-                    len = 0;
-                }
-                None if window.len() == room => return true,
-                None => {
-                    len += window.len();
-                    break;
-                }
-            }
+    /// The block at `p` (of at most `BLOCK` octets) was gone through.
+    #[inline(always)]
+    fn block(&mut self, p: usize, has_lf: bool) {
+        if p >= self.deadline {
+            self.exceeded = true;
         }
-        self.out_line_len = len;
-        false
+        if has_lf {
+            self.floor = p;
+            self.deadline = p + self.room;
+        }
     }
 }
 
 /// Whether a block holds a CR/LF pairing fault (`a` is the octet before
 /// `b`) or a dot after an LF (`c` is the octet after `b`), and whether it
 /// holds an LF: folds without early exit, so they vectorise.
-#[inline]
-fn scan_block(a: &[u8; BLOCK], b: &[u8; BLOCK], c: &[u8; BLOCK]) -> (bool, bool) {
+#[inline(always)]
+fn scan_block<const N: usize>(a: &[u8; N], b: &[u8; N], c: &[u8; N]) -> (bool, bool) {
     let mut attention = 0u8;
     let mut lfs = 0u8;
-    for j in 0..BLOCK {
+    for j in 0..N {
         let lf = u8::from(b[j] == b'\n');
         attention |= (u8::from(a[j] == b'\r') ^ lf) | (lf & u8::from(c[j] == b'.'));
         lfs |= lf;
@@ -497,20 +600,72 @@ fn scan_block(a: &[u8; BLOCK], b: &[u8; BLOCK], c: &[u8; BLOCK]) -> (bool, bool)
     (attention != 0, lfs != 0)
 }
 
-/// Octets looked at together when a block needs attention.
-const LANE: usize = 16;
+/// Where a block needs attention, one bit per octet `j` of a block of at
+/// most 64 (see [`scan_block`] for `a`, `b`, `c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Marks {
+    /// Pair `(a[j], b[j])` has a CR without LF or an LF without CR.
+    faults: u64,
+    /// `b[j]` is an LF and `c[j]` a dot.
+    dots: u64,
+}
 
-/// The high bit of octet j set where `b[j]` is an LF followed by a dot
-/// `c[j]` (eight octets a word, in the two halves of the result).
-#[inline]
-fn dot_after_lf_mask(b: &[u8; LANE], c: &[u8; LANE]) -> u128 {
-    let word = |x: &[u8; LANE], half: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&x[half * 8..half * 8 + 8]);
-        u64::from_le_bytes(w)
-    };
-    let half = |h: usize| eq_octets(word(b, h), b'\n') & eq_octets(word(c, h), b'.');
-    u128::from(half(0)) | (u128::from(half(1)) << 64)
+impl Marks {
+    /// With SSE2 (always there on x86-64): a compare and a movemask per 16
+    /// octets, no branch.
+    #[cfg(all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        target_feature = "sse2"
+    ))]
+    #[inline]
+    fn of<const N: usize>(a: &[u8; N], b: &[u8; N], c: &[u8; N]) -> Marks {
+        use safe_arch::{cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i};
+        use safe_arch::{m128i, set_splat_i8_m128i};
+        let splat = |v: u8| set_splat_i8_m128i(v.cast_signed());
+        let (cr, lf, dot) = (splat(b'\r'), splat(b'\n'), splat(b'.'));
+        let bits = |v: m128i| u64::from(move_mask_i8_m128i(v).cast_unsigned());
+        let mut marks = Marks { faults: 0, dots: 0 };
+        let (xs, ys, zs) = (a.as_chunks::<LANE>().0, b.as_chunks().0, c.as_chunks().0);
+        for (k, ((x, y), z)) in xs.iter().zip(ys).zip(zs).enumerate() {
+            let is_lf = cmp_eq_mask_i8_m128i(load_unaligned_m128i(y), lf);
+            let faults = cmp_eq_mask_i8_m128i(load_unaligned_m128i(x), cr) ^ is_lf;
+            let dots = is_lf & cmp_eq_mask_i8_m128i(load_unaligned_m128i(z), dot);
+            marks.faults |= bits(faults) << (k * LANE);
+            marks.dots |= bits(dots) << (k * LANE);
+        }
+        marks
+    }
+
+    /// Elsewhere: the same, eight octets at a time in a `u64`.
+    #[cfg(not(all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        target_feature = "sse2"
+    )))]
+    #[inline]
+    fn of<const N: usize>(a: &[u8; N], b: &[u8; N], c: &[u8; N]) -> Marks {
+        Marks::portable(a, b, c)
+    }
+
+    /// [`Marks::of`] without SIMD (on x86 too, to be tested against it).
+    #[cfg_attr(
+        all(
+            any(target_arch = "x86", target_arch = "x86_64"),
+            target_feature = "sse2"
+        ),
+        allow(dead_code)
+    )]
+    fn portable<const N: usize>(a: &[u8; N], b: &[u8; N], c: &[u8; N]) -> Marks {
+        let word = |x: &[u8; 8]| u64::from_le_bytes(*x);
+        let (xs, ys, zs) = (a.as_chunks::<8>().0, b.as_chunks().0, c.as_chunks().0);
+        let mut marks = Marks { faults: 0, dots: 0 };
+        for (k, ((x, y), z)) in xs.iter().zip(ys).zip(zs).enumerate() {
+            let (x, y, z) = (word(x), word(y), word(z));
+            let is_lf = eq_octets(y, b'\n');
+            marks.faults |= high_bits(eq_octets(x, b'\r') ^ is_lf) << (k * 8);
+            marks.dots |= high_bits(is_lf & eq_octets(z, b'.')) << (k * 8);
+        }
+        marks
+    }
 }
 
 /// The high bit of each octet of `w` equal to `v`, and nothing else.
@@ -522,25 +677,12 @@ fn eq_octets(w: u64, v: u8) -> u64 {
     !(((t & LOW7) + LOW7) | t | LOW7)
 }
 
-/// Whether some `b[j]` is an LF followed by a dot `c[j]`.
+/// The high bits of the eight octets of `w` (nothing else set) as the low
+/// eight bits of the result: bit 8i + 7 moves to bit 56 + i in the product,
+/// and no two terms of it meet.
 #[inline]
-fn dot_after_lf(b: &[u8; LANE], c: &[u8; LANE]) -> bool {
-    let mut acc = 0u8;
-    for j in 0..LANE {
-        acc |= u8::from(b[j] == b'\n') & u8::from(c[j] == b'.');
-    }
-    acc != 0
-}
-
-/// Whether some CR in `a` is not followed by LF, or some LF in `b` not
-/// preceded by CR (`b` is `a` one octet on).
-#[inline]
-fn unpaired(a: &[u8], b: &[u8]) -> bool {
-    let mut acc = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        acc |= u8::from(*x == b'\r') ^ u8::from(*y == b'\n');
-    }
-    acc != 0
+fn high_bits(w: u64) -> u64 {
+    ((w >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
 /// Dot-stuff a message for sending with DATA (RFC 5321 §4.5.2): a `.` is
@@ -654,5 +796,45 @@ mod tests {
         let (out, _, err) = decode_all(&stuffed);
         assert_eq!(out, msg);
         assert_eq!(err, None);
+    }
+
+    #[test]
+    fn spans_are_the_input_less_the_dots() {
+        let input = b"a\r\n..b\r\n.c\r\n.\r\nQUIT\r\n";
+        let mut d = DataDecoder::new(Some(1000), None);
+        let mut spans = Vec::new();
+        let status = d.decode_spans(input, |s| spans.push(s));
+        assert_eq!(status, DataStatus::Complete { consumed: 15 });
+        assert_eq!(spans, [&b"a\r\n"[..], b".b\r\n", b"c\r\n"]);
+        let range = input.as_ptr_range();
+        for s in spans {
+            assert!(range.contains(&s.as_ptr()), "{s:?} is a copy");
+        }
+    }
+
+    /// The SIMD and the portable ways of marking a block agree, on blocks
+    /// made mostly of the octets that matter.
+    #[test]
+    fn marks_agree_with_the_portable_way() {
+        use proptest::prelude::*;
+        let octets = prop::sample::select(&b"\r\n.a"[..]);
+        let block = prop::collection::vec(octets, 66);
+        proptest!(|(v in block)| {
+            let a: &[u8; 64] = v[..64].try_into().unwrap();
+            let b: &[u8; 64] = v[1..65].try_into().unwrap();
+            let c: &[u8; 64] = v[2..].try_into().unwrap();
+            prop_assert_eq!(Marks::of(a, b, c), Marks::portable(a, b, c));
+            let (a, b, c) = (a[..16].try_into().unwrap(), b[..16].try_into().unwrap(), c[..16].try_into().unwrap());
+            let lane: (&[u8; 16], &[u8; 16], &[u8; 16]) = (a, b, c);
+            prop_assert_eq!(Marks::of(lane.0, lane.1, lane.2), Marks::portable(lane.0, lane.1, lane.2));
+            // And they mark what they say, octet by octet.
+            let m = Marks::portable(lane.0, lane.1, lane.2);
+            for j in 0..16 {
+                let fault = (lane.0[j] == b'\r') != (lane.1[j] == b'\n');
+                let dot = lane.1[j] == b'\n' && lane.2[j] == b'.';
+                prop_assert_eq!(m.faults >> j & 1 == 1, fault);
+                prop_assert_eq!(m.dots >> j & 1 == 1, dot);
+            }
+        });
     }
 }
