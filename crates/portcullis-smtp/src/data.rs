@@ -93,8 +93,10 @@ const LANE: usize = 16;
 ///
 /// One pass: blocks of 64 octets are checked at once for the two things
 /// that need attention, a CR not followed by LF (or an LF not preceded by
-/// CR) and a dot after an LF; a block with neither (almost all of them) is
-/// passed over and becomes part of the current span. The octets of a call
+/// CR) and a dot after an LF, and for an LF (line length is bounded by the
+/// distance between blocks with one); a block with no attention and an LF
+/// (almost all of them) is passed over and becomes part of the current
+/// span. The octets of a call
 /// that do not fill a block, and the first two, go through a
 /// one-octet-at-a-time state machine with the same rules, so how the input
 /// is split never changes the result.
@@ -370,8 +372,8 @@ impl DataDecoder {
                 self.check_lines(&input[start..resume], max);
             } else if end.is_none() {
                 // No line can be too long; carry the current one's length over.
-                self.line_len = match memrchr(b'\n', &input[lines.floor..resume]) {
-                    Some(q) => resume - (lines.floor + q + 1),
+                self.line_len = match memrchr(b'\n', &input[start..resume]) {
+                    Some(q) => resume - (start + q + 1),
                     None => self.line_len + (resume - start),
                 };
             }
@@ -417,12 +419,15 @@ impl DataDecoder {
         for k in 0..count {
             let (a, b, c) = (&a_blocks[k], &b_blocks[k], &c_blocks[k]);
             let (attention, has_lf) = scan_block(a, b, c);
-            if attention && let Some(d) = self.attend(input, p, a, b, c, seg, sink) {
-                lines.block(p, false);
-                *pos = p;
-                return Some(d);
+            if attention || !has_lf {
+                if !has_lf {
+                    lines.no_lf(p, N);
+                }
+                if attention && let Some(d) = self.attend(input, p, a, b, c, seg, sink) {
+                    *pos = p;
+                    return Some(d);
+                }
             }
-            lines.block(p, has_lf);
             p += N;
         }
         *pos = p;
@@ -546,41 +551,42 @@ impl DataDecoder {
     }
 }
 
-/// RFC 5321 §4.5.3.1.6 in the fast path without looking at every line: the
-/// current line began at `floor` or later (the last block with an LF), or
-/// `line_len` octets before the start, so a line ending in the block at `p`
-/// is shorter than `p + BLOCK - floor` (plus that carry). Only if this bound
-/// reaches the limit are the lines counted exactly, afterwards.
+/// RFC 5321 §4.5.3.1.6 in the fast path without looking at every line: a
+/// line that ends in a block with an LF began in the block before, or in
+/// the run of blocks without LF just before that (at the start, in the
+/// `line_len` octets carried over), so it is shorter than that run plus two
+/// blocks. Only if this bound reaches the limit are the lines counted
+/// exactly, afterwards. Blocks with an LF (almost all) need no bookkeeping.
 struct LineBound {
-    floor: usize,
-    /// The first block position at which the bound reaches the limit.
-    deadline: usize,
-    /// `max - BLOCK`: the deadline after a block with an LF.
-    room: usize,
+    /// The position just after the last block without LF.
+    run_end: usize,
+    /// Octets in the run of blocks without LF that ends there, the
+    /// carried-over line included.
+    run: usize,
+    max: usize,
     exceeded: bool,
 }
 
 impl LineBound {
     fn new(start: usize, line_len: usize, max: usize) -> Self {
-        // Slices hold at most isize::MAX octets: `p + room` cannot overflow.
-        let room = max.saturating_sub(BLOCK).min(isize::MAX as usize);
         LineBound {
-            floor: start,
-            deadline: (start + room).saturating_sub(line_len),
-            room,
-            exceeded: false,
+            run_end: start,
+            run: line_len,
+            max,
+            exceeded: line_len.saturating_add(2 * BLOCK) >= max,
         }
     }
 
-    /// The block at `p` (of at most `BLOCK` octets) was gone through.
-    #[inline(always)]
-    fn block(&mut self, p: usize, has_lf: bool) {
-        if p >= self.deadline {
-            self.exceeded = true;
+    /// The block of `n` octets (at most `BLOCK`) at `p` has no LF.
+    #[inline]
+    fn no_lf(&mut self, p: usize, n: usize) {
+        if p != self.run_end {
+            self.run = 0;
         }
-        if has_lf {
-            self.floor = p;
-            self.deadline = p + self.room;
+        self.run += n;
+        self.run_end = p + n;
+        if self.run.saturating_add(2 * BLOCK) >= self.max {
+            self.exceeded = true;
         }
     }
 }
