@@ -160,7 +160,7 @@ impl Normalization {
     ) -> Option<usize> {
         // One pass. Text that needs no change is not copied byte by byte but
         // in spans (`input[copied..i]`) when something must change; ASCII
-        // case is folded over the output at the end, eight bytes at a time.
+        // case is folded over the output at the end, in one vectorised pass.
         // Runs of plain text (ASCII words of letters, punctuation, single
         // spaces) are skipped eight bytes at a time (`quiet_run`); the token
         // loop below handles the rest with one table look-up per byte.
@@ -283,7 +283,7 @@ impl Normalization {
         }
         out.extend_from_slice(&b[copied.min(b.len())..]);
         if self.fold_case {
-            ascii_lowercase(&mut out[start_len..]);
+            out[start_len..].make_ascii_lowercase();
         }
         Some(words)
     }
@@ -573,23 +573,6 @@ fn back_to_word_start(b: &[u8], start: usize, end: usize, words: usize) -> (usiz
     (s, words.saturating_sub(1))
 }
 
-/// ASCII upper case to lower case, eight bytes at a time.
-fn ascii_lowercase(b: &mut [u8]) {
-    let mut chunks = b.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let Ok(bytes) = <[u8; 8]>::try_from(&*c) else {
-            continue;
-        };
-        let v = u64::from_le_bytes(bytes);
-        let lo = v & !TOP;
-        // Top bit per byte: 'A' <= byte <= 'Z' (and ASCII).
-        let upper = (lo + splat(0x3f)) & !(lo + splat(0x25)) & !v & TOP;
-        // Unconditional store: capitals come at random, a branch would miss.
-        c.copy_from_slice(&(v | (upper >> 2)).to_le_bytes());
-    }
-    chunks.into_remainder().make_ascii_lowercase();
-}
-
 /// Fold the white-space run at `i` (fold_whitespace on): flush the pending
 /// span, write one space unless the run starts or ends the text. Returns the
 /// end of the run.
@@ -654,10 +637,17 @@ fn has_run(w: &[u8], min: usize) -> bool {
 
 /// `http://` or `https://` (any case) at the start: its length.
 fn url_scheme_len(b: &[u8]) -> Option<usize> {
-    let starts = |p: &[u8]| b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p);
-    if starts(b"https://") {
+    let Some(head) = b.get(..8).and_then(|h| <[u8; 8]>::try_from(h).ok()) else {
+        // Only "http://" fits, at the very end.
+        return b.eq_ignore_ascii_case(b"http://").then_some(7);
+    };
+    // The letters folded to lower case, ':' and '/' compared as they are.
+    let v = u64::from_le_bytes(head);
+    if v | 0x0000_0020_2020_2020 == u64::from_le_bytes(*b"https://") {
         Some(8)
-    } else if starts(b"http://") {
+    } else if (v & 0x00ff_ffff_ffff_ffff) | 0x0000_0000_2020_2020
+        == u64::from_le_bytes(*b"http://\0")
+    {
         Some(7)
     } else {
         None
@@ -744,7 +734,7 @@ fn url_end<const HTML: bool>(input: &str, from: usize) -> usize {
 
 /// The first byte from `from` that `stop` (one of the URL tables) marks, or
 /// the end. Eight bytes at a time: candidates (bytes up to 0x20, non-ASCII,
-/// `"#&'<=>?`) are found per word and checked against the table.
+/// `"#$%&'<=>?`) are found per word and checked against the table.
 fn url_scan(b: &[u8], from: usize, stop: &[bool; 256]) -> usize {
     let mut i = from;
     while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
@@ -754,11 +744,8 @@ fn url_scan(b: &[u8], from: usize, stop: &[bool; 256]) -> usize {
         // Top bit of lo + (0x80 - n) says lo >= n.
         let range =
             |from: u8, to: u8| (lo + splat(0x80 - from)) & !(lo + splat(0x80 - to - 1)) & ascii;
-        let mut candidates = (v & TOP)
-            | (!(lo + splat(0x5f)) & ascii)
-            | range(b'"', b'#')
-            | range(b'&', b'\'')
-            | range(b'<', b'?');
+        let mut candidates =
+            (v & TOP) | (!(lo + splat(0x5f)) & ascii) | range(b'"', b'\'') | range(b'<', b'?');
         while candidates != 0 {
             let at = i + candidates.trailing_zeros() as usize / 8;
             if stop[usize::from(b[at])] {
@@ -912,6 +899,40 @@ mod tests {
             Normalization::default().normalize(&unclosed_head),
             "visible"
         );
+    }
+
+    #[test]
+    fn url_schemes_in_any_case_only() {
+        let bytewise = |b: &[u8]| {
+            let starts = |p: &[u8]| b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p);
+            if starts(b"https://") {
+                Some(8)
+            } else if starts(b"http://") {
+                Some(7)
+            } else {
+                None
+            }
+        };
+        for case in 0u32..512 {
+            let mut url = *b"https://x";
+            for (k, c) in url.iter_mut().enumerate() {
+                if case >> k & 1 == 1 {
+                    *c ^= 0x20; // upper case letters; ':' and '/' become lookalikes
+                }
+            }
+            for text in [&url[..], &url[..8], &url[..7]] {
+                let mut http = text.to_vec();
+                http.remove(4);
+                for t in [text, &http[..]] {
+                    assert_eq!(
+                        url_scheme_len(t),
+                        bytewise(t),
+                        "{:?}",
+                        String::from_utf8_lossy(t)
+                    );
+                }
+            }
+        }
     }
 
     /// The two-step reading: HTML reduced to text, then normalised.

@@ -113,13 +113,14 @@ fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 
 /// The index of the `>` closing a tag that starts at `from`, skipping quoted
 /// attribute values; `hay.len()` when there is none.
+#[inline]
 fn tag_end(hay: &[u8], from: usize) -> usize {
     let mut i = from;
     while let Some(at) = find_byte(hay, i, [b'>', b'"', b'\'']) {
         match hay[at] {
             b'>' => return at,
             // A quoted value: skip to its closing quote.
-            q => match find_byte(hay, at + 1, [q; 3]) {
+            q => match find_byte(hay, at + 1, [q]) {
                 Some(close) => i = close + 1,
                 None => return hay.len(),
             },
@@ -128,9 +129,10 @@ fn tag_end(hay: &[u8], from: usize) -> usize {
     hay.len()
 }
 
-/// The first index from `from` of any of the three bytes `of`, eight bytes
-/// at a time (tags are short: no call or set-up cost, unlike `memchr`).
-fn find_byte(hay: &[u8], from: usize, of: [u8; 3]) -> Option<usize> {
+/// The first index from `from` of any of the bytes `of`, eight bytes at a
+/// time (tags are short: no call or set-up cost, unlike `memchr`).
+#[inline]
+fn find_byte<const N: usize>(hay: &[u8], from: usize, of: [u8; N]) -> Option<usize> {
     let mut i = from;
     while let Some(chunk) = hay.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
         let v = u64::from_le_bytes(chunk);
@@ -140,7 +142,7 @@ fn find_byte(hay: &[u8], from: usize, of: [u8; 3]) -> Option<usize> {
             let x = v ^ splat(c);
             x.wrapping_sub(ONES) & !x
         };
-        let found = (zero(of[0]) | zero(of[1]) | zero(of[2])) & TOP;
+        let found = of.iter().fold(0, |found, &c| found | zero(c)) & TOP;
         if found != 0 {
             return Some(i + found.trailing_zeros() as usize / 8);
         }
@@ -222,11 +224,7 @@ fn attribute_value(tag: &str, mut j: usize) -> Option<&str> {
     let (start, end) = match b.get(j) {
         Some(&q @ (b'"' | b'\'')) => {
             let s = j + 1;
-            let e = b[s..]
-                .iter()
-                .position(|&c| c == q)
-                .map_or(b.len(), |p| s + p);
-            (s, e)
+            (s, find_byte(b, s, [q]).unwrap_or(b.len()))
         }
         _ => {
             let e = b[j..]
@@ -254,9 +252,23 @@ fn push_decoded(text: &str, out: &mut String) {
 /// The character reference at the start of `at` (which starts with `&`):
 /// the character and the bytes it takes, or `&` alone when it is none.
 pub(super) fn entity_at(at: &str) -> (char, usize) {
-    let semi = at.as_bytes().iter().take(12).position(|&c| c == b';');
-    semi.and_then(|s| Some((entity(at.get(1..s)?)?, s + 1)))
-        .unwrap_or(('&', 1))
+    // The `;` within 12 bytes; a byte no reference name holds (anything
+    // but letters, digits and the `#`, `+`, `-` of numbers) before it means
+    // none, so `&` in a query string costs a byte or two.
+    let b = at.as_bytes();
+    let mut s = 1;
+    loop {
+        match b.get(s) {
+            Some(b';') => break,
+            Some(c) if s < 12 && (c.is_ascii_alphanumeric() || matches!(c, b'#' | b'+' | b'-')) => {
+                s += 1
+            }
+            _ => return ('&', 1),
+        }
+    }
+    at.get(1..s)
+        .and_then(entity)
+        .map_or(('&', 1), |c| (c, s + 1))
 }
 
 fn entity(name: &str) -> Option<char> {
@@ -362,13 +374,19 @@ impl Normalization {
                         None => (false, tag),
                     };
                     if !closing {
-                        if let Some(until) = skipped(tag_name(name)) {
+                        let tag_name = tag_name(name);
+                        if let Some(until) = skipped(tag_name) {
                             j = skip_element(input, j, until);
                             continue;
                         }
-                        let (href, src) = link_attributes(name);
-                        for v in [href, src].into_iter().flatten() {
-                            words += self.link_value(v, start_len, out, scratch);
+                        // A tag that is its name alone (no white space) can
+                        // only hold a link at its first byte.
+                        let first = name.as_bytes().first().map_or(0, |c| c | 0x20);
+                        if tag_name.len() < name.len() || matches!(first, b'h' | b's') {
+                            let (href, src) = link_attributes(name);
+                            for v in [href, src].into_iter().flatten() {
+                                words += self.link_value(v, start_len, out, scratch);
+                            }
                         }
                     }
                     space = true;
@@ -409,7 +427,7 @@ impl Normalization {
         out: &mut Vec<u8>,
         scratch: &mut String,
     ) -> usize {
-        let text: &str = if value.contains('&') {
+        let text: &str = if find_byte(value.as_bytes(), 0, [b'&']).is_some() {
             scratch.clear();
             push_decoded(value, scratch);
             scratch
@@ -520,8 +538,21 @@ mod tests {
         (href, src)
     }
 
+    fn entity_at_bytewise(at: &str) -> (char, usize) {
+        let semi = at.as_bytes().iter().take(12).position(|&c| c == b';');
+        semi.and_then(|s| Some((entity(at.get(1..s)?)?, s + 1)))
+            .unwrap_or(('&', 1))
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn entity_scan_matches_bytewise(
+            text in "&(#|x|X|[+-]|[0-9]{1,4}|[a-fA-F]{1,3}|amp|nbsp|hellip|[g-z]{1,3}|[;=& \u{e9}]){0,8}"
+        ) {
+            prop_assert_eq!(entity_at(&text), entity_at_bytewise(&text));
+        }
 
         #[test]
         fn eight_byte_scanners_match_bytewise(
