@@ -430,14 +430,23 @@ fn check_domain(
         return Err(AddressError::DomainTooLong(s.len()));
     }
     if s.starts_with('[') {
-        let kind = check_literal(s)?;
-        return Ok((DomainRef::checked(s, kind, false), None));
+        let form = match check_literal(s)? {
+            DomainKind::Ipv4(_) => DomainForm::Ipv4,
+            DomainKind::Ipv6(_) => DomainForm::Ipv6,
+            _ => DomainForm::General,
+        };
+        return Ok((DomainRef { text: s, form }, None));
     }
     if s.is_ascii() {
         let Some(upper) = ldh_name_case(s) else {
             return Err(AddressError::InvalidDomain);
         };
-        return Ok((DomainRef::checked(s, DomainKind::Name, upper), None));
+        let form = if upper {
+            DomainForm::UpperName
+        } else {
+            DomainForm::Name
+        };
+        return Ok((DomainRef { text: s, form }, None));
     }
     if !opts.utf8 {
         return Err(AddressError::Utf8NotAllowed);
@@ -449,7 +458,8 @@ fn check_domain(
     if !ascii.split('.').all(is_ldh_label) {
         return Err(AddressError::InvalidDomain);
     }
-    Ok((DomainRef::checked(s, DomainKind::Name, false), Some(ascii)))
+    let form = DomainForm::Idn;
+    Ok((DomainRef { text: s, form }, Some(ascii)))
 }
 
 /// `[...]`: which kind of address literal `s` is, if it is one.
@@ -493,16 +503,25 @@ fn check_literal(s: &str) -> Result<DomainKind, AddressError> {
 #[derive(Debug, Clone, Copy)]
 pub struct DomainRef<'a> {
     text: &'a str,
-    kind: DomainKind,
-    /// An ASCII name with upper-case letters: its key must be folded.
-    upper: bool,
+    form: DomainForm,
+}
+
+/// What validation learned about a domain, in one octet (the borrowed
+/// types stay small: they are returned through several calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DomainForm {
+    /// An ASCII name in lower case: the text is the key.
+    Name,
+    /// An ASCII name with upper-case letters: the key must be folded.
+    UpperName,
+    /// A name with UTF-8 (IDNA): the key is its A-labels.
+    Idn,
+    Ipv4,
+    Ipv6,
+    General,
 }
 
 impl<'a> DomainRef<'a> {
-    fn checked(text: &'a str, kind: DomainKind, upper: bool) -> Self {
-        DomainRef { text, kind, upper }
-    }
-
     /// Parse a domain name or an address literal.
     pub fn parse(s: &'a str) -> Result<Self, AddressError> {
         Self::parse_with(s, ParseOptions::default())
@@ -519,19 +538,26 @@ impl<'a> DomainRef<'a> {
         self.text
     }
 
-    /// Name or literal.
+    /// Name or literal (a literal's address is read again from the text).
     pub fn kind(&self) -> DomainKind {
-        self.kind
+        match self.form {
+            DomainForm::Name | DomainForm::UpperName | DomainForm::Idn => DomainKind::Name,
+            // Validated when parsed: the fallback is never taken.
+            _ => check_literal(self.text).unwrap_or(DomainKind::General),
+        }
     }
 
     /// Whether this is an address literal.
     pub fn is_literal(&self) -> bool {
-        !matches!(self.kind, DomainKind::Name)
+        matches!(
+            self.form,
+            DomainForm::Ipv4 | DomainForm::Ipv6 | DomainForm::General
+        )
     }
 
     /// Whether the domain as written contains non-ASCII characters.
     pub fn is_utf8(&self) -> bool {
-        !self.text.is_ascii()
+        self.form == DomainForm::Idn
     }
 
     /// The comparison key, as [`Domain::ascii`]: lower-case A-labels for a
@@ -539,9 +565,9 @@ impl<'a> DomainRef<'a> {
     /// name (the usual case); computed otherwise.
     pub fn ascii(&self) -> std::borrow::Cow<'a, str> {
         use std::borrow::Cow;
-        match self.kind {
-            DomainKind::Name if !self.upper && self.text.is_ascii() => Cow::Borrowed(self.text),
-            _ => Cow::Owned(self.key(None).unwrap_or_else(|| self.text.to_owned())),
+        match self.key(None) {
+            None => Cow::Borrowed(self.text),
+            Some(key) => Cow::Owned(key),
         }
     }
 
@@ -555,29 +581,30 @@ impl<'a> DomainRef<'a> {
         Domain {
             original: self.text.to_owned(),
             ascii: self.key(idn),
-            kind: self.kind,
+            kind: self.kind(),
         }
     }
 
     /// The comparison key where it differs from the text: `None` for a
     /// lower-case ASCII name.
     fn key(&self, idn: Option<String>) -> Option<String> {
-        match self.kind {
-            DomainKind::Name if self.text.is_ascii() => {
-                self.upper.then(|| self.text.to_ascii_lowercase())
-            }
+        match self.form {
+            DomainForm::Name => None,
+            DomainForm::UpperName => Some(self.text.to_ascii_lowercase()),
             // Validated when parsed, so this conversion succeeds; were it
             // to fail, the lower-cased text would still be a usable key.
-            DomainKind::Name => Some(idn.unwrap_or_else(|| {
+            DomainForm::Idn => Some(idn.unwrap_or_else(|| {
                 idna::domain_to_ascii_strict(self.text).unwrap_or_else(|_| self.text.to_lowercase())
             })),
-            DomainKind::Ipv4(v4) => Some(format!("[{v4}]")),
-            DomainKind::Ipv6(v6) => Some(format!("[IPv6:{v6}]")),
-            DomainKind::General => {
-                let inner = &self.text[1..self.text.len() - 1];
-                let (tag, content) = inner.split_once(':').unwrap_or((inner, ""));
-                Some(format!("[{}:{content}]", tag.to_ascii_lowercase()))
-            }
+            _ => Some(match self.kind() {
+                DomainKind::Ipv4(v4) => format!("[{v4}]"),
+                DomainKind::Ipv6(v6) => format!("[IPv6:{v6}]"),
+                _ => {
+                    let inner = &self.text[1..self.text.len() - 1];
+                    let (tag, content) = inner.split_once(':').unwrap_or((inner, ""));
+                    format!("[{}:{content}]", tag.to_ascii_lowercase())
+                }
+            }),
         }
     }
 }
@@ -688,10 +715,10 @@ enum LocalForm {
 pub struct AddressRef<'a> {
     /// `local@domain` as written.
     text: &'a str,
-    /// Where the `@` between local part and domain is in `text`.
-    at: usize,
+    /// Where the `@` between local part and domain is in `text` (≤ 64).
+    at: u8,
     local: LocalForm,
-    domain: DomainRef<'a>,
+    domain: DomainForm,
 }
 
 impl<'a> AddressRef<'a> {
@@ -707,6 +734,30 @@ impl<'a> AddressRef<'a> {
             return Err(AddressError::TrailingCharacters);
         }
         Ok(addr)
+    }
+
+    /// The usual path, `<dot-string@ldh-name>` in ASCII (no quoting, no
+    /// literal, no source route, no trailing dot), at the start of `s`, in
+    /// one pass; with the bytes consumed, up to and including the `>`.
+    ///
+    /// Such a path is valid under every [`ParseOptions`], and
+    /// [`ReversePathRef::parse_prefix`] and [`ForwardPathRef::parse_prefix`]
+    /// give this same mailbox for it, so a command parser can check it while
+    /// it finds the path's end, before it knows the options. `None` for
+    /// every other form, valid or not: parse those with the options.
+    ///
+    /// ```
+    /// use portcullis_core::AddressRef;
+    ///
+    /// let (a, used) = AddressRef::parse_plain_path("<user@example.org> SIZE=10").unwrap();
+    /// assert_eq!((a.as_str(), used), ("user@example.org", 18));
+    /// assert!(AddressRef::parse_plain_path("<\"a b\"@example.org>").is_none());
+    /// ```
+    pub fn parse_plain_path(s: &'a str) -> Option<(Self, usize)> {
+        if !s.starts_with('<') {
+            return None;
+        }
+        plain_path(s)
     }
 
     /// The mailbox as written, `local-part@domain` (less a trailing dot
@@ -731,7 +782,7 @@ impl<'a> AddressRef<'a> {
     /// The local part as written: a dot-string, or a quoted string with
     /// its quotes and escapes.
     pub fn local_part_as_written(&self) -> &'a str {
-        &self.text[..self.at]
+        &self.text[..usize::from(self.at)]
     }
 
     /// Whether the local part was written as a quoted string.
@@ -741,7 +792,10 @@ impl<'a> AddressRef<'a> {
 
     /// The domain.
     pub fn domain(&self) -> DomainRef<'a> {
-        self.domain
+        DomainRef {
+            text: &self.text[usize::from(self.at) + 1..],
+            form: self.domain,
+        }
     }
 
     /// Whether any part is non-ASCII (needs SMTPUTF8 to relay).
@@ -755,7 +809,7 @@ impl<'a> AddressRef<'a> {
     pub fn into_owned(self) -> Address {
         Address {
             local: LocalPart(self.local_part().into_owned()),
-            domain: self.domain.into_owned(),
+            domain: self.domain().into_owned(),
         }
     }
 }
@@ -773,7 +827,7 @@ impl fmt::Display for AddressRef<'_> {
             LocalForm::Dot => f.write_str(self.local_part_as_written())?,
             _ => write_local_part(f, &self.local_part())?,
         }
-        write!(f, "@{}", self.domain.text)
+        write!(f, "@{}", self.domain().text)
     }
 }
 
@@ -886,9 +940,10 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(AddressRef<'_>, usize),
     let addr = AddressRef {
         // A dropped trailing dot is not part of the text.
         text: &s[..at + 1 + domain.text.len()],
-        at,
+        // ≤ MAX_LOCAL_PART, checked above.
+        at: at as u8,
         local,
-        domain,
+        domain: domain.form,
     };
     Ok((addr, at + 1 + dom_end))
 }
@@ -896,92 +951,93 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(AddressRef<'_>, usize),
 /// The usual path, `<dot-string@ldh-name>` in ASCII, in one pass over the
 /// octets; `None` for anything else (quoted local parts, literals, source
 /// routes, UTF-8, a trailing dot, errors), which the general parser then
-/// handles. Where it succeeds the general parser gives the same result.
+/// handles. Where it succeeds the general parser gives the same result, and
+/// under any [`ParseOptions`]: none of them matters to such a path.
 fn plain_path(s: &str) -> Option<(AddressRef<'_>, usize)> {
     let b = s.as_bytes();
-    // Local part: atoms separated by single dots (b[0] is '<').
-    let mut prev = b'.';
-    let mut at = b.len();
-    for (i, &c) in b.iter().enumerate().skip(1) {
-        match OCTET_CLASS[usize::from(c)] {
-            ATOM | LOWER | UPPER | HYPHEN => {}
-            DOT if prev != b'.' => {}
-            _ => {
-                at = i;
-                break;
-            }
+    let class = |i: usize| b.get(i).map_or(0, |&c| OCTET_CLASS[usize::from(c)]);
+    // Local part: atoms of atext separated by single dots (b[0] is '<').
+    let mut i = 1;
+    loop {
+        let atom = i;
+        while class(i) & ATEXT_ASCII != 0 {
+            i += 1;
         }
-        prev = c;
+        // An empty atom: nothing, a dot first, or two dots together.
+        if i == atom {
+            return None;
+        }
+        if b.get(i) != Some(&b'.') {
+            break;
+        }
+        i += 1;
     }
-    if at == 1 || prev == b'.' || at - 1 > MAX_LOCAL_PART || b.get(at) != Some(&b'@') {
+    let at = i;
+    if at - 1 > MAX_LOCAL_PART || b.get(at) != Some(&b'@') {
         return None;
     }
-    // Domain: LDH labels up to '>'.
+    // Domain: LDH labels, each 1–63 octets, no hyphen first or last.
     let start = at + 1;
-    let mut label_start = start;
-    let mut upper = false;
-    let mut end = b.len();
-    prev = b'.';
-    for (i, &c) in b.iter().enumerate().skip(start) {
-        match OCTET_CLASS[usize::from(c)] {
-            LOWER => {}
-            UPPER => upper = true,
-            HYPHEN if prev != b'.' => {}
-            DOT if prev != b'.' && prev != b'-' && i - label_start <= 63 => label_start = i + 1,
-            _ => {
-                end = i;
+    i = start;
+    let mut seen = 0;
+    loop {
+        let label = i;
+        loop {
+            let c = class(i);
+            if c & LDH == 0 {
                 break;
             }
+            seen |= c;
+            i += 1;
         }
-        prev = c;
+        if i == label || i - label > 63 || b[label] == b'-' || b[i - 1] == b'-' {
+            return None;
+        }
+        if b.get(i) != Some(&b'.') {
+            break;
+        }
+        i += 1;
     }
-    if b.get(end) != Some(&b'>')
-        || prev == b'.'
-        || prev == b'-'
-        || end - label_start > 63
-        || end - start > MAX_DOMAIN
-        || end + 1 > MAX_PATH
-    {
+    let end = i;
+    if b.get(end) != Some(&b'>') || end - start > MAX_DOMAIN || end + 1 > MAX_PATH {
         return None;
     }
     // Every octet matched is ASCII: the indices are char boundaries.
     let address = AddressRef {
         text: &s[1..end],
-        at: at - 1,
+        // ≤ MAX_LOCAL_PART, checked above.
+        at: (at - 1) as u8,
         local: LocalForm::Dot,
-        domain: DomainRef::checked(&s[start..end], DomainKind::Name, upper),
+        domain: if seen & UPPER != 0 {
+            DomainForm::UpperName
+        } else {
+            DomainForm::Name
+        },
     };
     Some((address, end + 1))
 }
 
-// Classes of ASCII octets for [`plain_path`].
-const OTHER: u8 = 0;
-/// Lower-case letter or digit (atext, and a domain label's).
-const LOWER: u8 = 1;
-/// Upper-case letter (atext; a domain label's, folded).
-const UPPER: u8 = 2;
-const HYPHEN: u8 = 3;
-const DOT: u8 = 4;
-/// Other atext.
-const ATOM: u8 = 5;
+// Classes of ASCII octets for [`plain_path`], as bits.
+/// atext (RFC 5322), ASCII only.
+const ATEXT_ASCII: u8 = 1;
+/// Letter, digit or hyphen: a domain label's octets (RFC 1035 §2.3.1).
+const LDH: u8 = 2;
+/// Upper-case letter (a domain's key must then be folded).
+const UPPER: u8 = 4;
 const OCTET_CLASS: [u8; 256] = {
-    let mut t = [OTHER; 256];
+    let mut t = [0; 256];
     let mut i = 0;
     while i < 128 {
         let c = i as u8;
-        t[i] = if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            LOWER
-        } else if c.is_ascii_uppercase() {
-            UPPER
-        } else if c == b'-' {
-            HYPHEN
-        } else if c == b'.' {
-            DOT
-        } else if ATEXT[i] {
-            ATOM
-        } else {
-            OTHER
-        };
+        if ATEXT[i] {
+            t[i] |= ATEXT_ASCII;
+        }
+        if c.is_ascii_alphanumeric() || c == b'-' {
+            t[i] |= LDH;
+        }
+        if c.is_ascii_uppercase() {
+            t[i] |= UPPER;
+        }
         i += 1;
     }
     t

@@ -51,7 +51,8 @@ fn commands(c: &mut Criterion) {
     // parsed; the path validated in place against the full RFC 5321 grammar
     // and limits (dot-string or quoted local part ≤ 64, domain as LDH labels
     // ≤ 63 each and ≤ 255, or an address literal; path ≤ 256), borrowed,
-    // not copied (`ReversePathRef`/`ForwardPathRef`); every ESMTP parameter
+    // not copied (`Path::reverse_path`/`forward_path`, the usual form
+    // checked while `parse_command` finds the path's end); every ESMTP parameter
     // checked against the advertised extensions and interpreted (SIZE as a
     // number, BODY's value, NOTIFY's list, duplicates). smtp-proto: finds
     // the command by a hash of its name; checks that the address is atext
@@ -72,9 +73,9 @@ fn commands(c: &mut Criterion) {
         b.iter(|| commands::owned_paths(&input))
     });
 
-    // The parser alone: the path's extent is found but not validated, the
-    // parameters split but not interpreted. Not comparable with smtp-proto;
-    // kept to show where the time goes.
+    // The parser alone: the path's end found (the usual form of path
+    // checked on the way, any other only delimited), the parameters not
+    // interpreted. Not comparable with smtp-proto; shows where the time goes.
     g.bench_function("portcullis_parse_command_path_unvalidated", |b| {
         b.iter(|| commands::path_unvalidated(&input))
     });

@@ -1,9 +1,10 @@
 //! The SMTP command parser (RFC 5321 §4.1.1 and the extensions' commands).
 //!
 //! [`parse_command`] takes one command line without its CRLF and returns a
-//! [`Command`] borrowing from it: no allocation. ESMTP parameters stay as
-//! text ([`EsmtpParams`] iterates them); the [`Session`](crate::Session)
-//! validates them against what it advertised.
+//! [`Command`] borrowing from it: no allocation. A MAIL or RCPT [`Path`] is
+//! validated with the session's options when it is parsed; ESMTP
+//! parameters stay as text ([`EsmtpParams`] iterates them, and checks them
+//! against what was advertised).
 
 use nom::{
     IResult, Parser,
@@ -13,6 +14,7 @@ use nom::{
     combinator::{all_consuming, opt},
     sequence::preceded,
 };
+use portcullis_core::{AddressError, AddressRef, ForwardPathRef, ParseOptions, ReversePathRef};
 
 /// One parsed command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,14 +27,14 @@ pub enum Command<'a> {
     /// `MAIL FROM:<path> [params]`
     Mail {
         /// The path with its angle brackets, e.g. `<a@b.example>` or `<>`.
-        path: &'a str,
+        path: Path<'a>,
         /// The ESMTP parameters after the path.
         params: EsmtpParams<'a>,
     },
     /// `RCPT TO:<path> [params]`
     Rcpt {
         /// The path with its angle brackets.
-        path: &'a str,
+        path: Path<'a>,
         /// The ESMTP parameters after the path.
         params: EsmtpParams<'a>,
     },
@@ -113,6 +115,74 @@ impl CommandError {
     }
 }
 
+/// The path of MAIL or RCPT as sent, with its angle brackets.
+///
+/// [`parse_command`] finds where it ends; its syntax is checked when it is
+/// parsed with the session's options ([`Path::reverse_path`],
+/// [`Path::forward_path`]), since those depend on what follows it (MAIL's
+/// SMTPUTF8 parameter). The usual form, `<dot-string@ldh-name>` in ASCII,
+/// is valid under any options: it is recognised while the line is parsed
+/// (the core's own grammar, [`AddressRef::parse_plain_path`]), so it is
+/// not scanned twice.
+#[derive(Debug, Clone, Copy)]
+pub struct Path<'a> {
+    text: &'a str,
+    /// The mailbox, if the path has the usual form.
+    plain: Option<AddressRef<'a>>,
+}
+
+impl<'a> Path<'a> {
+    /// The path as sent, e.g. `<a@b.example>` or `<>`.
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+
+    /// The `MAIL FROM` path, validated in place with `opts`: the same as
+    /// `ReversePathRef::parse_with(self.as_str(), opts)`.
+    pub fn reverse_path(&self, opts: ParseOptions) -> Result<ReversePathRef<'a>, AddressError> {
+        match self.plain {
+            Some(a) => Ok(ReversePathRef::Mailbox(a)),
+            None => ReversePathRef::parse_with(self.text, opts),
+        }
+    }
+
+    /// The `RCPT TO` path, validated in place with `opts`: the same as
+    /// `ForwardPathRef::parse_with(self.as_str(), opts)`.
+    pub fn forward_path(&self, opts: ParseOptions) -> Result<ForwardPathRef<'a>, AddressError> {
+        match self.plain {
+            Some(a) => Ok(ForwardPathRef::Mailbox(a)),
+            None => ForwardPathRef::parse_with(self.text, opts),
+        }
+    }
+}
+
+/// By the text (what else is kept follows from it).
+impl PartialEq for Path<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Path<'_> {}
+
+impl PartialEq<str> for Path<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for Path<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text)
+    }
+}
+
 /// The ESMTP parameters of MAIL or RCPT, still as text.
 ///
 /// Iterating yields `(keyword, value)` pairs; a malformed parameter yields
@@ -138,52 +208,63 @@ impl<'a> Iterator for EsmtpParams<'a> {
     type Item = Result<(&'a str, Option<&'a str>), CommandError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let b = self.rest.as_bytes();
-        let start = b.iter().position(|&c| c != b' ')?;
         // RFC 5321 §4.1.2: esmtp-keyword ["=" esmtp-value], up to the next
-        // space, in one pass. esmtp-keyword = (ALPHA / DIGIT) *(ALPHA /
-        // DIGIT / "-"); esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8
-        // (RFC 6531 §3.3).
-        let mut end = b.len();
+        // space. esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-");
+        // esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 (RFC 6531 §3.3).
+        let rest = self.rest;
+        let b = rest.as_bytes();
+        let class = |i: usize| b.get(i).map_or(SPACE, |&c| PARAM_CLASS[usize::from(c)]);
+        let mut i = 0;
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        if i == b.len() {
+            self.rest = "";
+            return None;
+        }
+        let start = i;
+        while class(i) == KEYWORD {
+            i += 1;
+        }
+        let key_end = i;
+        let mut ok = key_end > start && b[start] != b'-';
         let mut eq = None;
-        let mut ok = b[start] != b'-';
-        for (i, &c) in b.iter().enumerate().skip(start) {
-            match (PARAM_CLASS[usize::from(c)], eq) {
-                (SPACE, _) => {
-                    end = i;
-                    break;
-                }
-                (KEYWORD, _) | (VALUE, Some(_)) => {}
-                (EQUALS, None) => {
-                    ok &= i > start;
-                    eq = Some(i);
-                }
-                _ => ok = false,
+        if b.get(i) == Some(&b'=') {
+            i += 1;
+            eq = Some(key_end);
+            while class(i) & (KEYWORD | VALUE) != 0 {
+                i += 1;
+            }
+            ok &= i > key_end + 1;
+        }
+        // Anything else before the next space spoils the parameter.
+        if class(i) != SPACE {
+            ok = false;
+            while class(i) != SPACE {
+                i += 1;
             }
         }
-        ok &= eq.is_none_or(|e| e + 1 < end);
         // Spaces and '=' are ASCII, so all of these are char boundaries.
-        let rest = self.rest;
-        self.rest = &rest[end..];
+        self.rest = &rest[i..];
         Some(if !ok {
             Err(CommandError::Syntax)
         } else if let Some(e) = eq {
-            Ok((&rest[start..e], Some(&rest[e + 1..end])))
+            Ok((&rest[start..e], Some(&rest[e + 1..i])))
         } else {
-            Ok((&rest[start..end], None))
+            Ok((&rest[start..i], None))
         })
     }
 }
 
-// Octet classes for ESMTP parameters.
+// Octet classes for ESMTP parameters, as bits.
 const SPACE: u8 = 0;
 /// Letters, digits, '-': keyword or value.
 const KEYWORD: u8 = 1;
 /// Value only.
 const VALUE: u8 = 2;
-const EQUALS: u8 = 3;
+const EQUALS: u8 = 4;
 /// Neither (controls, DEL).
-const INVALID: u8 = 4;
+const INVALID: u8 = 8;
 const PARAM_CLASS: [u8; 256] = {
     let mut t = [INVALID; 256];
     let mut i = 0;
@@ -207,12 +288,17 @@ const PARAM_CLASS: [u8; 256] = {
 
 /// Parse one command line, without its line ending.
 pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
-    // Control characters (NUL, bare CR, TAB aside) never belong in a command.
-    if has_control(line) {
+    // Control characters (NUL, bare CR, TAB aside) never belong in a
+    // command, and non-ASCII octets must be UTF-8: one pass finds both.
+    let ascii = match scan_line(line) {
+        Octets::Control => return Err(CommandError::InvalidCharacters),
+        Octets::Ascii => true,
+        Octets::NonAscii => false,
+    };
+    if !ascii && std::str::from_utf8(line).is_err() {
         return Err(CommandError::InvalidCharacters);
     }
-    let line = std::str::from_utf8(line).map_err(|_| CommandError::InvalidCharacters)?;
-    let b = line.as_bytes();
+    let b = line;
     // Every verb has four letters but STARTTLS; the verb ends the line or
     // is followed by a space.
     if b.len() < 4 {
@@ -223,14 +309,15 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
             && b[..8].eq_ignore_ascii_case(b"STARTTLS")
             && (b.len() == 8 || b[8] == b' ')
         {
-            return no_argument(&line[8..], Command::StartTls);
+            return no_argument(&b[8..], Command::StartTls);
         }
         return Err(CommandError::Unrecognized);
     }
-    // The verb is ASCII if it matches, so slicing at 4 is on a boundary.
     // Upper-cases ASCII letters; other octets cannot alias a verb's letters.
     let key = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0xDFDF_DFDF;
-    let rest = || line.get(4..).unwrap_or("");
+    // What follows the verb; octets here are turned into text only where
+    // a command returns text.
+    let rest = &b[4..];
     const fn verb(v: &[u8; 4]) -> u32 {
         u32::from_be_bytes(*v)
     }
@@ -248,34 +335,106 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
     const HELP: u32 = verb(b"HELP");
     const AUTH: u32 = verb(b"AUTH");
     match key {
-        HELO => domain_argument(rest()).map(Command::Helo),
-        EHLO => domain_argument(rest()).map(Command::Ehlo),
-        MAIL => path_command(rest(), "FROM:").map(|(path, params)| Command::Mail { path, params }),
-        RCPT => path_command(rest(), "TO:").map(|(path, params)| Command::Rcpt { path, params }),
-        DATA => no_argument(rest(), Command::Data),
-        BDAT => bdat(rest()),
-        RSET => no_argument(rest(), Command::Rset),
+        HELO => domain_argument(rest).map(Command::Helo),
+        EHLO => domain_argument(rest).map(Command::Ehlo),
+        MAIL => path_command(rest, FROM).map(|(path, params)| Command::Mail { path, params }),
+        RCPT => path_command(rest, TO).map(|(path, params)| Command::Rcpt { path, params }),
+        DATA => no_argument(rest, Command::Data),
+        BDAT => bdat(text(rest)?),
+        RSET => no_argument(rest, Command::Rset),
         NOOP => Ok(Command::Noop),
-        QUIT => no_argument(rest(), Command::Quit),
-        VRFY => string_argument(rest()).map(Command::Vrfy),
-        EXPN => string_argument(rest()).map(Command::Expn),
+        QUIT => no_argument(rest, Command::Quit),
+        VRFY => string_argument(rest).map(Command::Vrfy),
+        EXPN => string_argument(rest).map(Command::Expn),
         HELP => {
-            let arg = rest().trim_matches(' ');
+            let arg = text(trim_spaces(rest))?;
             Ok(Command::Help((!arg.is_empty()).then_some(arg)))
         }
-        AUTH => auth(rest()),
+        AUTH => auth(text(rest)?),
         _ => Err(CommandError::Unrecognized),
     }
 }
 
-/// Whether `line` holds a control character other than TAB. A fold without
-/// early exit, so it vectorises.
-fn has_control(line: &[u8]) -> bool {
-    let mut acc = 0u8;
-    for &c in line {
-        acc |= (u8::from(c < 0x20) & u8::from(c != b'\t')) | u8::from(c == 0x7f);
+/// Octets of a line already checked by [`scan_line`] (and, if not ASCII,
+/// as UTF-8) as text: the check cannot fail here, but is the safe way to
+/// get a `&str`.
+fn text(b: &[u8]) -> Result<&str, CommandError> {
+    std::str::from_utf8(b).map_err(|_| CommandError::InvalidCharacters)
+}
+
+/// What octets a line holds.
+enum Octets {
+    /// A control character other than TAB, or DEL.
+    Control,
+    Ascii,
+    NonAscii,
+}
+
+const LOW: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each octet of `w` below `n` (≤ 128) is set in the
+/// result if any octet is; exact as a whole-word test, which is all we
+/// need (the "hasless" trick).
+const fn has_less(w: u64, n: u8) -> u64 {
+    w.wrapping_sub(LOW * n as u64) & !w & HIGH
+}
+
+/// Whether `w` has an octet equal to `c` (nonzero if so; the lowest set
+/// bit marks the first such octet, little-endian).
+const fn has_byte(w: u64, c: u8) -> u64 {
+    has_less(w ^ (LOW * c as u64), 1)
+}
+
+/// One pass over the line, eight octets at a time: controls (TAB aside)
+/// and DEL, and whether all octets are ASCII.
+fn scan_line(line: &[u8]) -> Octets {
+    let (words, tail) = line.as_chunks::<8>();
+    let (mut control, mut high) = (0, 0);
+    for w in words {
+        let w = u64::from_le_bytes(*w);
+        control |= has_less(w, 0x20) | has_byte(w, 0x7f);
+        high |= w;
     }
-    acc != 0
+    // The last octets as one more word, overlapping the ones before; a
+    // line of 4 to 7 octets as two overlapping halves of one.
+    let last = match (
+        line.last_chunk::<8>(),
+        line.first_chunk::<4>(),
+        line.last_chunk::<4>(),
+    ) {
+        _ if tail.is_empty() => None,
+        (Some(w), _, _) => Some(u64::from_le_bytes(*w)),
+        (None, Some(lo), Some(hi)) => {
+            Some(u64::from(u32::from_le_bytes(*lo)) | u64::from(u32::from_le_bytes(*hi)) << 32)
+        }
+        _ => {
+            for &c in tail {
+                control |= u64::from(c < 0x20 || c == 0x7f);
+                high |= u64::from(c);
+            }
+            None
+        }
+    };
+    if let Some(w) = last {
+        control |= has_less(w, 0x20) | has_byte(w, 0x7f);
+        high |= w;
+    }
+    // A TAB sets the control bits too; look closer (rare).
+    if control != 0 && line.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+        Octets::Control
+    } else if high & HIGH != 0 {
+        Octets::NonAscii
+    } else {
+        Octets::Ascii
+    }
+}
+
+/// Leading and trailing spaces removed.
+fn trim_spaces(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|&c| c != b' ').unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| c != b' ').map_or(start, |e| e + 1);
+    &b[start..end]
 }
 
 /// A nom parser for an ASCII keyword, case-insensitively (RFC 5321 §2.4).
@@ -296,86 +455,104 @@ fn tag_ci<'a>(t: &'static str) -> impl Fn(&'a str) -> IResult<&'a str, &'a str> 
     }
 }
 
-fn no_argument<'a>(rest: &str, cmd: Command<'a>) -> Result<Command<'a>, CommandError> {
+fn no_argument<'a>(rest: &[u8], cmd: Command<'a>) -> Result<Command<'a>, CommandError> {
     // Trailing spaces are tolerated (many clients send them); anything else is not.
-    if rest.bytes().all(|b| b == b' ') {
+    if rest.iter().all(|&b| b == b' ') {
         Ok(cmd)
     } else {
         Err(CommandError::Syntax)
     }
 }
 
-fn string_argument(rest: &str) -> Result<&str, CommandError> {
-    let arg = rest.trim_matches(' ');
+fn string_argument(rest: &[u8]) -> Result<&str, CommandError> {
+    let arg = trim_spaces(rest);
     if arg.is_empty() {
         Err(CommandError::Syntax)
     } else {
-        Ok(arg)
+        text(arg)
     }
 }
 
 /// HELO/EHLO: one token (a domain or an address literal). Its syntax is left
 /// to policy, which may insist on a resolvable name; here it must be one
 /// printable word.
-fn domain_argument(rest: &str) -> Result<&str, CommandError> {
-    let arg = rest.trim_matches(' ');
-    if arg.is_empty() || arg.contains([' ', '\t']) {
+fn domain_argument(rest: &[u8]) -> Result<&str, CommandError> {
+    let arg = trim_spaces(rest);
+    if arg.is_empty() || find_any(arg, [b' ', b'\t', b' ']).is_some() {
         Err(CommandError::Syntax)
     } else {
-        Ok(arg)
+        text(arg)
     }
 }
+
+/// `" FROM:"` and `" TO:"`, as (length, the letters as a little-endian
+/// word, lower-cased): matched by folding the line's letters to lower case
+/// with `| 0x20`, which maps only `A`–`Z` onto `a`–`z`.
+const FROM: (usize, u32) = (6, u32::from_le_bytes(*b"from"));
+const TO: (usize, u32) = (4, u32::from_le_bytes(*b"to\0\0"));
 
 /// `SP "FROM:" Reverse-path [SP Mail-parameters]` (and `TO:` for RCPT).
 /// Written out by hand rather than with nom: it is the hot path of a
 /// transaction, and the grammar is a fixed prefix and a bracketed extent.
-fn path_command<'a>(
-    rest: &'a str,
-    prefix: &'static str,
-) -> Result<(&'a str, EsmtpParams<'a>), CommandError> {
-    let b = rest.as_bytes();
-    let n = prefix.len();
-    if b.len() < n + 1 || b[0] != b' ' || !b[1..=n].eq_ignore_ascii_case(prefix.as_bytes()) {
+fn path_command(
+    rest: &[u8],
+    (n, letters): (usize, u32),
+) -> Result<(Path<'_>, EsmtpParams<'_>), CommandError> {
+    // " FROM:" or " TO:": a space, the letters, a colon.
+    let prefix_ok = match rest {
+        [b' ', f, r, o, m, b':', ..] if n == 6 => {
+            u32::from_le_bytes([*f, *r, *o, *m]) | 0x2020_2020 == letters
+        }
+        [b' ', t, o, b':', ..] if n == 4 => u32::from_le_bytes([*t, *o, 0, 0]) | 0x2020 == letters,
+        _ => false,
+    };
+    if !prefix_ok {
         return Err(CommandError::Syntax);
     }
     // Many clients put a space after the colon; tolerated.
-    let mut i = n + 1;
-    while matches!(b.get(i), Some(b' ' | b'\t')) {
+    let mut i = n;
+    while matches!(rest.get(i), Some(b' ' | b'\t')) {
         i += 1;
     }
-    // The octets matched so far are ASCII: `i` is a char boundary.
-    let (path, after) = angle_path(&rest[i..]).ok_or(CommandError::Syntax)?;
-    if after.is_empty() {
-        return Ok((path, EsmtpParams::default()));
-    }
-    if !after.starts_with(' ') {
-        return Err(CommandError::Syntax);
-    }
-    Ok((
-        path,
-        EsmtpParams {
-            rest: after.trim_start_matches(' ').trim_end_matches(' '),
-        },
-    ))
+    // The path and parameters as text, in one conversion, without the
+    // spaces after them; the octets before them are ASCII.
+    let rest = &rest[i..];
+    let end = rest.iter().rposition(|&c| c != b' ').map_or(0, |e| e + 1);
+    let text = text(&rest[..end])?;
+    // The usual path is checked as its end is found; any other is only
+    // delimited here.
+    let (plain, path_end) = match AddressRef::parse_plain_path(text) {
+        Some((a, used)) => (Some(a), used),
+        None => (
+            None,
+            angle_path(text.as_bytes()).ok_or(CommandError::Syntax)?,
+        ),
+    };
+    let params = match text.as_bytes().get(path_end) {
+        None => "",
+        Some(b' ') => text[path_end..].trim_start_matches(' '),
+        Some(_) => return Err(CommandError::Syntax),
+    };
+    let path = Path {
+        text: &text[..path_end],
+        plain,
+    };
+    Ok((path, EsmtpParams { rest: params }))
 }
 
 /// A path from `<` to its closing `>`, skipping quoted strings (a quoted
-/// local part may hold `>`); returns it and what follows. Only finds the
-/// extent; the address is parsed by `portcullis_core`.
-fn angle_path(input: &str) -> Option<(&str, &str)> {
-    let bytes = input.as_bytes();
+/// local part may hold `>`); returns where it ends (after the `>`). Only
+/// finds the extent; the address is parsed by `portcullis_core`.
+fn angle_path(bytes: &[u8]) -> Option<usize> {
     if bytes.first() != Some(&b'<') {
         return None;
     }
-    // Fast path: no quoted string before the closing bracket. (Paths are
-    // short: a plain loop beats memchr's dispatch here.)
-    if let Some(i) = bytes
-        .iter()
-        .position(|&b| b == b'>' || b == b'"' || b == b' ')
+    // Fast path: no quoted string before the closing bracket, found eight
+    // octets at a time.
+    if let Some(i) = find_path_stop(bytes)
         && bytes[i] == b'>'
     {
-        // '>' is ASCII: both halves split on a char boundary.
-        return Some(input.split_at(i + 1));
+        return Some(i + 1);
     }
     let mut i = 1;
     let mut quoted = false;
@@ -383,13 +560,33 @@ fn angle_path(input: &str) -> Option<(&str, &str)> {
         match bytes[i] {
             b'\\' if quoted => i += 1,
             b'"' => quoted = !quoted,
-            b'>' if !quoted => return Some(input.split_at(i + 1)),
+            b'>' if !quoted => return Some(i + 1),
             b' ' if !quoted => break,
             _ => {}
         }
         i += 1;
     }
     None
+}
+
+/// The first `>`, `"` or space in `b`.
+fn find_path_stop(b: &[u8]) -> Option<usize> {
+    find_any(b, [b'>', b'"', b' '])
+}
+
+/// The first of three octets in `b`, eight octets at a time.
+fn find_any(b: &[u8], [x, y, z]: [u8; 3]) -> Option<usize> {
+    let (words, tail) = b.as_chunks::<8>();
+    for (n, w) in words.iter().enumerate() {
+        let w = u64::from_le_bytes(*w);
+        let hits = has_byte(w, x) | has_byte(w, y) | has_byte(w, z);
+        if hits != 0 {
+            return Some(n * 8 + (hits.trailing_zeros() / 8) as usize);
+        }
+    }
+    tail.iter()
+        .position(|&c| c == x || c == y || c == z)
+        .map(|i| words.len() * 8 + i)
 }
 
 /// `BDAT SP chunk-size [SP "LAST"]` (RFC 3030 §2).
@@ -462,6 +659,7 @@ mod tests {
             panic!("did not parse");
         };
         assert_eq!(path, "<\"a>b\"@x.example>");
+        assert!(path.reverse_path(ParseOptions::default()).is_ok());
         let got: Vec<_> = params.collect();
         assert_eq!(
             got,
@@ -469,7 +667,7 @@ mod tests {
         );
         assert!(matches!(
             parse_command(b"mail from: <>"),
-            Ok(Command::Mail { path: "<>", .. })
+            Ok(Command::Mail { path, .. }) if path == "<>"
         ));
         assert_eq!(parse_command(b"MAIL FROM:a@b"), Err(CommandError::Syntax));
         assert_eq!(

@@ -93,7 +93,7 @@ pub mod session;
 pub mod testing;
 
 pub use auth::{AuthMechanism, Credentials};
-pub use command::{Command, CommandError, EsmtpParams, parse_command};
+pub use command::{Command, CommandError, EsmtpParams, Path, parse_command};
 pub use config::{AuthMechanisms, Extensions, LongLines, SessionConfig};
 pub use data::{DataDecoder, DataError, DataStatus, dot_stuff};
 pub use params::RcptParams;

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use memchr::memchr;
 use portcullis_core::{
-    Body, Client, ForwardPathRef, MailParams, ParseOptions, Recipient, Reply, ReversePath,
-    ReversePathRef, Stage, Verdict,
+    Body, Client, MailParams, ParseOptions, Recipient, Reply, ReversePath, Stage, Verdict,
 };
 
 use crate::auth::{self, AuthMechanism, Credentials};
-use crate::command::{Command, CommandError, EsmtpParams, parse_command};
+use crate::command::{Command, CommandError, EsmtpParams, Path, parse_command};
 use crate::config::{LongLines, SessionConfig};
 use crate::data::{DataDecoder, DataStatus};
 use crate::replies;
@@ -1053,7 +1052,7 @@ impl Session {
         });
     }
 
-    fn mail(&mut self, path: &str, params: EsmtpParams<'_>) {
+    fn mail(&mut self, path: Path<'_>, params: EsmtpParams<'_>) {
         if !self.greeted() {
             self.bad_command(&replies::need_helo());
             return;
@@ -1081,7 +1080,7 @@ impl Session {
             .with_utf8(params.smtputf8)
             .with_trailing_dot(self.config.trailing_dot_in_paths);
         // Validated in place; owned only for the event.
-        let reverse_path = match ReversePathRef::parse_with(path, opts) {
+        let reverse_path = match path.reverse_path(opts) {
             Ok(p) => p.into_owned(),
             Err(e) => {
                 self.write_reply(&e.sender_reply());
@@ -1102,7 +1101,7 @@ impl Session {
         });
     }
 
-    fn rcpt(&mut self, path: &str, params: EsmtpParams<'_>) {
+    fn rcpt(&mut self, path: Path<'_>, params: EsmtpParams<'_>) {
         if !self.tx.mail {
             self.bad_command(&replies::need_mail());
             return;
@@ -1115,7 +1114,7 @@ impl Session {
             .with_utf8(self.tx.smtputf8)
             .with_trailing_dot(self.config.trailing_dot_in_paths);
         // Path and parameters validated in place; owned only for the event.
-        let forward = match ForwardPathRef::parse_with(path, opts) {
+        let forward = match path.forward_path(opts) {
             Ok(p) => p,
             Err(e) => {
                 self.write_reply(&e.recipient_reply());

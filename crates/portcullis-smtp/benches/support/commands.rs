@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 
-use portcullis_core::{ForwardPath, ForwardPathRef, ParseOptions, ReversePath, ReversePathRef};
+use portcullis_core::{ForwardPath, ParseOptions, ReversePath};
 use portcullis_smtp::{Command, Extensions};
 
 /// What a submission client sends for one message, repeated.
@@ -48,22 +48,23 @@ fn each_command(input: &[u8], mut work: impl FnMut(Command<'_>) -> usize) -> usi
 /// The headline: what the session checks before it allocates anything.
 /// The command parsed; MAIL's parameters checked and interpreted against
 /// the advertised extensions (`EsmtpParams::mail_params`: SIZE as a
-/// number, BODY's value, duplicates) and its path validated in place
-/// (`ReversePathRef`: the full RFC 5321 path grammar and limits, the domain
-/// as LDH labels, no allocation); RCPT's path likewise (`ForwardPathRef`)
-/// and its parameters (`rcpt_params`: NOTIFY's list).
+/// number, BODY's value, duplicates) and its path validated in place with
+/// the options they imply (`Path::reverse_path`: the full RFC 5321 path
+/// grammar and limits, the domain as LDH labels, no allocation); RCPT's
+/// path likewise (`Path::forward_path`) and its parameters (`rcpt_params`:
+/// NOTIFY's list).
 pub(crate) fn validated(input: &[u8]) -> usize {
     let ext = Extensions::default();
     each_command(input, |cmd| match cmd {
         Command::Mail { path, params } => {
             let p = params.mail_params(&ext, false).unwrap();
             let opts = ParseOptions::ascii().with_utf8(p.smtputf8);
-            let path = ReversePathRef::parse_with(path, opts).unwrap();
+            let path = path.reverse_path(opts).unwrap();
             let n = path.address().map_or(0, |a| a.domain().as_str().len());
             n + p.size.map_or(0, |s| s as usize)
         }
         Command::Rcpt { path, params } => {
-            let path = ForwardPathRef::parse_with(path, ParseOptions::ascii()).unwrap();
+            let path = path.forward_path(ParseOptions::ascii()).unwrap();
             let p = params.rcpt_params(&ext).unwrap();
             let n = path.address().map_or(0, |a| a.domain().as_str().len());
             n + usize::from(p.notify.is_some())
@@ -72,21 +73,25 @@ pub(crate) fn validated(input: &[u8]) -> usize {
     })
 }
 
-/// As [`validated`], with the paths parsed into owned core types
-/// (`ReversePath`/`ForwardPath`: the local part and the domain copied out),
-/// as the session does for the event it hands on once they are valid.
+/// As [`validated`], with the paths then copied into owned core types
+/// (`ReversePath`/`ForwardPath`: the local part and the domain as
+/// Strings), as the session does for the event it hands on once they are
+/// valid.
 pub(crate) fn owned_paths(input: &[u8]) -> usize {
     let ext = Extensions::default();
     each_command(input, |cmd| match cmd {
         Command::Mail { path, params } => {
             let p = params.mail_params(&ext, false).unwrap();
             let opts = ParseOptions::ascii().with_utf8(p.smtputf8);
-            let path = ReversePath::parse_with(path, opts).unwrap();
+            let path: ReversePath = path.reverse_path(opts).unwrap().into_owned();
             let n = path.address().map_or(0, |a| a.domain().ascii().len());
             n + p.size.map_or(0, |s| s as usize)
         }
         Command::Rcpt { path, params } => {
-            let path = ForwardPath::parse_with(path, ParseOptions::ascii()).unwrap();
+            let path: ForwardPath = path
+                .forward_path(ParseOptions::ascii())
+                .unwrap()
+                .into_owned();
             let p = params.rcpt_params(&ext).unwrap();
             let n = path.address().map_or(0, |a| a.domain().ascii().len());
             n + usize::from(p.notify.is_some())
@@ -95,12 +100,13 @@ pub(crate) fn owned_paths(input: &[u8]) -> usize {
     })
 }
 
-/// `parse_command` alone: the path's extent found but not validated, the
-/// parameters split but not interpreted. Not comparable with smtp-proto.
+/// `parse_command` alone: the path's end found (and the usual form of path
+/// checked on the way), the parameters delimited but not interpreted. Not
+/// comparable with smtp-proto.
 pub(crate) fn path_unvalidated(input: &[u8]) -> usize {
     each_command(input, |cmd| match cmd {
         Command::Mail { path, params } | Command::Rcpt { path, params } => {
-            path.len() + params.map(|p| p.map_or(0, |(k, _)| k.len())).sum::<usize>()
+            path.as_str().len() + params.map(|p| p.map_or(0, |(k, _)| k.len())).sum::<usize>()
         }
         _ => 1,
     })
