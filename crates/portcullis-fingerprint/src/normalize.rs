@@ -368,6 +368,27 @@ impl Normalization {
         i
     }
 
+    /// `text` when it is one URL and nothing else (a link value, mostly):
+    /// what the full pass writes for it (scheme, host and path, case
+    /// folded), and its one word; `None` for anything else.
+    pub(crate) fn lone_url(&self, text: &str, out: &mut Vec<u8>) -> Option<usize> {
+        if !self.strip_url_queries {
+            return None;
+        }
+        let b = text.as_bytes();
+        let cut = url_scan(b, url_scheme_len(b)?, &URL_CUT_OR_END);
+        // Nothing may end the URL before the end of the text.
+        if url_scan(b, cut, &URL_END) != b.len() {
+            return None;
+        }
+        let start = out.len();
+        out.extend_from_slice(&b[..cut]);
+        if self.fold_case {
+            out[start..].make_ascii_lowercase();
+        }
+        Some(1)
+    }
+
     /// Normalise `input` into a new string.
     pub fn normalize(&self, input: &str) -> String {
         let mut out = String::with_capacity(input.len());
@@ -502,62 +523,45 @@ fn quiet_scan<const FOLD_WS: bool, const HTML: bool>(b: &[u8]) -> (usize, usize)
     let mut words = 0;
     // Whether the byte before the chunk was a letter (bit 7 set).
     let mut carry = 0u64;
-    let mut done = 0;
-    // Word starts are summed per byte lane (at most one per chunk), so a
-    // block is at most 255 chunks.
-    for block in chunks.chunks(255) {
-        let mut lanes = 0u64;
-        for chunk in block {
-            // Per byte, the top bit of v + (0x80 - n) says v >= n and that of
-            // (0x80 + n) - v says v <= n. A byte of 0x80 or more can carry
-            // into the bytes after it, but it is a stop itself, and only the
-            // bytes before the first stop are read: they are ASCII and
-            // receive no carry, so their bits are exact.
-            let v = u64::from_le_bytes(*chunk);
-            let high = v & TOP;
-            let x = v | splat(0x20);
-            let letter = x.wrapping_add(splat(0x1f)) & splat(0xfa).wrapping_sub(x) & TOP;
-            // '0'..='9' and ':' (and the control bytes 0x10..=0x1a, stops
-            // anyway); with HTML up to '<', so ';' too.
-            let last = if HTML { 0xbc } else { 0xba };
-            let digit_colon = x.wrapping_add(splat(0x50)) & splat(last).wrapping_sub(x);
-            let up_to_space = splat(0xa0).wrapping_sub(v);
-            let ctrl = up_to_space.wrapping_sub(ONES);
-            let mut bad = ctrl | digit_colon;
-            if HTML {
-                // '&': a zero byte of v ^ '&' (exact up to the first one).
-                let amp = v ^ splat(b'&');
-                bad |= amp.wrapping_sub(ONES) & !amp;
-            }
-            if FOLD_WS {
-                // A space must be followed, in this chunk, by text.
-                let space = up_to_space & !ctrl;
-                let after = if HTML { bad | high } else { ctrl | high };
-                bad |= space & (((up_to_space | after) >> 8) | (1 << 63));
-            }
-            let bad = (bad & TOP) | high;
-            let starts = letter & !(letter << 8 | carry);
-            if bad != 0 {
-                let at = bad.trailing_zeros() as usize / 8;
-                let below = (1u64 << (8 * at)) - 1;
-                words += lane_sum(lanes) + count_top_bits(starts & below);
-                return (done + at, words);
-            }
-            lanes += starts >> 7;
-            carry = letter >> 56;
-            done += 8;
+    for (k, chunk) in chunks.iter().enumerate() {
+        // Per byte, the top bit of v + (0x80 - n) says v >= n and that of
+        // (0x80 + n) - v says v <= n. A byte of 0x80 or more can carry
+        // into the bytes after it, but it is a stop itself, and only the
+        // bytes before the first stop are read: they are ASCII and
+        // receive no carry, so their bits are exact.
+        let v = u64::from_le_bytes(*chunk);
+        let high = v & TOP;
+        let x = v | splat(0x20);
+        let letter = x.wrapping_add(splat(0x1f)) & splat(0xfa).wrapping_sub(x) & TOP;
+        // '0'..='9' and ':' (and the control bytes 0x10..=0x1a, stops
+        // anyway); with HTML up to '<', so ';' too.
+        let last = if HTML { 0xbc } else { 0xba };
+        let digit_colon = x.wrapping_add(splat(0x50)) & splat(last).wrapping_sub(x);
+        let up_to_space = splat(0xa0).wrapping_sub(v);
+        let ctrl = up_to_space.wrapping_sub(ONES);
+        let mut bad = ctrl | digit_colon;
+        if HTML {
+            // '&': a zero byte of v ^ '&' (exact up to the first one).
+            let amp = v ^ splat(b'&');
+            bad |= amp.wrapping_sub(ONES) & !amp;
         }
-        words += lane_sum(lanes);
+        if FOLD_WS {
+            // A space must be followed, in this chunk, by text.
+            let space = up_to_space & !ctrl;
+            let after = if HTML { bad | high } else { ctrl | high };
+            bad |= space & (((up_to_space | after) >> 8) | (1 << 63));
+        }
+        let bad = (bad & TOP) | high;
+        let starts = letter & !(letter << 8 | carry);
+        if bad != 0 {
+            let at = bad.trailing_zeros() as usize / 8;
+            let below = (1u64 << (8 * at)) - 1;
+            return (8 * k + at, words + count_top_bits(starts & below));
+        }
+        words += count_top_bits(starts);
+        carry = letter >> 56;
     }
-    (done, words)
-}
-
-/// The sum of the eight byte lanes of `lanes`: pairs first into 16-bit
-/// lanes (the sum can exceed a byte), then one multiply.
-#[inline]
-fn lane_sum(lanes: u64) -> usize {
-    let pairs = (lanes & 0x00ff_00ff_00ff_00ff) + ((lanes >> 8) & 0x00ff_00ff_00ff_00ff);
-    (pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48) as usize
+    (8 * chunks.len(), words)
 }
 
 /// `end` as a place to go on from: if it is inside a word (after a letter),
@@ -931,6 +935,23 @@ mod tests {
                         String::from_utf8_lossy(t)
                     );
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The lone-URL shortcut writes what the full pass writes.
+        #[test]
+        fn lone_url_matches_full_pass(
+            text in "(https?://|HTTP://|hTtPs://|)([a-zA-Z0-9./?#=&%:_-]|[ \"'<>\u{e9}]){0,12}",
+            fold_case in proptest::prelude::any::<bool>(),
+        ) {
+            let n = Normalization { fold_case, ..Normalization::default() };
+            let mut fast = b"x".to_vec();
+            if let Some(words) = n.lone_url(&text, &mut fast) {
+                let mut full = b"x".to_vec();
+                proptest::prop_assert_eq!(words, n.normalize_bytes(&text, &mut full));
+                proptest::prop_assert_eq!(fast, full, "{:?}", text);
             }
         }
     }

@@ -439,7 +439,10 @@ impl Normalization {
             out.push(b' ');
         }
         let mark = out.len();
-        let words = self.normalize_bytes(text, out);
+        let words = match self.lone_url(text, out) {
+            Some(words) => words,
+            None => self.normalize_bytes(text, out),
+        };
         if out.len() == mark {
             out.truncate(before);
         }
@@ -458,6 +461,7 @@ fn tag_name(name: &str) -> &str {
 
 /// The element whose contents are dropped that an opening tag of this name
 /// starts, if any.
+#[inline]
 fn skipped(tag_name: &str) -> Option<&'static str> {
     if !(4..=8).contains(&tag_name.len()) {
         return None;
