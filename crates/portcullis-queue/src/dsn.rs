@@ -28,6 +28,10 @@ pub enum DsnKind {
     Delay,
     /// Delivered (`Action: delivered`), only for `NOTIFY=SUCCESS`.
     Success,
+    /// Handed to a next hop that does not do DSN (`Action: relayed`, RFC
+    /// 3464 §2.3.3), only for `NOTIFY=SUCCESS` (RFC 3461 §4.1): the last
+    /// notice the sender gets from a DSN-aware path.
+    Relayed,
 }
 
 impl DsnKind {
@@ -36,6 +40,7 @@ impl DsnKind {
             DsnKind::Failure => "failed",
             DsnKind::Delay => "delayed",
             DsnKind::Success => "delivered",
+            DsnKind::Relayed => "relayed",
         }
     }
 
@@ -44,7 +49,7 @@ impl DsnKind {
         match self {
             DsnKind::Failure => notify.failure,
             DsnKind::Delay => notify.delay,
-            DsnKind::Success => notify.success,
+            DsnKind::Success | DsnKind::Relayed => notify.success,
         }
     }
 }
@@ -140,6 +145,7 @@ pub fn build_dsn(
         DsnKind::Failure => "Undelivered Mail Returned to Sender",
         DsnKind::Delay => "Delayed Mail (still being retried)",
         DsnKind::Success => "Successful Mail Delivery Report",
+        DsnKind::Relayed => "Relayed Mail Delivery Report",
     };
     let _ = write!(
         m,
@@ -177,6 +183,12 @@ pub fn build_dsn(
         DsnKind::Success => {
             m.push_str("Your message was delivered to the following recipients.\r\n\r\n")
         }
+        DsnKind::Relayed => m.push_str(
+            "Your message was relayed to the following recipients, through a mail\r\n\
+             system that does not send delivery notifications: you will get no\r\n\
+             further notice of its delivery, though other systems may still report\r\n\
+             a failure.\r\n\r\n",
+        ),
     }
     for (rc, r) in &reported {
         let _ = write!(m, "<{}>", final_recipient(&rc.path));
@@ -224,7 +236,7 @@ pub fn build_dsn(
                 one_line(&reply.to_string())
             );
         }
-        if kind != DsnKind::Success {
+        if !matches!(kind, DsnKind::Success | DsnKind::Relayed) {
             let _ = write!(m, "Last-Attempt-Date: {}\r\n", rfc5322_date(now));
         }
         if let (DsnKind::Delay, Some(until)) = (kind, will_retry_until) {
@@ -305,7 +317,7 @@ fn status(kind: DsnKind, reply: Option<&Reply>) -> EnhancedCode {
     let want = match kind {
         DsnKind::Failure => 5,
         DsnKind::Delay => 4,
-        DsnKind::Success => 2,
+        DsnKind::Success | DsnKind::Relayed => 2,
     };
     match reply.and_then(|r| r.enhanced()) {
         Some(e) if e.class == want => e,
@@ -332,7 +344,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// RFC 3461 §4 xtext: `+XX` for `+`, `=`, controls, space and non-ASCII.
-fn xtext(s: &str) -> String {
+pub(crate) fn xtext(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {

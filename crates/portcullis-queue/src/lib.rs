@@ -15,7 +15,7 @@
 //!   passed in. Per-destination queues, exponential backoff with jitter
 //!   (5 min doubling to ~67 min), 8-day lifetime, 4 h delay warnings,
 //!   per-destination concurrency and rate limits, [`QueueEvent`]s.
-//! * [`build_dsn`] ([`dsn`]) — RFC 3464 reports (failure, delay, success),
+//! * [`build_dsn`] ([`dsn`]) — RFC 3464 reports (failure, delay, success, relayed),
 //!   never for a null reverse path, sent from `<>`. No I/O.
 //! * [`Transport`] ([`transport`]) — the seam to the network, with
 //!   [`FakeTransport`] for tests. No I/O.
@@ -62,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 pub mod callout;
+pub mod downgrade;
 pub mod dsn;
 pub mod filter;
 pub mod id;

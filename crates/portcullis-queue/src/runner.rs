@@ -268,11 +268,18 @@ impl QueueRunner {
             let rcpt = |i: usize| info.envelope.recipients.get(i).cloned();
             match e {
                 QueueEvent::Delivered {
-                    recipient, reply, ..
+                    recipient,
+                    reply,
+                    success_dsn,
+                    ..
                 } => {
-                    dsns.entry((id, DsnKind::Success))
-                        .or_default()
-                        .push(DsnRecipient::new(recipient, Some(reply.clone())));
+                    // `delivered` or `relayed`; none when the next hop took
+                    // the NOTIFY request over (RFC 3461 §4.1).
+                    if let Some(kind) = success_dsn {
+                        dsns.entry((id, kind))
+                            .or_default()
+                            .push(DsnRecipient::new(recipient, Some(reply.clone())));
+                    }
                     if let Some(r) = rcpt(recipient) {
                         reports.push(DeliveryReport::Delivered {
                             id,

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use portcullis_core::{ForwardPath, Reply};
 
+use crate::dsn::DsnKind;
 use crate::id::QueueId;
 use crate::spool::MessageInfo;
 use crate::state::{DeliveryState, Hold, RecipientState, RecipientStatus};
@@ -144,6 +145,11 @@ pub enum QueueEvent {
         recipient: usize,
         /// The next hop's reply.
         reply: Reply,
+        /// The success DSN owed if the recipient asked `NOTIFY=SUCCESS`
+        /// ([`Outcome::success_dsn`]): [`DsnKind::Success`] for a final
+        /// delivery, [`DsnKind::Relayed`] after a next hop without DSN,
+        /// `None` when the next hop took the request over.
+        success_dsn: Option<DsnKind>,
     },
     /// A recipient was deferred and will be retried.
     Deferred {
@@ -678,14 +684,16 @@ impl Scheduler {
             let outcome = outcomes.get(k).cloned().unwrap_or_else(|| {
                 Outcome::Deferred(Reply::new(451, (4, 4, 0), "No outcome reported"))
             });
+            let success_dsn = outcome.success_dsn();
             match outcome {
-                Outcome::Delivered(reply) => {
+                Outcome::Delivered(reply) | Outcome::Relayed { reply, .. } => {
                     r.status = RecipientStatus::Delivered;
                     r.last_reply = Some(Box::new(reply.clone()));
                     self.events.push_back(QueueEvent::Delivered {
                         id,
                         recipient: ri,
                         reply,
+                        success_dsn,
                     });
                 }
                 Outcome::Bounced(reply) => {

@@ -8,7 +8,52 @@
 //! bounced, RFC 5321 §4.2.1) and the reply after the data decides the
 //! accepted ones. Idle connections are kept per host and reused for up to
 //! `max_messages_per_connection` messages.
+//!
+//! # ESMTP parameters
+//!
+//! Every `MAIL`/`RCPT` parameter is sent only when the server announced
+//! its extension in the EHLO reply in force (the one after STARTTLS, RFC
+//! 3207 §4.2); what the envelope asks for and the server cannot honour is
+//! decided here, before `MAIL`, as Postfix does:
+//!
+//! * **SIZE** (RFC 1870 §6): `SIZE=` with the octets sent, only when
+//!   announced. A message larger than an announced limit is not offered:
+//!   its recipients bounce with `552 5.3.4` (no other host is tried).
+//! * **SMTPUTF8** (RFC 6531 §3.4): sent when the envelope asked for it or
+//!   an address of the transaction is UTF-8. A server without it gets the
+//!   message only if nothing needs it — neither an address nor the header
+//!   section holds UTF-8 (RFC 6531 §3.2 lets a client that knows this send
+//!   without); otherwise the recipients bounce with `550 5.6.7` (RFC 6533
+//!   X.6.7), never a downgrade.
+//! * **DSN** (RFC 3461 §4): with the extension, `RET`/`ENVID` on `MAIL`
+//!   and `NOTIFY`/`ORCPT` on each `RCPT` as received (xtext-encoded again:
+//!   the envelope holds them decoded), and the next hop owns the success
+//!   notice. Without it nothing is sent and a recipient that asked
+//!   `NOTIFY=SUCCESS` comes back as [`Outcome::Relayed`] with
+//!   `dsn_passed_on: false`, so the queue sends a `relayed` DSN (RFC 3461
+//!   §4.1). Other accepted recipients are [`Outcome::Delivered`].
+//! * **8BITMIME** (RFC 6152): a message is 8-bit when declared so or when
+//!   any octet is above 127 (a `BODY=7BIT` claim is not trusted). With the
+//!   extension it goes with `BODY=8BITMIME`. Without it the client must not
+//!   send 8-bit data (RFC 6152 §3): see [`to_seven_bit`](crate::downgrade::to_seven_bit) for the MIME
+//!   conversion to quoted-printable (what Postfix does); what it cannot
+//!   convert (8-bit header fields, a non-MIME body, 8-bit inside an
+//!   encapsulated message) goes as it is, as Postfix and Exim send it,
+//!   rather than bouncing mail that nearly every such server takes.
+//! * **BINARYMIME** (RFC 3030): never through `DATA`. With `BINARYMIME`
+//!   and `CHUNKING` it goes as one `BDAT <size> LAST` with
+//!   `BODY=BINARYMIME`. Without them, content that is in fact valid 8-bit
+//!   text (CRLF lines of at most 998 octets, no NUL) goes as 8-bit above;
+//!   true binary bounces with `554 5.6.3` (no conversion to base64).
+//! * **REQUIRETLS** (RFC 8689 §4.2.1): the delivery needs STARTTLS with a
+//!   certificate valid for the host name (whatever [`TlsPolicy`] says) and
+//!   a server announcing `REQUIRETLS` after it, and passes `REQUIRETLS`. A
+//!   host that cannot is left for the next one; when every host answered
+//!   and none could, the recipients bounce with `550 5.7.30`; when some
+//!   could not be reached, they are deferred. (The MX records are not
+//!   checked for DNSSEC or MTA-STS, which §4.2.1 also asks.)
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -19,12 +64,14 @@ use std::time::Duration;
 
 use mail_send::smtp::tls::build_tls_connector;
 use mail_send::{Error as SendError, SmtpClient};
-use portcullis_core::{Body, Reply, async_trait};
+use portcullis_core::{Body, Notify, Reply, Ret, async_trait};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::downgrade::to_seven_bit;
+use crate::dsn::xtext;
 use crate::transport::{DeliveryRequest, HopHost, Outcome, Transport};
 
 /// When to use STARTTLS.
@@ -146,12 +193,47 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// What the server announced in the EHLO reply in force.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Extensions {
+    /// `smtp_proto::EXT_*` bits.
+    caps: u32,
+    /// The `SIZE` limit; 0 when none is given (RFC 1870 §4: no fixed maximum).
+    size: u64,
+}
+
+impl Extensions {
+    fn of(ehlo: &smtp_proto::EhloResponse<String>) -> Self {
+        Extensions {
+            caps: ehlo.capabilities,
+            size: ehlo.size as u64,
+        }
+    }
+
+    fn has(&self, ext: u32) -> bool {
+        self.caps & ext != 0
+    }
+}
+
 /// An open, greeted connection (EHLO done, TLS as the policy said).
 pub(crate) struct Connection {
     client: SmtpClient<Stream>,
     sent: u32,
-    eight_bit: bool,
+    ext: Extensions,
     tls: bool,
+    /// TLS with the server's certificate checked against the host name.
+    verified: bool,
+}
+
+/// Why a host could not take the message; the next one is tried.
+#[derive(Debug)]
+enum HostError {
+    /// Refused, silent, timed out, broken connection: try later.
+    Unreachable(Reply),
+    /// STARTTLS absent or failed, or a certificate not valid for the host.
+    Tls(Reply),
+    /// Connected and secured, but no `REQUIRETLS` (RFC 8689 §4.2.1).
+    NoRequireTls(Reply),
 }
 
 /// The SMTP client transport. See the module docs.
@@ -210,12 +292,13 @@ impl SmtpTransport {
         })
     }
 
-    fn take_idle(&self, host: &HopHost) -> Option<Connection> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&(host.name.clone(), host.port))
-            .and_then(|v| v.pop())
+    /// A pooled connection to `host`; only a verified TLS one when
+    /// `verified_only` (REQUIRETLS).
+    fn take_idle(&self, host: &HopHost, verified_only: bool) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let v = idle.get_mut(&(host.name.clone(), host.port))?;
+        let i = v.iter().rposition(|c| c.verified || !verified_only)?;
+        Some(v.remove(i))
     }
 
     fn put_idle(&self, host: &HopHost, conn: Connection) {
@@ -236,93 +319,103 @@ impl SmtpTransport {
         host: &HopHost,
         addr: SocketAddr,
     ) -> Result<Connection, Reply> {
-        let t = self.config.timeout;
-        let mut client = SmtpClient::connect(addr, t)
+        self.connect_with(host, addr, self.config.tls)
             .await
-            .map_err(|e| error_reply(&e))?;
+            .map_err(|e| match e {
+                HostError::Unreachable(r) | HostError::Tls(r) | HostError::NoRequireTls(r) => r,
+            })
+    }
+
+    async fn connect_with(
+        &self,
+        host: &HopHost,
+        addr: SocketAddr,
+        policy: TlsPolicy,
+    ) -> Result<Connection, HostError> {
+        let t = self.config.timeout;
+        let unreachable = |e: SendError| HostError::Unreachable(error_reply(&e));
+        let mut client = SmtpClient::connect(addr, t).await.map_err(unreachable)?;
         // mail-send's `read` has no timeout of its own (its `cmd` does): a
         // host that accepts and never greets must not hold the delivery.
-        let greeting = read_within(&mut client, t)
-            .await
-            .map_err(|e| error_reply(&e))?;
+        let greeting = read_within(&mut client, t).await.map_err(unreachable)?;
         if greeting.code != 220 {
-            return Err(reply_of(&greeting));
+            return Err(HostError::Unreachable(reply_of(&greeting)));
         }
         let ehlo = client
             .ehlo(&self.config.helo_name)
             .await
-            .map_err(|e| error_reply(&e))?;
+            .map_err(unreachable)?;
         let offers_tls = ehlo.has_capability(smtp_proto::EXT_START_TLS);
-        let connector = match (self.config.tls, offers_tls) {
+        let connector = match (policy, offers_tls) {
             (TlsPolicy::Never, _) | (TlsPolicy::Opportunistic, false) => None,
             (TlsPolicy::Required, false) => {
-                return Err(local(
+                return Err(HostError::Tls(local(
                     451,
                     (4, 7, 4),
                     format!("{} does not offer STARTTLS", host.name),
-                ));
+                )));
             }
             (TlsPolicy::Required, true) => self.verify.as_ref(),
             (TlsPolicy::Opportunistic, true) => self.opportunistic.as_ref(),
         };
         let Some(connector) = connector else {
             return Ok(Connection {
-                eight_bit: ehlo.has_capability(smtp_proto::EXT_8BIT_MIME),
+                ext: Extensions::of(&ehlo),
                 client: SmtpClient {
                     stream: Stream::Plain(client.stream),
                     timeout: t,
                 },
                 sent: 0,
                 tls: false,
+                verified: false,
             });
         };
         let mut tls = client
             .start_tls(connector, &host.name)
             .await
-            .map_err(|e| error_reply(&e))?;
+            .map_err(|e| HostError::Tls(error_reply(&e)))?;
         // RFC 3207 §4.2: forget what was learnt before TLS; greet again.
         let ehlo = tls
             .ehlo(&self.config.helo_name)
             .await
-            .map_err(|e| error_reply(&e))?;
+            .map_err(unreachable)?;
         Ok(Connection {
-            eight_bit: ehlo.has_capability(smtp_proto::EXT_8BIT_MIME),
+            ext: Extensions::of(&ehlo),
             client: SmtpClient {
                 stream: Stream::Tls(Box::new(tls.stream)),
                 timeout: t,
             },
             sent: 0,
             tls: true,
+            verified: policy == TlsPolicy::Required,
         })
     }
 
-    /// One transaction on an open connection. `Err` means the connection
-    /// failed before any recipient was decided (try another host).
+    /// One transaction on an open connection. `Err` means this host cannot
+    /// take the message (try another); a verdict reached before `MAIL`
+    /// (size, SMTPUTF8, binary content) is `Ok` like any other.
     async fn transaction(
         &self,
         conn: &mut Connection,
         request: &DeliveryRequest<'_>,
-    ) -> Result<Vec<Outcome>, Reply> {
+    ) -> Result<Vec<Outcome>, HostError> {
         let n = request.recipients.len();
-        let env = request.envelope;
-        let mut mail = format!("MAIL FROM:{}", env.reverse_path);
-        if conn.eight_bit && env.params.body == Body::EightBitMime {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        mail.push_str(&format!(" SIZE={}\r\n", request.message.len()));
+        let plan = match plan(&conn.ext, conn.verified, request) {
+            Ok(plan) => plan,
+            Err(Refusal::Bounce(reply)) => return Ok(vec![Outcome::Bounced(reply); n]),
+            Err(Refusal::NoRequireTls(reply)) => return Err(HostError::NoRequireTls(reply)),
+        };
+        let broken = |e: SendError| HostError::Unreachable(error_reply(&e));
         let c = &mut conn.client;
-        let r = c.cmd(mail.as_bytes()).await.map_err(|e| error_reply(&e))?;
+        let r = c.cmd(plan.mail.as_bytes()).await.map_err(broken)?;
         if r.code / 100 != 2 {
             let _ = c.cmd(b"RSET\r\n").await;
             return Ok(vec![Outcome::from_reply(reply_of(&r)); n]);
         }
         let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
         let mut accepted = 0;
-        for (i, rcpt) in request.recipients.iter().enumerate() {
-            let r = c
-                .cmd(format!("RCPT TO:{}\r\n", rcpt.path).as_bytes())
-                .await
-                .map_err(|e| error_reply(&e))?;
+        for (i, line) in plan.rcpts.iter().enumerate() {
+            let r = c.cmd(line.as_bytes()).await.map_err(broken)?;
             if r.code / 100 == 2 {
                 accepted += 1;
             } else {
@@ -336,31 +429,290 @@ impl SmtpTransport {
                 .map(|o| o.unwrap_or_else(no_outcome))
                 .collect());
         }
-        let r = c.cmd(b"DATA\r\n").await.map_err(|e| error_reply(&e))?;
-        let final_reply = if r.code != 354 {
-            reply_of(&r)
-        } else {
-            let data = dot_stuff(request.message);
-            let timeout = c.timeout;
-            let sent = tokio::time::timeout(timeout, async {
-                c.stream.write_all(&data).await?;
-                c.stream.flush().await
-            })
-            .await;
-            match sent {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(local(451, (4, 4, 2), format!("Write failed: {e}"))),
-                Err(_) => return Err(local(451, (4, 4, 7), "Timeout sending data".into())),
+        let timeout = c.timeout;
+        let final_reply = match &plan.content {
+            Content::Data(message) => {
+                let r = c.cmd(b"DATA\r\n").await.map_err(broken)?;
+                if r.code != 354 {
+                    reply_of(&r)
+                } else {
+                    send_within(c, timeout, &dot_stuff(message)).await?;
+                    reply_of(&read_within(c, timeout).await.map_err(broken)?)
+                }
             }
-            let r = read_within(c, timeout).await.map_err(|e| error_reply(&e))?;
-            reply_of(&r)
+            Content::Bdat(message) => {
+                // RFC 3030 §2: one chunk, the whole message, no dot-stuffing.
+                let mut chunk = format!("BDAT {} LAST\r\n", message.len()).into_bytes();
+                chunk.extend_from_slice(message);
+                send_within(c, timeout, &chunk).await?;
+                reply_of(&read_within(c, timeout).await.map_err(broken)?)
+            }
         };
         conn.sent += 1;
         let all = Outcome::from_reply(final_reply);
         Ok(outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| all.clone()))
+            .zip(request.recipients)
+            .map(|(o, rcpt)| match o {
+                Some(o) => o,
+                // RFC 3461 §4.1: who owes a NOTIFY=SUCCESS its notice.
+                None => match &all {
+                    Outcome::Delivered(reply) if rcpt.effective_notify().success => {
+                        Outcome::Relayed {
+                            reply: reply.clone(),
+                            dsn_passed_on: plan.dsn,
+                        }
+                    }
+                    _ => all.clone(),
+                },
+            })
             .collect())
+    }
+}
+
+/// Why a message is not offered on a connection.
+#[derive(Debug)]
+enum Refusal {
+    /// Nobody can take it this way: bounce every recipient with this.
+    Bounce(Reply),
+    /// This host cannot meet REQUIRETLS; another may.
+    NoRequireTls(Reply),
+}
+
+/// What goes after the recipients.
+#[derive(Debug)]
+enum Content<'a> {
+    /// `DATA`, dot-stuffed on the way out.
+    Data(Cow<'a, [u8]>),
+    /// One `BDAT … LAST` chunk (BINARYMIME).
+    Bdat(&'a [u8]),
+}
+
+/// One transaction, decided before a command is sent.
+#[derive(Debug)]
+struct Plan<'a> {
+    /// `MAIL FROM:… params\r\n`.
+    mail: String,
+    /// `RCPT TO:… params\r\n`, one per request recipient.
+    rcpts: Vec<String>,
+    content: Content<'a>,
+    /// The server took the DSN parameters (it announced DSN).
+    dsn: bool,
+}
+
+/// The commands for `request` on a connection with `ext` (see the module
+/// docs), or why it is not offered there.
+fn plan<'a>(
+    ext: &Extensions,
+    verified_tls: bool,
+    request: &DeliveryRequest<'a>,
+) -> Result<Plan<'a>, Refusal> {
+    let env = request.envelope;
+    let params = &env.params;
+    let message = request.message;
+    let mut mail = format!("MAIL FROM:{}", env.reverse_path);
+
+    // RFC 8689 §4.2.1: verified TLS, then REQUIRETLS announced after it.
+    if params.requiretls {
+        if !verified_tls {
+            return Err(Refusal::NoRequireTls(local(
+                550,
+                (5, 7, 30),
+                "REQUIRETLS support required: no verified TLS to the next hop".into(),
+            )));
+        }
+        if !ext.has(smtp_proto::EXT_REQUIRE_TLS) {
+            return Err(Refusal::NoRequireTls(local(
+                550,
+                (5, 7, 30),
+                "REQUIRETLS support required: the next hop does not offer REQUIRETLS".into(),
+            )));
+        }
+    }
+
+    // RFC 6531 §3.2 / §3.4: UTF-8 addresses (or header fields, when the
+    // sender said SMTPUTF8) need a server with SMTPUTF8; never downgraded.
+    let utf8_addresses = env.reverse_path.address().is_some_and(|a| a.is_utf8())
+        || request
+            .recipients
+            .iter()
+            .any(|r| r.path.address().is_some_and(|a| a.is_utf8()));
+    let needs_utf8 = utf8_addresses || (params.smtputf8 && !header_section(message).is_ascii());
+    let utf8 = if ext.has(smtp_proto::EXT_SMTP_UTF8) {
+        params.smtputf8 || utf8_addresses
+    } else if needs_utf8 {
+        return Err(Refusal::Bounce(local(
+            550,
+            (5, 6, 7),
+            "SMTPUTF8 is required, but was not offered by the next hop".into(),
+        )));
+    } else {
+        false
+    };
+
+    // RFC 6152 / RFC 3030: the body type the next hop is told, and the bytes.
+    let chunking = ext.has(smtp_proto::EXT_BINARY_MIME) && ext.has(smtp_proto::EXT_CHUNKING);
+    let (body, content) = if params.body == Body::BinaryMime && chunking {
+        (Some("BINARYMIME"), Content::Bdat(message))
+    } else if params.body == Body::BinaryMime && !is_text(message) {
+        return Err(Refusal::Bounce(local(
+            554,
+            (5, 6, 3),
+            "Binary content needs BINARYMIME and CHUNKING, which the next hop does not offer"
+                .into(),
+        )));
+    } else if message.is_ascii() {
+        (None, Content::Data(Cow::Borrowed(message)))
+    } else if ext.has(smtp_proto::EXT_8BIT_MIME) {
+        (Some("8BITMIME"), Content::Data(Cow::Borrowed(message)))
+    } else {
+        // RFC 6152 §3: no 8-bit data to this server; convert what MIME allows.
+        (None, Content::Data(to_seven_bit(message)))
+    };
+    if let Some(body) = body {
+        mail.push_str(" BODY=");
+        mail.push_str(body);
+    }
+
+    // RFC 1870 §6: SIZE only when announced; over the limit, do not offer.
+    if ext.has(smtp_proto::EXT_SIZE) {
+        let size = match &content {
+            Content::Data(m) => m.len(),
+            Content::Bdat(m) => m.len(),
+        } as u64;
+        if ext.size > 0 && size > ext.size {
+            return Err(Refusal::Bounce(local(
+                552,
+                (5, 3, 4),
+                format!(
+                    "Message size {size} exceeds the next hop's size limit of {}",
+                    ext.size
+                ),
+            )));
+        }
+        mail.push_str(&format!(" SIZE={size}"));
+    }
+    if utf8 {
+        mail.push_str(" SMTPUTF8");
+    }
+
+    // RFC 3461 §4: the DSN parameters travel only to a server with DSN.
+    let dsn = ext.has(smtp_proto::EXT_DSN);
+    if dsn {
+        match params.ret {
+            Some(Ret::Full) => mail.push_str(" RET=FULL"),
+            Some(Ret::Headers) => mail.push_str(" RET=HDRS"),
+            _ => {}
+        }
+        if let Some(envid) = &params.envid {
+            mail.push_str(" ENVID=");
+            mail.push_str(&xtext(envid));
+        }
+    }
+    if params.requiretls {
+        mail.push_str(" REQUIRETLS");
+    }
+    mail.push_str("\r\n");
+
+    let rcpts = request
+        .recipients
+        .iter()
+        .map(|r| {
+            let mut line = format!("RCPT TO:{}", r.path);
+            if dsn {
+                if let Some(notify) = r.notify {
+                    line.push_str(" NOTIFY=");
+                    line.push_str(&notify_value(notify));
+                }
+                if let Some((addr_type, addr)) = &r.orcpt {
+                    line.push_str(&format!(" ORCPT={addr_type};{}", xtext(addr)));
+                }
+            }
+            line.push_str("\r\n");
+            line
+        })
+        .collect();
+    Ok(Plan {
+        mail,
+        rcpts,
+        content,
+        dsn,
+    })
+}
+
+/// RFC 3461 §4.1: `NEVER` or the list of conditions.
+fn notify_value(n: Notify) -> String {
+    if n.is_never() {
+        return "NEVER".to_owned();
+    }
+    [
+        (n.success, "SUCCESS"),
+        (n.failure, "FAILURE"),
+        (n.delay, "DELAY"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, word)| *word)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// The header section of a message: up to and with the empty line.
+fn header_section(message: &[u8]) -> &[u8] {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |i| i + 4);
+    &message[..end]
+}
+
+/// Whether `message` can travel as (8-bit) text: CRLF line ends only, no
+/// NUL, lines of at most 998 octets (RFC 5321 §4.5.3.1.6, RFC 6152 §3).
+pub(crate) fn is_text(message: &[u8]) -> bool {
+    let mut line = 0usize;
+    let mut prev = 0u8;
+    for &b in message {
+        match b {
+            0 => return false,
+            b'\n' if prev != b'\r' => return false,
+            b'\n' => line = 0,
+            b'\r' => {}
+            _ if prev == b'\r' => return false,
+            _ => {
+                line += 1;
+                if line > 998 {
+                    return false;
+                }
+            }
+        }
+        prev = b;
+    }
+    prev != b'\r'
+}
+
+/// Write `bytes` within `t`; a failure is the connection's.
+async fn send_within(
+    c: &mut SmtpClient<Stream>,
+    t: Duration,
+    bytes: &[u8],
+) -> Result<(), HostError> {
+    let sent = tokio::time::timeout(t, async {
+        c.stream.write_all(bytes).await?;
+        c.stream.flush().await
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(HostError::Unreachable(local(
+            451,
+            (4, 4, 2),
+            format!("Write failed: {e}"),
+        ))),
+        Err(_) => Err(HostError::Unreachable(local(
+            451,
+            (4, 4, 7),
+            "Timeout sending data".into(),
+        ))),
     }
 }
 
@@ -413,34 +765,72 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
 impl Transport for SmtpTransport {
     async fn deliver(&self, request: DeliveryRequest<'_>) -> Vec<Outcome> {
         let n = request.recipients.len();
+        // RFC 8689 §4.2.1: verified TLS whatever the configured policy.
+        let requiretls = request.envelope.params.requiretls;
+        let policy = if requiretls {
+            TlsPolicy::Required
+        } else {
+            self.config.tls
+        };
         let mut last_error = local(451, (4, 4, 1), "No next hop host answered".into());
+        // A host that answered but could not meet REQUIRETLS, and whether
+        // any host could not be asked at all.
+        let mut no_requiretls: Option<Reply> = None;
+        let mut unreachable = false;
         for host in &request.hop.hosts {
             // A pooled connection first; if it fails, fall through to new ones.
-            if let Some(mut conn) = self.take_idle(host)
-                && let Ok(outcomes) = self.transaction(&mut conn, &request).await
-            {
-                self.put_idle(host, conn);
-                return outcomes;
-            }
-            for ip in &host.addrs {
-                let addr = SocketAddr::new(*ip, host.port);
-                let mut conn = match self.connect(host, addr).await {
-                    Ok(c) => c,
-                    Err(reply) => {
-                        tracing::debug!(host = %host.name, %addr, %reply, "next hop address failed");
-                        last_error = reply;
-                        continue;
-                    }
-                };
+            if let Some(mut conn) = self.take_idle(host, requiretls) {
                 match self.transaction(&mut conn, &request).await {
                     Ok(outcomes) => {
-                        tracing::debug!(host = %host.name, %addr, tls = conn.tls, "delivered transaction");
                         self.put_idle(host, conn);
                         return outcomes;
                     }
-                    Err(reply) => last_error = reply,
+                    Err(HostError::NoRequireTls(reply)) => {
+                        self.put_idle(host, conn);
+                        no_requiretls = Some(reply);
+                        continue;
+                    }
+                    Err(_) => {}
                 }
             }
+            for ip in &host.addrs {
+                let addr = SocketAddr::new(*ip, host.port);
+                let result = match self.connect_with(host, addr, policy).await {
+                    Ok(mut conn) => {
+                        let result = self.transaction(&mut conn, &request).await;
+                        if matches!(result, Ok(_) | Err(HostError::NoRequireTls(_))) {
+                            tracing::debug!(host = %host.name, %addr, tls = conn.tls, "transaction");
+                            self.put_idle(host, conn);
+                        }
+                        result
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(outcomes) => return outcomes,
+                    Err(HostError::NoRequireTls(reply)) => no_requiretls = Some(reply),
+                    Err(HostError::Tls(reply)) if requiretls => {
+                        tracing::debug!(host = %host.name, %addr, %reply, "no verified TLS for REQUIRETLS");
+                        no_requiretls = Some(local(
+                            550,
+                            (5, 7, 30),
+                            format!("REQUIRETLS support required: {reply}"),
+                        ));
+                    }
+                    Err(HostError::Unreachable(reply) | HostError::Tls(reply)) => {
+                        tracing::debug!(host = %host.name, %addr, %reply, "next hop address failed");
+                        unreachable = true;
+                        last_error = reply;
+                    }
+                }
+            }
+        }
+        // Every host answered and none can keep the message on TLS: bounce
+        // (RFC 8689 §4.2.1); an unreachable one might, so wait for it.
+        if let Some(reply) = no_requiretls
+            && !unreachable
+        {
+            return vec![Outcome::Bounced(reply); n];
         }
         // Nobody took it: a connection-level failure defers (a 5xx greeting
         // from every host is still only a reason to try later, RFC 5321 §5.1).
@@ -460,6 +850,36 @@ impl Transport for SmtpTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_crlf_lines_of_at_most_998_without_nul() {
+        assert!(is_text(b"a\r\n\xc3\xa4\r\n"));
+        assert!(is_text(b""));
+        assert!(is_text(&[b'x'; 998]));
+        assert!(!is_text(&[b'x'; 999]));
+        assert!(!is_text(b"a\nb"), "bare LF");
+        assert!(!is_text(b"a\rb"), "bare CR");
+        assert!(!is_text(b"a\r"), "CR at the end");
+        assert!(!is_text(b"a\0b"));
+    }
+
+    #[test]
+    fn notify_values() {
+        assert_eq!(notify_value(Notify::NEVER), "NEVER");
+        assert_eq!(notify_value(Notify::DEFAULT), "FAILURE,DELAY");
+        let all = Notify {
+            success: true,
+            failure: true,
+            delay: true,
+        };
+        assert_eq!(notify_value(all), "SUCCESS,FAILURE,DELAY");
+    }
+
+    #[test]
+    fn header_section_ends_at_the_empty_line() {
+        assert_eq!(header_section(b"A: 1\r\n\r\nb\xc3"), b"A: 1\r\n\r\n");
+        assert_eq!(header_section(b"A: 1\r\n"), b"A: 1\r\n");
+    }
 
     #[test]
     fn dot_stuffing() {

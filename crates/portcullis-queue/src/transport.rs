@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use portcullis_core::{Envelope, Recipient, Reply, ReversePath, async_trait};
 
+use crate::dsn::DsnKind;
+
 /// What happened to one recipient in one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -18,6 +20,20 @@ pub enum Outcome {
     Deferred(Reply),
     /// Permanent failure (5xx, null MX, NXDOMAIN): bounce.
     Bounced(Reply),
+    /// Another MTA accepted a recipient that asked for `NOTIFY=SUCCESS`
+    /// (RFC 3461 §4.1). The queue is done with it as with
+    /// [`Outcome::Delivered`]; only the sender's notice differs: when the
+    /// next hop announced DSN and took the `NOTIFY` parameter it reports
+    /// success itself and none comes from here (`dsn_passed_on`), else a
+    /// `relayed` DSN does (RFC 3464 §2.3.3). A relaying transport reports
+    /// its other accepted recipients as [`Outcome::Delivered`], where the
+    /// difference does not matter; a final delivery is always `Delivered`.
+    Relayed {
+        /// The next hop's reply after the data.
+        reply: Reply,
+        /// The next hop took the DSN request over.
+        dsn_passed_on: bool,
+    },
 }
 
 impl Outcome {
@@ -25,6 +41,28 @@ impl Outcome {
     pub fn reply(&self) -> &Reply {
         match self {
             Outcome::Delivered(r) | Outcome::Deferred(r) | Outcome::Bounced(r) => r,
+            Outcome::Relayed { reply, .. } => reply,
+        }
+    }
+
+    /// Whether the recipient is done with: [`Outcome::Delivered`] or
+    /// [`Outcome::Relayed`].
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Outcome::Delivered(_) | Outcome::Relayed { .. })
+    }
+
+    /// The success DSN this outcome calls for if the recipient asked
+    /// `NOTIFY=SUCCESS`: `delivered` for a final delivery, `relayed` for a
+    /// next hop without DSN, none when the next hop took the request over
+    /// or the recipient is not done with.
+    pub fn success_dsn(&self) -> Option<DsnKind> {
+        match self {
+            Outcome::Delivered(_) => Some(DsnKind::Success),
+            Outcome::Relayed {
+                dsn_passed_on: false,
+                ..
+            } => Some(DsnKind::Relayed),
+            _ => None,
         }
     }
 

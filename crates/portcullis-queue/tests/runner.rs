@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use portcullis_core::{
@@ -16,7 +16,9 @@ use portcullis_queue::{
     QueueRunner, RecipientStatus, SchedulerConfig, SmtpTransport, SmtpTransportConfig, Spool,
     SpoolConfig, StaticRouter, TlsPolicy, Transport,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use support::{Script, Scripted};
+
+mod support;
 
 fn envelope(rcpts: &[&str]) -> Envelope {
     let mut env = Envelope::new(
@@ -154,72 +156,29 @@ async fn held_messages_wait_for_release() {
     assert!(spool.is_empty());
 }
 
-/// A scripted SMTP server: no STARTTLS, RCPT verdict by local part, counts
-/// connections, records the DATA it received.
-async fn smtp_server() -> (u16, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let conns = Arc::new(AtomicUsize::new(0));
-    let data = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (c2, d2) = (conns.clone(), data.clone());
-    tokio::spawn(async move {
-        loop {
-            let (sock, _) = listener.accept().await.unwrap();
-            c2.fetch_add(1, Ordering::SeqCst);
-            let d3 = d2.clone();
-            tokio::spawn(async move {
-                let (rd, mut wr) = sock.into_split();
-                let mut rd = BufReader::new(rd);
-                wr.write_all(b"220 test ESMTP\r\n").await.unwrap();
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if rd.read_line(&mut line).await.unwrap() == 0 {
-                        return;
-                    }
-                    let up = line.to_ascii_uppercase();
-                    let reply: &[u8] = if up.starts_with("EHLO") {
-                        b"250-test\r\n250-8BITMIME\r\n250 SIZE 1000000\r\n"
-                    } else if up.starts_with("MAIL") {
-                        b"250 2.1.0 ok\r\n"
-                    } else if up.starts_with("RCPT") && up.contains("<BAD@") {
-                        b"550 5.1.1 no such user\r\n"
-                    } else if up.starts_with("RCPT") && up.contains("<GREY@") {
-                        b"451 4.7.1 greylisted\r\n"
-                    } else if up.starts_with("RCPT") {
-                        b"250 2.1.5 ok\r\n"
-                    } else if up.starts_with("DATA") {
-                        wr.write_all(b"354 go\r\n").await.unwrap();
-                        let mut body = Vec::new();
-                        loop {
-                            let mut l = Vec::new();
-                            rd.read_until(b'\n', &mut l).await.unwrap();
-                            if l == b".\r\n" {
-                                break;
-                            }
-                            body.extend_from_slice(&l);
-                        }
-                        d3.lock().unwrap().push(body);
-                        b"250 2.0.0 queued as 42\r\n"
-                    } else if up.starts_with("RSET") {
-                        b"250 2.0.0 ok\r\n"
-                    } else if up.starts_with("QUIT") {
-                        wr.write_all(b"221 bye\r\n").await.unwrap();
-                        return;
-                    } else {
-                        b"502 5.5.1 no\r\n"
-                    };
-                    wr.write_all(reply).await.unwrap();
+/// The scripted SMTP server (`support`): RCPT verdict by local part.
+async fn smtp_server() -> Scripted {
+    Scripted::start(
+        Script::new(&["8BITMIME", "SIZE 1000000"]).with_rcpt(|line| {
+            let up = line.to_ascii_uppercase();
+            Some(
+                if up.contains("<BAD@") {
+                    "550 5.1.1 no such user"
+                } else if up.contains("<GREY@") {
+                    "451 4.7.1 greylisted"
+                } else {
+                    "250 2.1.5 ok"
                 }
-            });
-        }
-    });
-    (port, conns, data)
+                .to_owned(),
+            )
+        }),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn smtp_transport_maps_replies_and_reuses_connections() {
-    let (port, conns, data) = smtp_server().await;
+    let server = smtp_server().await;
     let t = SmtpTransport::new(
         SmtpTransportConfig::new("relay.portcullis.test")
             .with_tls(TlsPolicy::Never)
@@ -231,7 +190,7 @@ async fn smtp_transport_maps_replies_and_reuses_connections() {
         "x.example",
         vec![
             HopHost::new("dead", vec!["127.0.0.1".parse().unwrap()], 1),
-            HopHost::new("mx", vec!["127.0.0.1".parse().unwrap()], port),
+            server.host.clone(),
         ],
     );
     let env = envelope(&["<ok@x.example>", "<bad@x.example>", "<grey@x.example>"]);
@@ -248,7 +207,7 @@ async fn smtp_transport_maps_replies_and_reuses_connections() {
     );
     assert!(matches!(&out[2], Outcome::Deferred(r) if r.code() == 451));
     assert_eq!(
-        data.lock().unwrap()[0],
+        server.messages()[0],
         b"Subject: t\r\n\r\n..starts with a dot\r\nend\r\n",
         "dot-stuffed on the wire"
     );
@@ -259,7 +218,7 @@ async fn smtp_transport_maps_replies_and_reuses_connections() {
         .deliver(DeliveryRequest::new(&hop, &env, only_ok, b"x\r\n"))
         .await;
     assert!(matches!(&out[0], Outcome::Delivered(_)));
-    assert_eq!(conns.load(Ordering::SeqCst), 1, "connection reused");
+    assert_eq!(server.connections(), 1, "connection reused");
 
     // Nobody listening at all: deferred, not bounced.
     let dead = NextHop::new(
@@ -277,48 +236,9 @@ async fn smtp_transport_maps_replies_and_reuses_connections() {
 /// (4.4.7), not held forever.
 #[tokio::test]
 async fn smtp_transport_times_out_silent_greeting_and_final_reply() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = silent.accept().await {
-            held.push(s); // keep it open, say nothing
-        }
-    });
-    // Greets and answers everything but the end of data.
-    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mute_port = mute.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = mute.accept().await {
-            tokio::spawn(async move {
-                let (rd, mut wr) = s.into_split();
-                let mut rd = BufReader::new(rd);
-                wr.write_all(b"220 mute\r\n").await.unwrap();
-                let mut line = String::new();
-                let mut in_data = false;
-                loop {
-                    line.clear();
-                    if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if in_data {
-                        continue; // swallow the message and its final dot
-                    }
-                    let reply: &[u8] = match line.get(..4).map(str::to_ascii_uppercase) {
-                        Some(v) if v == "EHLO" => b"250 mute\r\n",
-                        Some(v) if v == "DATA" => {
-                            in_data = true;
-                            b"354 go\r\n"
-                        }
-                        _ => b"250 ok\r\n",
-                    };
-                    wr.write_all(reply).await.unwrap();
-                }
-            });
-        }
-    });
+    // Accepts and says nothing; greets and answers all but the end of data.
+    let silent = Scripted::start(Script::silent()).await;
+    let mute = Scripted::start(Script::new(&[]).mute_after_data()).await;
 
     let t = SmtpTransport::new(
         SmtpTransportConfig::new("relay.portcullis.test")
@@ -328,11 +248,8 @@ async fn smtp_transport_times_out_silent_greeting_and_final_reply() {
     .unwrap();
     let env = envelope(&["<ok@x.example>"]);
     let rcpts: Vec<&Recipient> = env.recipients.iter().collect();
-    for (name, port) in [("silent", silent_port), ("mute", mute_port)] {
-        let hop = NextHop::new(
-            "x.example",
-            vec![HopHost::new(name, vec!["127.0.0.1".parse().unwrap()], port)],
-        );
+    for (name, server) in [("silent", &silent), ("mute", &mute)] {
+        let hop = server.hop("x.example");
         let out = tokio::time::timeout(
             Duration::from_secs(20),
             t.deliver(DeliveryRequest::new(&hop, &env, &rcpts, b"x\r\n")),
