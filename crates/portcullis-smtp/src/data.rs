@@ -2,10 +2,10 @@
 //! make smuggling impossible (RFC 5321 §4.1.1.4, §4.5.2, §2.3.8).
 //!
 //! [`DataDecoder`] is usable on its own (the [`Session`](crate::Session)
-//! drives one per message). It copies nothing and allocates nothing:
+//! drives one per message). It allocates nothing and need not copy:
 //! [`DataDecoder::decode_spans`] hands the unstuffed message to the caller
 //! as spans of the input (removing a stuffing dot is a gap between two
-//! spans), and [`DataDecoder::decode`] is that, appended to a `Vec`.
+//! spans), and [`DataDecoder::decode`] appends those spans to a `Vec`.
 //!
 //! The end of the message is `<CRLF>.<CRLF>` and nothing else. Every CR must
 //! be followed by LF and every LF preceded by CR; a bare CR or LF is recorded
@@ -96,10 +96,9 @@ const LANE: usize = 16;
 /// CR) and a dot after an LF, and for an LF (line length is bounded by the
 /// distance between blocks with one); a block with no attention and an LF
 /// (almost all of them) is passed over and becomes part of the current
-/// span. The octets of a call
-/// that do not fill a block, and the first two, go through a
-/// one-octet-at-a-time state machine with the same rules, so how the input
-/// is split never changes the result.
+/// span. The octets of a call that do not fill a block, and the first two,
+/// go through a one-octet-at-a-time state machine with the same rules, so
+/// how the input is split never changes the result.
 #[derive(Debug, Clone)]
 pub struct DataDecoder {
     state: State,
