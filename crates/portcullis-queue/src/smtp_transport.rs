@@ -58,7 +58,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -290,6 +290,14 @@ impl SmtpTransport {
             opportunistic: Some(opportunistic),
             idle: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Check certificates, where [`TlsPolicy::Required`] or REQUIRETLS
+    /// asks, with `config` instead of the platform's trust store: a
+    /// private CA for a smarthost, or a test's own.
+    pub fn with_verified_tls(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+        self.verify = Some(TlsConnector::from(config));
+        self
     }
 
     /// A pooled connection to `host`; only a verified TLS one when

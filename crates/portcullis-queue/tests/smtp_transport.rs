@@ -19,7 +19,7 @@ use portcullis_queue::{
     DeliveryRequest, DsnConfig, HopHost, NextHop, Outcome, QueueRunner, SchedulerConfig,
     SmtpTransport, SmtpTransportConfig, Spool, SpoolConfig, StaticRouter, TlsPolicy, Transport,
 };
-use support::{LOOPBACK, Script, Scripted, Sink};
+use support::{Certificate, LOOPBACK, Script, Scripted, Sink};
 
 const ASCII: &[u8] = b"Subject: t\r\n\r\nhello\r\n";
 
@@ -460,6 +460,104 @@ async fn requiretls_defers_while_a_host_cannot_be_reached() {
         "{out:?}"
     );
     assert!(plain.lines("MAIL").is_empty(), "{:?}", plain.commands());
+}
+
+#[tokio::test]
+async fn requiretls_goes_over_verified_tls_with_the_parameter() {
+    let cert = Certificate::new();
+    let server =
+        Scripted::start(Script::new(&["8BITMIME", "SIZE 1000000", "REQUIRETLS"]).with_tls(&cert))
+            .await;
+    // Configured never to use TLS: the message asks for it all the same.
+    let t = transport().with_verified_tls(cert.client.clone());
+    let out = send_with(
+        &t,
+        &server.hop("example.net"),
+        &requiretls_envelope(),
+        ASCII,
+    )
+    .await;
+    assert!(matches!(&out[0], Outcome::Delivered(_)), "{out:?}");
+    let session = &server.sessions()[0];
+    assert!(session.tls);
+    assert_eq!(
+        session.commands[..4],
+        [
+            "EHLO relay.portcullis.test".to_owned(),
+            "STARTTLS".to_owned(),
+            "EHLO relay.portcullis.test".to_owned(),
+            format!(
+                "MAIL FROM:<alice@example.org> SIZE={} REQUIRETLS",
+                ASCII.len()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn requiretls_refuses_an_unverified_certificate_or_a_server_without_it() {
+    let cert = Certificate::new();
+    let with =
+        Scripted::start(Script::new(&["8BITMIME", "SIZE 1000000", "REQUIRETLS"]).with_tls(&cert))
+            .await;
+    // The platform's trust store does not know the test certificate.
+    let out = send(&with.hop("example.net"), &requiretls_envelope(), ASCII).await;
+    assert!(bounced_with(&out[0], 550, (5, 7, 30)), "{out:?}");
+    assert!(with.lines("MAIL").is_empty(), "{:?}", with.commands());
+
+    // Verified, but no REQUIRETLS after STARTTLS.
+    let without = Scripted::start(Script::new(&["8BITMIME", "SIZE 1000000"]).with_tls(&cert)).await;
+    let t = transport().with_verified_tls(cert.client.clone());
+    let out = send_with(
+        &t,
+        &without.hop("example.net"),
+        &requiretls_envelope(),
+        ASCII,
+    )
+    .await;
+    assert!(bounced_with(&out[0], 550, (5, 7, 30)), "{out:?}");
+    assert!(
+        out[0].reply().text().contains("does not offer REQUIRETLS"),
+        "{out:?}"
+    );
+    assert!(without.sessions()[0].tls);
+    assert!(without.lines("MAIL").is_empty(), "{:?}", without.commands());
+}
+
+/// A pooled connection with unchecked (opportunistic) TLS does not carry a
+/// REQUIRETLS message: a verified one is opened for it.
+#[tokio::test]
+async fn requiretls_does_not_reuse_an_unverified_pooled_connection() {
+    let cert = Certificate::new();
+    let server =
+        Scripted::start(Script::new(&["8BITMIME", "SIZE 1000000", "REQUIRETLS"]).with_tls(&cert))
+            .await;
+    let t = SmtpTransport::new(
+        SmtpTransportConfig::new("relay.portcullis.test")
+            .with_tls(TlsPolicy::Opportunistic)
+            .with_timeout(Duration::from_secs(5)),
+    )
+    .unwrap()
+    .with_verified_tls(cert.client.clone());
+    let hop = server.hop("example.net");
+    let plain = envelope(MailParams::default(), &["<bob@example.net>"]);
+    let out = send_with(&t, &hop, &plain, ASCII).await;
+    assert!(matches!(&out[0], Outcome::Delivered(_)), "{out:?}");
+    let out = send_with(&t, &hop, &requiretls_envelope(), ASCII).await;
+    assert!(matches!(&out[0], Outcome::Delivered(_)), "{out:?}");
+    let sessions = server.sessions();
+    assert_eq!(sessions.len(), 2, "a second, verified connection");
+    assert!(sessions.iter().all(|s| s.tls));
+    assert_eq!(
+        server.lines("MAIL"),
+        [
+            format!("MAIL FROM:<alice@example.org> SIZE={}", ASCII.len()),
+            format!(
+                "MAIL FROM:<alice@example.org> SIZE={} REQUIRETLS",
+                ASCII.len()
+            ),
+        ]
+    );
 }
 
 // ---- Postfix smtp-sink ----

@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_queue::{HopHost, NextHop};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls;
 
 pub(crate) const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -34,6 +35,9 @@ pub(crate) struct Script {
     pub(crate) rcpt: RcptScript,
     /// Answer the end of the message (else swallow it and stay silent).
     pub(crate) answer_data: bool,
+    /// Offer STARTTLS with this certificate (REQUIRETLS, if among the
+    /// keywords, is announced only after it).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Script {
@@ -44,6 +48,7 @@ impl Script {
             keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
             rcpt: Box::new(|_| Some("250 2.1.5 Ok".to_owned())),
             answer_data: true,
+            tls: None,
         }
     }
 
@@ -62,6 +67,12 @@ impl Script {
             greet: false,
             ..Script::new(&[])
         }
+    }
+
+    /// Offer STARTTLS with `cert` (see [`Certificate`]).
+    pub(crate) fn with_tls(mut self, cert: &Certificate) -> Self {
+        self.tls = Some(cert.server.clone());
+        self
     }
 
     /// Never answer the end of a message.
@@ -92,7 +103,7 @@ impl Script {
     }
 
     /// The error for a parameter the server did not announce, if any.
-    fn check_params(&self, line: &str) -> Option<String> {
+    fn check_params(&self, line: &str, secured: bool) -> Option<String> {
         let params = line.rsplit_once('>').map_or("", |(_, p)| p);
         for p in params.split_whitespace() {
             let (key, value) = p.split_once('=').unwrap_or((p, ""));
@@ -108,7 +119,8 @@ impl Script {
                 "AUTH" => "AUTH",
                 _ => return Some(format!("555 5.5.4 Unsupported option: {key}")),
             };
-            if !needs.is_empty() && !self.announces(needs) {
+            let announced = self.announces(needs) && (secured || needs != "REQUIRETLS");
+            if !needs.is_empty() && !announced {
                 return Some(format!("555 5.5.4 Unsupported option: {key}"));
             }
             if key == "SIZE" {
@@ -130,6 +142,8 @@ pub(crate) struct Session {
     /// Messages received: DATA as on the wire (dot-stuffed, without the
     /// final `.` line), BDAT chunks joined.
     pub(crate) messages: Vec<Vec<u8>>,
+    /// Whether STARTTLS completed (commands after it are on TLS).
+    pub(crate) tls: bool,
 }
 
 /// A running scripted server.
@@ -214,10 +228,34 @@ async fn serve(
     sessions: &Mutex<Vec<Session>>,
     index: usize,
 ) {
-    let (r, mut w) = stream.into_split();
+    let Some(plain) = session(stream, script, sessions, index, false).await else {
+        return;
+    };
+    // STARTTLS was answered 220: the handshake, then the session afresh.
+    let Some(tls) = &script.tls else { return };
+    let Ok(secured) = tokio_rustls::TlsAcceptor::from(tls.clone())
+        .accept(plain)
+        .await
+    else {
+        return;
+    };
+    sessions.lock().unwrap()[index].tls = true;
+    session(secured, script, sessions, index, true).await;
+}
+
+/// Serve commands on `stream` until QUIT or the end; `Some(stream)` when
+/// the client asked for STARTTLS and was told to go ahead.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    script: &Script,
+    sessions: &Mutex<Vec<Session>>,
+    index: usize,
+    secured: bool,
+) -> Option<S> {
+    let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r);
     let record = |f: &dyn Fn(&mut Session)| f(&mut sessions.lock().unwrap()[index]);
-    if script.greet {
+    if script.greet && !secured {
         let _ = w.write_all(b"220 scripted.test ESMTP\r\n").await;
     }
     let mut binary = false;
@@ -226,7 +264,7 @@ async fn serve(
     loop {
         let mut raw = Vec::new();
         match r.read_until(b'\n', &mut raw).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
         let line = String::from_utf8_lossy(&raw)
@@ -244,7 +282,17 @@ async fn serve(
         let reply = match verb.as_str() {
             "EHLO" => {
                 let mut lines = vec!["scripted.test".to_owned()];
-                lines.extend(script.keywords.iter().cloned());
+                // RFC 8689 §4.1: REQUIRETLS is announced only over TLS.
+                lines.extend(
+                    script
+                        .keywords
+                        .iter()
+                        .filter(|k| secured || !k.eq_ignore_ascii_case("REQUIRETLS"))
+                        .cloned(),
+                );
+                if script.tls.is_some() && !secured {
+                    lines.push("STARTTLS".to_owned());
+                }
                 let n = lines.len();
                 lines
                     .iter()
@@ -253,7 +301,7 @@ async fn serve(
                     .collect::<Vec<_>>()
                     .join("\r\n")
             }
-            "MAIL" => match script.check_params(&line) {
+            "MAIL" => match script.check_params(&line, secured) {
                 Some(err) => err,
                 None => {
                     let up = line.to_ascii_uppercase();
@@ -266,7 +314,7 @@ async fn serve(
                     }
                 }
             },
-            "RCPT" => match script.check_params(&line) {
+            "RCPT" => match script.check_params(&line, secured) {
                 Some(err) => err,
                 None if !utf8 && !line.is_ascii() => {
                     "553 5.6.7 Non-ASCII address requires SMTPUTF8".to_owned()
@@ -285,7 +333,7 @@ async fn serve(
                 loop {
                     let mut l = Vec::new();
                     if r.read_until(b'\n', &mut l).await.unwrap_or(0) == 0 {
-                        return;
+                        return None;
                     }
                     if l == b".\r\n" {
                         break;
@@ -305,7 +353,7 @@ async fn serve(
                 let last = words.next().is_some_and(|w| w.eq_ignore_ascii_case("LAST"));
                 let mut chunk = vec![0; size];
                 if r.read_exact(&mut chunk).await.is_err() {
-                    return;
+                    return None;
                 }
                 chunks.extend_from_slice(&chunk);
                 if last {
@@ -316,21 +364,61 @@ async fn serve(
                     format!("250 2.0.0 {size} octets received")
                 }
             }
+            "STARTTLS" if script.tls.is_some() && !secured => {
+                let _ = w.write_all(b"220 2.0.0 Ready to start TLS\r\n").await;
+                return Some(r.into_inner().unsplit(w));
+            }
             "RSET" | "NOOP" => "250 2.0.0 Ok".to_owned(),
             "QUIT" => {
                 let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
-                return;
+                return None;
             }
             _ => "502 5.5.2 Error: command not recognized".to_owned(),
         };
         if reply_line(&mut w, &reply).await.is_err() {
-            return;
+            return None;
         }
     }
 }
 
 async fn reply_line(w: &mut (impl AsyncWrite + Unpin), reply: &str) -> std::io::Result<()> {
     w.write_all(format!("{reply}\r\n").as_bytes()).await
+}
+
+/// A self-signed certificate for `scripted.test`, the scripted server's
+/// host name, with a client configuration that trusts it.
+pub(crate) struct Certificate {
+    server: Arc<rustls::ServerConfig>,
+    /// Trusts this certificate only (ring, as the transport uses).
+    pub(crate) client: Arc<rustls::ClientConfig>,
+}
+
+impl Certificate {
+    pub(crate) fn new() -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["scripted.test".to_owned()]).unwrap();
+        let der = generated.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der())
+            .unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Certificate {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        }
+    }
 }
 
 /// Postfix's `smtp-sink` on a loopback port, killed on drop.
