@@ -955,51 +955,51 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(AddressRef<'_>, usize),
 /// under any [`ParseOptions`]: none of them matters to such a path.
 fn plain_path(s: &str) -> Option<(AddressRef<'_>, usize)> {
     let b = s.as_bytes();
-    let class = |i: usize| b.get(i).map_or(0, |&c| OCTET_CLASS[usize::from(c)]);
     // Local part: atoms of atext separated by single dots (b[0] is '<').
+    // Runs of lower-case letters and digits are taken eight octets at a
+    // time; the octets that end them one by one.
     let mut i = 1;
-    loop {
-        let atom = i;
-        while class(i) & ATEXT_ASCII != 0 {
-            i += 1;
-        }
-        // An empty atom: nothing, a dot first, or two dots together.
-        if i == atom {
-            return None;
-        }
-        if b.get(i) != Some(&b'.') {
-            break;
+    let mut atom = i;
+    let at = loop {
+        i = lower_alnum_run(b, i);
+        match *b.get(i)? {
+            // An empty atom: a dot first, two together, or one last.
+            b'.' | b'@' if i == atom => return None,
+            b'.' => atom = i + 1,
+            b'@' => break i,
+            c if c.is_ascii() && ATEXT[usize::from(c)] => {}
+            _ => return None,
         }
         i += 1;
-    }
-    let at = i;
-    if at - 1 > MAX_LOCAL_PART || b.get(at) != Some(&b'@') {
+    };
+    if at - 1 > MAX_LOCAL_PART {
         return None;
     }
-    // Domain: LDH labels, each 1–63 octets, no hyphen first or last.
+    // Domain: LDH labels, each 1–63 octets, no hyphen first or last, up
+    // to the '>'.
     let start = at + 1;
     i = start;
-    let mut seen = 0;
-    loop {
-        let label = i;
-        loop {
-            let c = class(i);
-            if c & LDH == 0 {
-                break;
+    let mut label = i;
+    let mut upper = false;
+    let end = loop {
+        i = lower_alnum_run(b, i);
+        match *b.get(i)? {
+            b'-' if i > label => {}
+            c @ (b'.' | b'>') => {
+                if i == label || b[i - 1] == b'-' || i - label > 63 {
+                    return None;
+                }
+                if c == b'>' {
+                    break i;
+                }
+                label = i + 1;
             }
-            seen |= c;
-            i += 1;
-        }
-        if i == label || i - label > 63 || b[label] == b'-' || b[i - 1] == b'-' {
-            return None;
-        }
-        if b.get(i) != Some(&b'.') {
-            break;
+            c if c.is_ascii_uppercase() => upper = true,
+            _ => return None,
         }
         i += 1;
-    }
-    let end = i;
-    if b.get(end) != Some(&b'>') || end - start > MAX_DOMAIN || end + 1 > MAX_PATH {
+    };
+    if end - start > MAX_DOMAIN || end + 1 > MAX_PATH {
         return None;
     }
     // Every octet matched is ASCII: the indices are char boundaries.
@@ -1008,7 +1008,7 @@ fn plain_path(s: &str) -> Option<(AddressRef<'_>, usize)> {
         // ≤ MAX_LOCAL_PART, checked above.
         at: (at - 1) as u8,
         local: LocalForm::Dot,
-        domain: if seen & UPPER != 0 {
+        domain: if upper {
             DomainForm::UpperName
         } else {
             DomainForm::Name
@@ -1017,31 +1017,36 @@ fn plain_path(s: &str) -> Option<(AddressRef<'_>, usize)> {
     Some((address, end + 1))
 }
 
-// Classes of ASCII octets for [`plain_path`], as bits.
-/// atext (RFC 5322), ASCII only.
-const ATEXT_ASCII: u8 = 1;
-/// Letter, digit or hyphen: a domain label's octets (RFC 1035 §2.3.1).
-const LDH: u8 = 2;
-/// Upper-case letter (a domain's key must then be folded).
-const UPPER: u8 = 4;
-const OCTET_CLASS: [u8; 256] = {
-    let mut t = [0; 256];
-    let mut i = 0;
-    while i < 128 {
-        let c = i as u8;
-        if ATEXT[i] {
-            t[i] |= ATEXT_ASCII;
+/// From `i`, where the run of lower-case ASCII letters and digits ends:
+/// eight octets to a test (SWAR) while eight remain, then one by one.
+fn lower_alnum_run(b: &[u8], mut i: usize) -> usize {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each octet in `lo..=hi`. Exact for an ASCII octet;
+    // a non-ASCII one is never in range, and the carries it may cause only
+    // reach the octets after it, so the first octet out of range is found
+    // exactly.
+    let in_range = |w: u64, lo: u8, hi: u8| {
+        let from_lo = w.wrapping_add(LOW * (0x80 - u64::from(lo)));
+        let above_hi = w.wrapping_add(LOW * (0x7f - u64::from(hi)));
+        from_lo & !above_hi & HIGH
+    };
+    while let Some(w) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+        let w = u64::from_le_bytes(*w);
+        let out = !(in_range(w, b'a', b'z') | in_range(w, b'0', b'9')) & HIGH;
+        if out != 0 {
+            return i + out.trailing_zeros() as usize / 8;
         }
-        if c.is_ascii_alphanumeric() || c == b'-' {
-            t[i] |= LDH;
-        }
-        if c.is_ascii_uppercase() {
-            t[i] |= UPPER;
-        }
+        i += 8;
+    }
+    while b
+        .get(i)
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
         i += 1;
     }
-    t
-};
+    i
+}
 
 /// Parse `<[A-d-l:]mailbox>` or `<>` at the start of `s`.
 /// Returns `None` for `<>`, and the number of bytes consumed.
@@ -1704,6 +1709,37 @@ mod tests {
             plain > 20,
             "the fast path should take the plain cases ({plain})"
         );
+    }
+
+    proptest::proptest! {
+        /// The word-at-a-time fast path takes exactly the plain paths the
+        /// general parser accepts, with the same result, wherever the
+        /// dots, hyphens and other atext fall relative to the words.
+        #[test]
+        fn plain_path_is_the_general_parser_on_plain_input(
+            local in "[a-zA-Z0-9._+/=-]{0,70}",
+            domain in "[a-zA-Z0-9.-]{0,70}",
+            end in proptest::prop_oneof![
+                proptest::strategy::Just(">"),
+                proptest::strategy::Just("> SIZE=1"),
+                proptest::strategy::Just(""),
+                proptest::strategy::Just("x>"),
+            ],
+        ) {
+            let s = format!("<{local}@{domain}{end}");
+            let general = general_path(&s, ParseOptions::ascii());
+            match plain_path(&s) {
+                Some((fast, used)) => {
+                    let (slow, slow_used) = general.expect("the general parser accepts it");
+                    proptest::prop_assert_eq!(used, slow_used);
+                    proptest::prop_assert_eq!(fast.as_str(), slow.as_str());
+                    proptest::prop_assert_eq!(fast.domain().ascii(), slow.domain().ascii());
+                    proptest::prop_assert_eq!(fast.into_owned(), slow.into_owned());
+                }
+                // Only a trailing dot on the domain is left to the general parser.
+                None => proptest::prop_assert!(general.is_err() || domain.ends_with('.'), "{s:?}"),
+            }
+        }
     }
 
     #[test]
