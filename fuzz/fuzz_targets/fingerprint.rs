@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
     let n = Normalization::default();
     let (mut one, mut two) = (String::new(), String::new());
     let words = n.normalize_html_into(&text, &mut one);
-    assert_eq!((words, one), (n.normalize_into(&html_to_text(&text), &mut two), two));
+    assert_eq!(
+        (words, one),
+        (n.normalize_into(&html_to_text(&text), &mut two), two)
+    );
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = KnownBadList::parse(text);
     }
