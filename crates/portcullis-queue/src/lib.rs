@@ -22,6 +22,8 @@
 //! * [`MxRouter`] / [`StaticRouter`] ([`routing`]) and [`SmtpTransport`]
 //!   ([`smtp_transport`]) — **network I/O** (DNS via `hickory-resolver`,
 //!   SMTP via `mail-send`), confined to these two modules.
+//! * [`downgrade::to_seven_bit`] ([`downgrade`]) — 8-bit MIME bodies to
+//!   quoted-printable for a next hop without 8BITMIME. No I/O.
 //! * [`SmtpCallout`] ([`callout`]) — backup-MX recipient verification:
 //!   `RCPT TO` at the primary without sending a message, cached. Its
 //!   network I/O goes through [`SmtpTransport`]'s connection code.

@@ -35,11 +35,11 @@
 //! * **8BITMIME** (RFC 6152): a message is 8-bit when declared so or when
 //!   any octet is above 127 (a `BODY=7BIT` claim is not trusted). With the
 //!   extension it goes with `BODY=8BITMIME`. Without it the client must not
-//!   send 8-bit data (RFC 6152 §3): see [`to_seven_bit`](crate::downgrade::to_seven_bit) for the MIME
+//!   send 8-bit data (RFC 6152 §3): see [`to_seven_bit`] for the MIME
 //!   conversion to quoted-printable (what Postfix does); what it cannot
-//!   convert (8-bit header fields, a non-MIME body, 8-bit inside an
-//!   encapsulated message) goes as it is, as Postfix and Exim send it,
-//!   rather than bouncing mail that nearly every such server takes.
+//!   convert (8-bit header fields, a message without `MIME-Version`) goes
+//!   as it is, as Postfix and Exim send it, rather than bouncing mail that
+//!   nearly every such server takes.
 //! * **BINARYMIME** (RFC 3030): never through `DATA`. With `BINARYMIME`
 //!   and `CHUNKING` it goes as one `BDAT <size> LAST` with
 //!   `BODY=BINARYMIME`. Without them, content that is in fact valid 8-bit
