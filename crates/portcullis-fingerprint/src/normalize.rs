@@ -28,6 +28,7 @@
 //!    white space becomes one space and the ends are trimmed, so re-wrapped lines
 //!    (format=flowed, QP soft breaks, HTML layout) do not matter.
 
+mod blocks;
 mod html;
 
 pub use html::{html_to_text, html_to_text_into};
@@ -162,7 +163,7 @@ impl Normalization {
         // in spans (`input[copied..i]`) when something must change; ASCII
         // case is folded over the output at the end, in one vectorised pass.
         // Runs of plain text (ASCII words of letters, punctuation, single
-        // spaces) are skipped eight bytes at a time (`quiet_run`); the token
+        // spaces) are skipped a block at a time (`quiet_run`: SSE2); the token
         // loop below handles the rest with one table look-up per byte.
         let b = input.as_bytes();
         let start_len = out.len();
@@ -843,32 +844,10 @@ fn url_end<const HTML: bool>(input: &str, from: usize) -> usize {
 }
 
 /// The first byte from `from` that `stop` (one of the URL tables) marks, or
-/// the end. Eight bytes at a time: candidates (bytes up to 0x20, non-ASCII,
-/// `"#$%&'<=>?`) are found per word and checked against the table.
+/// the end. A block at a time: candidates (bytes up to 0x20, non-ASCII,
+/// `"#$%&'<=>?`) are found per block and checked against the table.
 fn url_scan(b: &[u8], from: usize, stop: &[bool; 256]) -> usize {
-    let mut i = from;
-    while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-        let v = u64::from_le_bytes(chunk);
-        let lo = v & !TOP;
-        let ascii = !v & TOP;
-        // Top bit of lo + (0x80 - n) says lo >= n.
-        let range =
-            |from: u8, to: u8| (lo + splat(0x80 - from)) & !(lo + splat(0x80 - to - 1)) & ascii;
-        let mut candidates =
-            (v & TOP) | (!(lo + splat(0x5f)) & ascii) | range(b'"', b'\'') | range(b'<', b'?');
-        while candidates != 0 {
-            let at = i + candidates.trailing_zeros() as usize / 8;
-            if stop[usize::from(b[at])] {
-                return at;
-            }
-            candidates &= candidates - 1;
-        }
-        i += 8;
-    }
-    while b.get(i).is_some_and(|&c| !stop[usize::from(c)]) {
-        i += 1;
-    }
-    i
+    blocks::find(b, from, blocks::url_candidates, |c| stop[usize::from(c)]).unwrap_or(b.len())
 }
 
 /// Octets as Latin-1 characters: what "charset conversion off" reads, so the

@@ -13,7 +13,7 @@
 //! a reference inside the kept part of a URL) the one-pass reading gives up
 //! and the caller does the two steps.
 
-use super::{CLASS, Normalization, ONES, TOP, WS, splat, ws_width};
+use super::{CLASS, Normalization, WS, blocks, ws_width};
 
 /// HTML reduced to text: tags, comments, `<head>`, `<style>`, `<script>` and
 /// `<template>` contents dropped; `href` and `src` values kept as text; common
@@ -129,51 +129,21 @@ fn tag_end(hay: &[u8], from: usize) -> usize {
     hay.len()
 }
 
-/// The first index from `from` of any of the bytes `of`, eight bytes at a
-/// time (tags are short: no call or set-up cost, unlike `memchr`).
+/// The first index from `from` of any of the bytes `of`, a block at a time
+/// (tags are short: no call or set-up cost, unlike `memchr`).
 #[inline]
 fn find_byte<const N: usize>(hay: &[u8], from: usize, of: [u8; N]) -> Option<usize> {
-    let mut i = from;
-    while let Some(chunk) = hay.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-        let v = u64::from_le_bytes(chunk);
-        // The top bit of each zero byte of v ^ splat(c). Past a true zero a
-        // borrow can flag more, so only the lowest flag is read: it is exact.
-        let zero = |c: u8| {
-            let x = v ^ splat(c);
-            x.wrapping_sub(ONES) & !x
-        };
-        let found = of.iter().fold(0, |found, &c| found | zero(c)) & TOP;
-        if found != 0 {
-            return Some(i + found.trailing_zeros() as usize / 8);
-        }
-        i += 8;
-    }
-    hay.get(i..)?
-        .iter()
-        .position(|c| of.contains(c))
-        .map(|p| i + p)
+    blocks::find(
+        hay,
+        from,
+        |block| blocks::eq_any(block, of),
+        |c| of.contains(&c),
+    )
 }
 
-/// The first ASCII white-space byte from `from`, eight bytes at a time.
+/// The first ASCII white-space byte from `from`, a block at a time.
 fn find_space(hay: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(chunk) = hay.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-        let v = u64::from_le_bytes(chunk);
-        // ASCII bytes up to 0x20, then checked one by one.
-        let mut low = splat(0xa0).wrapping_sub(v & !TOP) & !v & TOP;
-        while low != 0 {
-            let at = i + low.trailing_zeros() as usize / 8;
-            if hay[at].is_ascii_whitespace() {
-                return Some(at);
-            }
-            low &= low - 1;
-        }
-        i += 8;
-    }
-    hay.get(i..)?
-        .iter()
-        .position(u8::is_ascii_whitespace)
-        .map(|p| i + p)
+    blocks::find(hay, from, blocks::low_or_high, |c| c.is_ascii_whitespace())
 }
 
 /// The values of the `href` and `src` attributes in a tag's text (the first
@@ -559,7 +529,7 @@ mod tests {
         }
 
         #[test]
-        fn eight_byte_scanners_match_bytewise(
+        fn block_scanners_match_bytewise(
             tag in "(?s)([ \\t\\n\\x0b\\x0c\\r\\x01=>\"'/]|href|HREF|src|SrC|[a-z]{1,4}|\u{e9}){0,30}",
             from in 0usize..40,
         ) {
