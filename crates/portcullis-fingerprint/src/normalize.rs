@@ -1059,7 +1059,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
 
         /// The SIMD scan and the portable one give the same text and word
         /// count (where both are built: x86), over long plain runs broken

@@ -142,22 +142,38 @@ pub(crate) fn find(
     mask: impl Fn(&[u8; BLOCK]) -> u32,
     accept: impl Fn(u8) -> bool,
 ) -> Option<usize> {
-    let mut i = from;
-    while let Some(block) = hay
-        .get(i..i + BLOCK)
-        .and_then(|c| <&[u8; BLOCK]>::try_from(c).ok())
-    {
-        let mut m = mask(block);
+    let marked = |start: usize, mut m: u32| {
         while m != 0 {
-            let at = i + m.trailing_zeros() as usize;
+            let at = start + m.trailing_zeros() as usize;
             if accept(hay[at]) {
                 return Some(at);
             }
             m &= m - 1;
         }
+        None
+    };
+    let mut i = from;
+    while let Some(block) = hay
+        .get(i..i + BLOCK)
+        .and_then(|c| <&[u8; BLOCK]>::try_from(c).ok())
+    {
+        if let Some(at) = marked(i, mask(block)) {
+            return Some(at);
+        }
         i += BLOCK;
     }
-    hay.get(i..)?.iter().position(|&c| accept(c)).map(|p| i + p)
+    if i >= hay.len() {
+        return None;
+    }
+    // The last block ends at the end: its bytes before `i` were read.
+    match hay
+        .len()
+        .checked_sub(BLOCK)
+        .and_then(|start| Some((start, <&[u8; BLOCK]>::try_from(hay.get(start..)?).ok()?)))
+    {
+        Some((start, block)) => marked(start, mask(block) & (u32::MAX << (i - start))),
+        None => hay[i..].iter().position(|&c| accept(c)).map(|p| i + p),
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +183,24 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// `find` finds what a bytewise search finds, wherever the hay ends.
+        #[test]
+        fn find_matches_bytewise(
+            hay in prop::collection::vec(prop::sample::select(vec![b' ', b'a', b'>', b'\t', 0xc3, b'"']), 0..70),
+            from in 0usize..72,
+        ) {
+            let from = from.min(hay.len());
+            let bytewise = |f: &dyn Fn(u8) -> bool| hay[from..].iter().position(|&c| f(c)).map(|p| from + p);
+            prop_assert_eq!(
+                find(&hay, from, |b| eq_any(b, [b'>', b'"']), |c| c == b'>' || c == b'"'),
+                bytewise(&|c| c == b'>' || c == b'"')
+            );
+            prop_assert_eq!(
+                find(&hay, from, low_or_high, |c| c.is_ascii_whitespace()),
+                bytewise(&|c: u8| c.is_ascii_whitespace())
+            );
+        }
 
         /// Each mask marks at least the bytes it is for (the SIMD ones
         /// exactly those; the portable ones the same, checked bytewise).

@@ -519,7 +519,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2048))]
+        #![proptest_config(ProptestConfig::with_cases(1024))]
 
         #[test]
         fn entity_scan_matches_bytewise(
