@@ -533,7 +533,7 @@ fn ascii_letter_run(b: &[u8], start: usize) -> usize {
     any(target_arch = "x86", target_arch = "x86_64"),
     target_feature = "sse2"
 ))]
-#[inline(never)]
+#[inline]
 fn quiet_scan<const FOLD_WS: bool, const HTML: bool>(b: &[u8]) -> (usize, usize, bool) {
     #[cfg(test)]
     if tests::PORTABLE_SCAN.get() {
@@ -560,6 +560,17 @@ fn quiet_scan<const FOLD_WS: bool, const HTML: bool>(b: &[u8]) -> (usize, usize,
     };
     // The last lane: a space there cannot see the byte after it.
     let last = m128i::from(u128::MAX << 120);
+    // Sixteen lanes of ones, then sixteen of zeros: the sixteen from
+    // `16 - n` have ones in the first `n`.
+    const BELOW: [u8; 32] = {
+        let mut t = [0; 32];
+        let mut k = 0;
+        while k < 16 {
+            t[k] = 0xff;
+            k += 1;
+        }
+        t
+    };
     let (chunks, _) = b.as_chunks::<16>();
     let mut words = 0;
     let mut letters_before = zero;
@@ -592,10 +603,12 @@ fn quiet_scan<const FOLD_WS: bool, const HTML: bool>(b: &[u8]) -> (usize, usize,
             let starts = bitandnot_m128i(before, letter);
             let stops = move_mask_i8_m128i(bad);
             if stops != 0 {
-                let at = stops.trailing_zeros();
-                let below = move_mask_i8_m128i(starts) & ((1 << at) - 1);
-                words += sum(lanes) + below.count_ones() as usize;
-                return (done + at as usize, words, true);
+                let at = stops.trailing_zeros() as usize;
+                // The lanes below the stop: all ones in the first `at`.
+                let below =
+                    load_unaligned_m128i(&BELOW[16 - at..32 - at].try_into().unwrap_or([0; 16]));
+                let lanes = sub_i8_m128i(lanes, starts & below);
+                return (done + at, words + sum(lanes), true);
             }
             lanes = sub_i8_m128i(lanes, starts);
             letters_before = letter;
