@@ -509,6 +509,7 @@ pub struct DomainRef<'a> {
 /// What validation learned about a domain, in one octet (the borrowed
 /// types stay small: they are returned through several calls).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum DomainForm {
     /// An ASCII name in lower case: the text is the key.
     Name,
@@ -534,6 +535,7 @@ impl<'a> DomainRef<'a> {
 
     /// The domain as written (less a trailing dot that
     /// [`ParseOptions::trailing_dot`] allowed and dropped).
+    #[inline]
     pub fn as_str(&self) -> &'a str {
         self.text
     }
@@ -681,6 +683,7 @@ impl fmt::Display for Address {
 
 /// How a validated local part is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum LocalForm {
     /// A dot-string: the text is the value.
     Dot,
@@ -715,10 +718,53 @@ enum LocalForm {
 pub struct AddressRef<'a> {
     /// `local@domain` as written.
     text: &'a str,
-    /// Where the `@` between local part and domain is in `text` (≤ 64).
-    at: u8,
-    local: LocalForm,
-    domain: DomainForm,
+    shape: Shape,
+}
+
+/// Where the `@` is in an [`AddressRef`]'s text (≤ 64), and how its local
+/// part and domain are written, in one word: written and copied whole.
+/// (Small fields written one by one and then copied as a word, as
+/// results are returned, stall the copy: no store forwarding.)
+#[derive(Clone, Copy)]
+struct Shape(u64);
+
+impl Shape {
+    fn new(at: usize, local: LocalForm, domain: DomainForm) -> Self {
+        Shape(at as u64 & 0xff | (local as u64) << 8 | (domain as u64) << 16)
+    }
+
+    fn at(self) -> usize {
+        (self.0 & 0xff) as usize
+    }
+
+    fn local(self) -> LocalForm {
+        match self.0 >> 8 & 0xff {
+            0 => LocalForm::Dot,
+            1 => LocalForm::Quoted,
+            _ => LocalForm::Escaped,
+        }
+    }
+
+    fn domain(self) -> DomainForm {
+        match self.0 >> 16 & 0xff {
+            0 => DomainForm::Name,
+            1 => DomainForm::UpperName,
+            2 => DomainForm::Idn,
+            3 => DomainForm::Ipv4,
+            4 => DomainForm::Ipv6,
+            _ => DomainForm::General,
+        }
+    }
+}
+
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shape")
+            .field("at", &self.at())
+            .field("local", &self.local())
+            .field("domain", &self.domain())
+            .finish()
+    }
 }
 
 impl<'a> AddressRef<'a> {
@@ -753,6 +799,7 @@ impl<'a> AddressRef<'a> {
     /// assert_eq!((a.as_str(), used), ("user@example.org", 18));
     /// assert!(AddressRef::parse_plain_path("<\"a b\"@example.org>").is_none());
     /// ```
+    #[inline]
     pub fn parse_plain_path(s: &'a str) -> Option<(Self, usize)> {
         if !s.starts_with('<') {
             return None;
@@ -762,6 +809,7 @@ impl<'a> AddressRef<'a> {
 
     /// The mailbox as written, `local-part@domain` (less a trailing dot
     /// that [`ParseOptions::trailing_dot`] allowed and dropped).
+    #[inline]
     pub fn as_str(&self) -> &'a str {
         self.text
     }
@@ -772,7 +820,7 @@ impl<'a> AddressRef<'a> {
     pub fn local_part(&self) -> std::borrow::Cow<'a, str> {
         use std::borrow::Cow;
         let raw = self.local_part_as_written();
-        match self.local {
+        match self.shape.local() {
             LocalForm::Dot => Cow::Borrowed(raw),
             LocalForm::Quoted => Cow::Borrowed(&raw[1..raw.len() - 1]),
             LocalForm::Escaped => Cow::Owned(unescape(&raw[1..raw.len() - 1])),
@@ -781,20 +829,22 @@ impl<'a> AddressRef<'a> {
 
     /// The local part as written: a dot-string, or a quoted string with
     /// its quotes and escapes.
+    #[inline]
     pub fn local_part_as_written(&self) -> &'a str {
-        &self.text[..usize::from(self.at)]
+        &self.text[..self.shape.at()]
     }
 
     /// Whether the local part was written as a quoted string.
     pub fn is_quoted(&self) -> bool {
-        self.local != LocalForm::Dot
+        self.shape.local() != LocalForm::Dot
     }
 
     /// The domain.
+    #[inline]
     pub fn domain(&self) -> DomainRef<'a> {
         DomainRef {
-            text: &self.text[usize::from(self.at) + 1..],
-            form: self.domain,
+            text: &self.text[self.shape.at() + 1..],
+            form: self.shape.domain(),
         }
     }
 
@@ -823,7 +873,7 @@ impl From<AddressRef<'_>> for Address {
 /// As [`Address`] displays: the local part quoted only if it must be.
 impl fmt::Display for AddressRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.local {
+        match self.shape.local() {
             LocalForm::Dot => f.write_str(self.local_part_as_written())?,
             _ => write_local_part(f, &self.local_part())?,
         }
@@ -940,10 +990,7 @@ fn parse_mailbox(s: &str, opts: ParseOptions) -> Result<(AddressRef<'_>, usize),
     let addr = AddressRef {
         // A dropped trailing dot is not part of the text.
         text: &s[..at + 1 + domain.text.len()],
-        // ≤ MAX_LOCAL_PART, checked above.
-        at: at as u8,
-        local,
-        domain: domain.form,
+        shape: Shape::new(at, local, domain.form),
     };
     Ok((addr, at + 1 + dom_end))
 }
@@ -1005,14 +1052,15 @@ fn plain_path(s: &str) -> Option<(AddressRef<'_>, usize)> {
     // Every octet matched is ASCII: the indices are char boundaries.
     let address = AddressRef {
         text: &s[1..end],
-        // ≤ MAX_LOCAL_PART, checked above.
-        at: (at - 1) as u8,
-        local: LocalForm::Dot,
-        domain: if upper {
-            DomainForm::UpperName
-        } else {
-            DomainForm::Name
-        },
+        shape: Shape::new(
+            at - 1,
+            LocalForm::Dot,
+            if upper {
+                DomainForm::UpperName
+            } else {
+                DomainForm::Name
+            },
+        ),
     };
     Some((address, end + 1))
 }
@@ -1253,6 +1301,7 @@ impl<'a> ReversePathRef<'a> {
     }
 
     /// The mailbox, unless null.
+    #[inline]
     pub fn address(&self) -> Option<&AddressRef<'a>> {
         match self {
             ReversePathRef::Null => None,
@@ -1261,6 +1310,7 @@ impl<'a> ReversePathRef<'a> {
     }
 
     /// Whether this is `<>`.
+    #[inline]
     pub fn is_null(&self) -> bool {
         matches!(self, ReversePathRef::Null)
     }
@@ -1328,6 +1378,7 @@ impl<'a> ForwardPathRef<'a> {
     }
 
     /// The mailbox, unless bare `<Postmaster>`.
+    #[inline]
     pub fn address(&self) -> Option<&AddressRef<'a>> {
         match self {
             ForwardPathRef::Postmaster => None,

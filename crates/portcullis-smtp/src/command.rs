@@ -133,21 +133,25 @@ pub struct Path<'a> {
 
 impl<'a> Path<'a> {
     /// The path as sent, e.g. `<a@b.example>` or `<>`.
+    #[inline]
     pub fn as_str(&self) -> &'a str {
         self.text
     }
 
     /// The `MAIL FROM` path, validated in place with `opts`: the same as
     /// `ReversePathRef::parse_with(self.as_str(), opts)`.
+    #[inline]
     pub fn reverse_path(&self, opts: ParseOptions) -> Result<ReversePathRef<'a>, AddressError> {
         match self.plain {
             Some(a) => Ok(ReversePathRef::Mailbox(a)),
+            None if self.text == "<>" => Ok(ReversePathRef::Null),
             None => ReversePathRef::parse_with(self.text, opts),
         }
     }
 
     /// The `RCPT TO` path, validated in place with `opts`: the same as
     /// `ForwardPathRef::parse_with(self.as_str(), opts)`.
+    #[inline]
     pub fn forward_path(&self, opts: ParseOptions) -> Result<ForwardPathRef<'a>, AddressError> {
         match self.plain {
             Some(a) => Ok(ForwardPathRef::Mailbox(a)),
@@ -204,55 +208,99 @@ impl<'a> EsmtpParams<'a> {
     }
 }
 
-impl<'a> Iterator for EsmtpParams<'a> {
-    type Item = Result<(&'a str, Option<&'a str>), CommandError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a> EsmtpParams<'a> {
+    /// The next parameter as positions in [`EsmtpParams::as_str`], and
+    /// the rest after it: the one grammar both the iterator and the
+    /// [`mail_params`](EsmtpParams::mail_params) checks read.
+    #[inline(always)]
+    pub(crate) fn next_param(&mut self) -> Option<Param<'a>> {
         // RFC 5321 §4.1.2: esmtp-keyword ["=" esmtp-value], up to the next
         // space. esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-");
         // esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 (RFC 6531 §3.3).
         let rest = self.rest;
         let b = rest.as_bytes();
-        let class = |i: usize| b.get(i).map_or(SPACE, |&c| PARAM_CLASS[usize::from(c)]);
-        let mut i = 0;
-        while b.get(i) == Some(&b' ') {
-            i += 1;
-        }
-        if i == b.len() {
+        let class = |c: &u8| PARAM_CLASS[usize::from(*c)];
+        // The length of the run from `i` of octets whose class `keep` takes.
+        let run = |i: usize, keep: fn(u8) -> bool| {
+            let tail = b.get(i..).unwrap_or_default();
+            tail.iter()
+                .position(|c| !keep(class(c)))
+                .unwrap_or(tail.len())
+        };
+        let start = b.iter().take_while(|&&c| c == b' ').count();
+        if start == b.len() {
             self.rest = "";
             return None;
         }
-        let start = i;
-        while class(i) == KEYWORD {
-            i += 1;
-        }
-        let key_end = i;
+        let key_end = start + run(start, |k| k == KEYWORD);
         let mut ok = key_end > start && b[start] != b'-';
-        let mut eq = None;
+        let mut i = key_end;
+        let mut has_value = false;
         if b.get(i) == Some(&b'=') {
-            i += 1;
-            eq = Some(key_end);
-            while class(i) & (KEYWORD | VALUE) != 0 {
-                i += 1;
-            }
-            ok &= i > key_end + 1;
+            has_value = true;
+            let value = run(i + 1, |k| k & (KEYWORD | VALUE) != 0);
+            ok &= value > 0;
+            i += 1 + value;
         }
         // Anything else before the next space spoils the parameter.
-        if class(i) != SPACE {
+        if b.get(i).is_some_and(|&c| c != b' ') {
             ok = false;
-            while class(i) != SPACE {
-                i += 1;
-            }
+            i += run(i, |k| k != SPACE);
         }
-        // Spaces and '=' are ASCII, so all of these are char boundaries.
+        // A space (ASCII) or the end: a char boundary.
         self.rest = &rest[i..];
-        Some(if !ok {
-            Err(CommandError::Syntax)
-        } else if let Some(e) = eq {
-            Ok((&rest[start..e], Some(&rest[e + 1..i])))
-        } else {
-            Ok((&rest[start..i], None))
+        Some(Param {
+            text: rest,
+            start,
+            key_end,
+            end: if ok { i } else { 0 },
+            has_value,
         })
+    }
+}
+
+/// One parameter found by [`EsmtpParams::next_param`], as positions.
+pub(crate) struct Param<'a> {
+    text: &'a str,
+    start: usize,
+    key_end: usize,
+    /// Where it ends; 0 if it is malformed.
+    end: usize,
+    has_value: bool,
+}
+
+impl<'a> Param<'a> {
+    /// The keyword and value as octets (no char boundaries to check), or
+    /// `None` if malformed.
+    #[inline(always)]
+    pub(crate) fn octets(&self) -> Option<(&'a [u8], Option<&'a [u8]>)> {
+        let b = self.text.as_bytes();
+        if self.end == 0 {
+            return None;
+        }
+        let key = &b[self.start..self.key_end];
+        Some((key, self.has_value.then(|| &b[self.key_end + 1..self.end])))
+    }
+
+    /// The value as text.
+    pub(crate) fn value_text(&self) -> Option<&'a str> {
+        // '=' and the end are ASCII: char boundaries.
+        self.has_value
+            .then(|| &self.text[self.key_end + 1..self.end])
+    }
+}
+
+impl<'a> Iterator for EsmtpParams<'a> {
+    type Item = Result<(&'a str, Option<&'a str>), CommandError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let p = self.next_param()?;
+        if p.end == 0 {
+            return Some(Err(CommandError::Syntax));
+        }
+        // The keyword's ends are ASCII octets: char boundaries.
+        Some(Ok((&p.text[p.start..p.key_end], p.value_text())))
     }
 }
 
@@ -337,8 +385,15 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
     match key {
         HELO => domain_argument(rest).map(Command::Helo),
         EHLO => domain_argument(rest).map(Command::Ehlo),
-        MAIL => path_command(rest, FROM).map(|(path, params)| Command::Mail { path, params }),
-        RCPT => path_command(rest, TO).map(|(path, params)| Command::Rcpt { path, params }),
+        MAIL | RCPT => {
+            let mail = key == MAIL;
+            let (path, params) = path_command(rest, if mail { FROM } else { TO })?;
+            Ok(if mail {
+                Command::Mail { path, params }
+            } else {
+                Command::Rcpt { path, params }
+            })
+        }
         DATA => no_argument(rest, Command::Data),
         BDAT => bdat(text(rest)?),
         RSET => no_argument(rest, Command::Rset),
@@ -494,6 +549,9 @@ const TO: (usize, u32) = (4, u32::from_le_bytes(*b"to\0\0"));
 /// `SP "FROM:" Reverse-path [SP Mail-parameters]` (and `TO:` for RCPT).
 /// Written out by hand rather than with nom: it is the hot path of a
 /// transaction, and the grammar is a fixed prefix and a bracketed extent.
+// Inlined into `parse_command`, which builds the command from its result
+// in place rather than copying it.
+#[inline(always)]
 fn path_command(
     rest: &[u8],
     (n, letters): (usize, u32),
@@ -523,14 +581,21 @@ fn path_command(
     // delimited here.
     let (plain, path_end) = match AddressRef::parse_plain_path(text) {
         Some((a, used)) => (Some(a), used),
+        // The null path, for bounces.
+        None if text.starts_with("<>") => (None, 2),
         None => (
             None,
             angle_path(text.as_bytes()).ok_or(CommandError::Syntax)?,
         ),
     };
-    let params = match text.as_bytes().get(path_end) {
+    let b = text.as_bytes();
+    let params = match b.get(path_end) {
         None => "",
-        Some(b' ') => text[path_end..].trim_start_matches(' '),
+        Some(b' ') => {
+            // After the spaces: an ASCII octet, so a char boundary.
+            let start = path_end + b[path_end..].iter().take_while(|&&c| c == b' ').count();
+            &text[start..]
+        }
         Some(_) => return Err(CommandError::Syntax),
     };
     let path = Path {

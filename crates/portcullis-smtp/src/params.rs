@@ -27,6 +27,11 @@ impl EsmtpParams<'_> {
     /// not advertised is `555 5.5.4`; a malformed one `501 5.5.4`; a
     /// repeated one `501 5.5.4`. The size limit is the caller's to check.
     /// Allocates only for ENVID and AUTH.
+    // Inlined: the result is a struct the caller reads a field or two of;
+    // built here and copied out through memory it cost more than the
+    // checks (its small fields, written one by one and then copied as
+    // words, stall the copy).
+    #[inline(always)]
     pub fn mail_params(self, ext: &Extensions, tls: bool) -> Result<MailParams, Reply> {
         let mut p = MailParams::default();
         let mut seen = 0u8;
@@ -37,9 +42,10 @@ impl EsmtpParams<'_> {
             seen |= bit;
             Ok(())
         };
-        for item in self {
-            let (key, value) = item.map_err(|_| Reply::parameter_syntax())?;
-            let k = folded(key);
+        let mut params = self;
+        while let Some(param) = params.next_param() {
+            let (key, value) = param.octets().ok_or_else(Reply::parameter_syntax)?;
+            let k = folded_octets(key);
             if k == Some(SIZE) && ext.size {
                 once(1)?;
                 let v = value.ok_or_else(Reply::parameter_syntax)?;
@@ -47,12 +53,12 @@ impl EsmtpParams<'_> {
             } else if k == Some(BODY) && (ext.eight_bit_mime || ext.binary_mime) {
                 once(2)?;
                 let v = value.ok_or_else(Reply::parameter_syntax)?;
-                let f = folded(v);
+                let f = folded_octets(v);
                 p.body = if f == Some(SEVEN_BIT) {
                     Body::SevenBit
                 } else if f == Some(EIGHT_BIT_MIME) && ext.eight_bit_mime {
                     Body::EightBitMime
-                } else if v.eq_ignore_ascii_case("BINARYMIME") && ext.binary_mime && ext.chunking {
+                } else if v.eq_ignore_ascii_case(b"BINARYMIME") && ext.binary_mime && ext.chunking {
                     Body::BinaryMime
                 } else {
                     return Err(Reply::parameter_not_implemented());
@@ -65,7 +71,7 @@ impl EsmtpParams<'_> {
                 p.smtputf8 = true;
             } else if k == Some(RET) && ext.dsn {
                 once(8)?;
-                let v = folded(value.ok_or_else(Reply::parameter_syntax)?);
+                let v = folded_octets(value.ok_or_else(Reply::parameter_syntax)?);
                 p.ret = Some(if v == Some(FULL) {
                     Ret::Full
                 } else if v == Some(HDRS) {
@@ -75,7 +81,7 @@ impl EsmtpParams<'_> {
                 });
             } else if k == Some(ENVID) && ext.dsn {
                 once(16)?;
-                let v = value.ok_or_else(Reply::parameter_syntax)?;
+                let v = param.value_text().ok_or_else(Reply::parameter_syntax)?;
                 // RFC 3461 §4.4: at most 100 characters.
                 if v.len() > 100 {
                     return Err(Reply::parameter_syntax());
@@ -83,13 +89,13 @@ impl EsmtpParams<'_> {
                 p.envid = Some(auth::xtext_decode(v).ok_or_else(Reply::parameter_syntax)?);
             } else if k == Some(AUTH) && ext.auth.any() {
                 once(32)?;
-                let v = value.ok_or_else(Reply::parameter_syntax)?;
+                let v = param.value_text().ok_or_else(Reply::parameter_syntax)?;
                 p.auth = Some(if v == "<>" {
                     v.to_owned()
                 } else {
                     auth::xtext_decode(v).ok_or_else(Reply::parameter_syntax)?
                 });
-            } else if key.eq_ignore_ascii_case("REQUIRETLS") && ext.requiretls && tls {
+            } else if key.eq_ignore_ascii_case(b"REQUIRETLS") && ext.requiretls && tls {
                 once(64)?;
                 if value.is_some() {
                     return Err(Reply::parameter_syntax());
@@ -104,22 +110,29 @@ impl EsmtpParams<'_> {
 
     /// Check and interpret RCPT parameters (NOTIFY, ORCPT with DSN), with
     /// the replies of [`EsmtpParams::mail_params`]. Allocates only for ORCPT.
+    // Inlined, as `mail_params`.
+    #[inline(always)]
     pub fn rcpt_params(self, ext: &Extensions) -> Result<RcptParams, Reply> {
-        let mut p = RcptParams::default();
-        for item in self {
-            let (key, value) = item.map_err(|_| Reply::parameter_syntax())?;
-            let k = folded(key);
+        // NOTIFY as bits until the end (SEEN, then the flags): a struct of
+        // bools built a byte at a time and then copied whole stalls the
+        // copy (store forwarding).
+        let mut notify = 0u8;
+        let mut orcpt = None;
+        let mut params = self;
+        while let Some(param) = params.next_param() {
+            let (key, value) = param.octets().ok_or_else(Reply::parameter_syntax)?;
+            let k = folded_octets(key);
             if k == Some(NOTIFY) && ext.dsn {
-                if p.notify.is_some() {
+                if notify != 0 {
                     return Err(replies::duplicate_parameter());
                 }
                 let v = value.ok_or_else(Reply::parameter_syntax)?;
-                p.notify = Some(parse_notify(v).ok_or_else(Reply::parameter_syntax)?);
+                notify = SEEN | parse_notify(v).ok_or_else(Reply::parameter_syntax)?;
             } else if k == Some(ORCPT) && ext.dsn {
-                if p.orcpt.is_some() {
+                if orcpt.is_some() {
                     return Err(replies::duplicate_parameter());
                 }
-                let v = value.ok_or_else(Reply::parameter_syntax)?;
+                let v = param.value_text().ok_or_else(Reply::parameter_syntax)?;
                 // RFC 3461 §4.2: addr-type ";" xtext
                 let (kind, addr) = v.split_once(';').ok_or_else(Reply::parameter_syntax)?;
                 if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -127,14 +140,25 @@ impl EsmtpParams<'_> {
                     return Err(Reply::parameter_syntax());
                 }
                 let addr = auth::xtext_decode(addr).ok_or_else(Reply::parameter_syntax)?;
-                p.orcpt = Some((kind.to_owned(), addr));
+                orcpt = Some((kind.to_owned(), addr));
             } else {
                 return Err(Reply::unknown_parameter());
             }
         }
-        Ok(p)
+        let notify = (notify != 0).then_some(Notify {
+            success: notify & SUCCESS_BIT != 0,
+            failure: notify & FAILURE_BIT != 0,
+            delay: notify & DELAY_BIT != 0,
+        });
+        Ok(RcptParams { notify, orcpt })
     }
 }
+
+// NOTIFY while it is parsed.
+const SEEN: u8 = 0x80;
+const SUCCESS_BIT: u8 = 1;
+const FAILURE_BIT: u8 = 2;
+const DELAY_BIT: u8 = 4;
 
 /// A keyword or value of up to eight octets as one word, its letters
 /// folded to lower case with `| 0x20`; `None` if longer. Exact for the
@@ -142,11 +166,7 @@ impl EsmtpParams<'_> {
 /// stay above 0x7f): `| 0x20` maps only `A`–`Z` onto `a`–`z`, and onto a
 /// digit only control octets. So a word equals a constant below exactly
 /// when the text equals it ignoring ASCII case.
-fn folded(s: &str) -> Option<u64> {
-    folded_octets(s.as_bytes())
-}
-
-/// [`folded`] for octets.
+#[inline]
 fn folded_octets(b: &[u8]) -> Option<u64> {
     let w = match (b.first_chunk::<4>(), b.last_chunk::<4>()) {
         _ if b.len() > 8 => return None,
@@ -163,7 +183,7 @@ fn folded_octets(b: &[u8]) -> Option<u64> {
     Some(w | 0x2020_2020_2020_2020)
 }
 
-/// [`folded`] for a constant.
+/// [`folded_octets`] for a constant.
 const fn word(s: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     let mut i = 0;
@@ -193,12 +213,13 @@ const DELAY: u64 = word(b"delay");
 
 /// RFC 1870 `SIZE=` value: 1–20 digits; a number too large for u64 is
 /// `u64::MAX` (certainly over any limit).
-fn parse_size(v: &str) -> Option<u64> {
+#[inline]
+fn parse_size(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 20 {
         return None;
     }
     let mut n = 0u64;
-    for &c in v.as_bytes() {
+    for &c in v {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
             return None;
@@ -208,19 +229,21 @@ fn parse_size(v: &str) -> Option<u64> {
     Some(n)
 }
 
-/// RFC 3461 §4.1: `NEVER` or a comma list of SUCCESS, FAILURE, DELAY.
-fn parse_notify(v: &str) -> Option<Notify> {
-    if folded(v) == Some(NEVER) {
-        return Some(Notify::NEVER);
+/// RFC 3461 §4.1: `NEVER` or a comma list of SUCCESS, FAILURE, DELAY; as
+/// bits, none for NEVER.
+#[inline]
+fn parse_notify(v: &[u8]) -> Option<u8> {
+    if folded_octets(v) == Some(NEVER) {
+        return Some(0);
     }
-    let mut n = Notify::NEVER;
-    for word in v.as_bytes().split(|&c| c == b',') {
-        match folded_octets(word) {
-            Some(SUCCESS) => n.success = true,
-            Some(FAILURE) => n.failure = true,
-            Some(DELAY) => n.delay = true,
+    let mut n = 0;
+    for word in v.split(|&c| c == b',') {
+        n |= match folded_octets(word) {
+            Some(SUCCESS) => SUCCESS_BIT,
+            Some(FAILURE) => FAILURE_BIT,
+            Some(DELAY) => DELAY_BIT,
             _ => return None,
-        }
+        };
     }
     Some(n)
 }
