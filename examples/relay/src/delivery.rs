@@ -372,7 +372,12 @@ impl Deliverer {
             .zip(&outcomes)
             .map(|(r, o)| {
                 let verdict = match o {
-                    Outcome::Delivered(_) => "delivered",
+                    Outcome::Relayed {
+                        dsn_passed_on: true,
+                        ..
+                    } => "delivered/notify-passed-on",
+                    Outcome::Relayed { .. } => "delivered/relayed-dsn",
+                    o if o.is_accepted() => "delivered",
                     Outcome::Deferred(_) => "deferred",
                     Outcome::Bounced(_) => "bounced",
                     _ => "other",
@@ -494,7 +499,23 @@ impl Deliverer {
                             }
                             id
                         }
-                        QueueEvent::Delivered { id, .. } | QueueEvent::Deferred { id, .. } => id,
+                        QueueEvent::Delivered {
+                            id,
+                            recipient,
+                            reply,
+                            success_dsn,
+                        } => {
+                            // RFC 3461 §4.1: `delivered` after a final
+                            // delivery, `relayed` after a next hop without
+                            // DSN, none when the next hop took NOTIFY over.
+                            // `build_dsn` keeps only recipients that asked
+                            // NOTIFY=SUCCESS and never writes to `<>`.
+                            if let Some(kind) = success_dsn {
+                                report(id, kind, DsnRecipient::new(recipient, Some(reply)));
+                            }
+                            id
+                        }
+                        QueueEvent::Deferred { id, .. } => id,
                         _ => continue,
                     };
                     if !touched.contains(&id) {

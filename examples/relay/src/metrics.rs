@@ -278,7 +278,9 @@ pub(crate) fn delivery(outcomes: &[Outcome]) {
     with(|m| {
         for o in outcomes {
             let label = match o {
-                Outcome::Delivered(_) => "delivered",
+                // A next hop took a NOTIFY=SUCCESS recipient (`Relayed`):
+                // delivered as far as this relay is concerned.
+                o if o.is_accepted() => "delivered",
                 Outcome::Deferred(_) => "deferred",
                 Outcome::Bounced(_) => "bounced",
                 _ => "other",
@@ -373,6 +375,26 @@ mod tests {
             )
         );
         assert!(text.contains("portcullis_callout_total{cached=\"true\",result=\"exists\"}"));
+    }
+
+    #[test]
+    fn a_relayed_recipient_counts_as_delivered() {
+        let m = METRICS.as_ref().unwrap();
+        let count = |o: &str| m.deliveries.with_label_values(&[o]).get();
+        let (delivered, other) = (count("delivered"), count("other"));
+        let ok = portcullis_core::Reply::new(250, (2, 0, 0), "ok");
+        delivery(&[
+            Outcome::Relayed {
+                reply: ok.clone(),
+                dsn_passed_on: false,
+            },
+            Outcome::Relayed {
+                reply: ok,
+                dsn_passed_on: true,
+            },
+        ]);
+        assert_eq!(count("delivered"), delivered + 2);
+        assert_eq!(count("other"), other);
     }
 
     #[test]

@@ -166,7 +166,8 @@ impl RelayRules {
                 continue;
             }
             let outcome = match o {
-                Outcome::Delivered(_) => RecipientOutcome::Accepted,
+                // `Relayed`: the primary took a NOTIFY=SUCCESS recipient.
+                o if o.is_accepted() => RecipientOutcome::Accepted,
                 Outcome::Bounced(reply) => RecipientOutcome::from_reply(reply),
                 _ => RecipientOutcome::Inconclusive,
             };
@@ -707,8 +708,14 @@ mod tests {
             rc("<later@customer.example>"),
             rc("<nobody@localhost>"),
         );
+        // NOTIFY=SUCCESS recipients the primary took come back `Relayed`:
+        // they exist as surely as delivered ones.
+        let (relayed, passed_on) = (
+            rc("<relayed@customer.example>"),
+            rc("<passed-on@customer.example>"),
+        );
         r.learn_outcomes(
-            &[&ok, &gone, &policy, &later, &local],
+            &[&ok, &gone, &policy, &later, &local, &relayed, &passed_on],
             &[
                 Outcome::Delivered(Reply::new(250, (2, 0, 0), "ok")),
                 Outcome::Bounced(Reply::new(550, (5, 1, 1), "no such user")),
@@ -716,6 +723,14 @@ mod tests {
                 Outcome::Bounced(Reply::new(550, (5, 7, 1), "policy")),
                 Outcome::Deferred(Reply::new(451, (4, 3, 0), "later")),
                 Outcome::Bounced(Reply::new(550, (5, 1, 1), "no such user")),
+                Outcome::Relayed {
+                    reply: Reply::new(250, (2, 0, 0), "ok"),
+                    dsn_passed_on: false,
+                },
+                Outcome::Relayed {
+                    reply: Reply::new(250, (2, 0, 0), "ok"),
+                    dsn_passed_on: true,
+                },
             ],
         );
         let v = |rcpt: &Recipient| {
@@ -726,6 +741,8 @@ mod tests {
             }
         };
         assert_eq!(v(&ok), Verdict::Continue);
+        assert_eq!(v(&relayed), Verdict::Continue);
+        assert_eq!(v(&passed_on), Verdict::Continue);
         assert_eq!(v(&gone), Verdict::Reject(Reply::no_such_user()));
         for unknown in [&policy, &later] {
             let verdict = v(unknown);

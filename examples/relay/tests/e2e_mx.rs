@@ -558,3 +558,118 @@ fn message_size_limit_is_advertised_and_enforced() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(relay.maildir("example.org", "alice").is_empty());
 }
+
+/// `NOTIFY=SUCCESS` to a local mailbox (Python's smtplib, `rcpt_options`):
+/// the sender gets one `Action: delivered` DSN (RFC 3464 §2.3.3) about that
+/// recipient only, not about the one in the same message that did not ask.
+#[test]
+fn notify_success_to_a_local_mailbox_gets_a_delivered_dsn() {
+    if !have_tool("python3") {
+        return;
+    }
+    let (relay, tmp) = Relay::start(
+        "[local]\ndomains = [\"localhost\", \"example.org\"]\n\
+         mailboxes = [\"alice@example.org\", \"bob@example.org\"]\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let metrics = common::endpoint(&relay.startup_line, "metrics");
+    let msg = message(
+        "py-notify-1",
+        "alice@localhost",
+        "alice@example.org",
+        "Tell me it arrived.",
+    );
+    let path = tmp.path().join("notify.eml");
+    std::fs::write(&path, &msg).unwrap();
+    let script = r#"
+import smtplib, sys
+host, port, path = sys.argv[1:]
+s = smtplib.SMTP(host, int(port), timeout=20)
+s.ehlo("python.test")
+assert s.has_extn("dsn"), s.esmtp_features
+s.mail("alice@localhost")
+print("asked", s.rcpt("alice@example.org", ["NOTIFY=SUCCESS", "ORCPT=rfc822;alice@example.org"])[0])
+print("quiet", s.rcpt("bob@example.org")[0])
+print("data", s.data(open(path, "rb").read())[0])
+s.quit()
+"#;
+    let stdout = common::python(script, relay.mx, &[path.to_str().unwrap()]);
+    assert_eq!(stdout, "asked 250\nquiet 250\ndata 250\n");
+    assert_eq!(
+        relay
+            .wait_maildir("example.org", "alice", 1, Duration::from_secs(20))
+            .len(),
+        1
+    );
+    let dsn = relay.wait_maildir("localhost", "alice", 1, Duration::from_secs(20));
+    assert_eq!(dsn.len(), 1, "no delivered DSN; log:\n{}", relay.log_text());
+    // Done once the spool is empty: a second DSN would be in a Maildir.
+    let empty = common::wait_until(Duration::from_secs(20), || {
+        common::sample(
+            &common::scrape(metrics),
+            "portcullis_queue_messages{state=\"active\"}",
+        ) == 0.0
+    });
+    assert!(empty, "queue not empty; log:\n{}", relay.log_text());
+    let dsn = relay.maildir("localhost", "alice");
+    assert_eq!(dsn.len(), 1, "more than one DSN");
+    assert_eq!(relay.maildir("example.org", "bob").len(), 1);
+    let text = String::from_utf8_lossy(&dsn[0]);
+    assert!(text.contains("Return-Path: <>"), "{text}");
+    assert!(
+        text.contains("Subject: Successful Mail Delivery Report"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Original-Recipient: rfc822; alice@example.org\r\n\
+             Final-Recipient: rfc822; alice@example.org\r\n\
+             Action: delivered\r\nStatus: 2.0.0\r\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.matches("Action: ").count(), 1, "{text}");
+    assert!(!text.contains("bob@example.org"), "{text}");
+    // The original's Message-ID, in the returned headers.
+    assert!(text.contains("<py-notify-1@test.portcullis>"), "{text}");
+}
+
+/// A sender that asked nothing gets no success notice, and a null sender
+/// never gets one even when a recipient asked (RFC 3461 §6.2).
+#[test]
+fn no_success_dsn_without_notify_or_to_a_null_sender() {
+    let (relay, _tmp) = Relay::start(&format!("{LOCAL}[metrics]\nlisten = \"127.0.0.1:0\"\n"));
+    let metrics = common::endpoint(&relay.startup_line, "metrics");
+    let send = |from: &str, rcpt: &str, id: &str| {
+        let mut c = Client::greeted(relay.mx);
+        assert_eq!(c.cmd("EHLO client.test").code, 250);
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).code, 250);
+        assert_eq!(c.cmd(&format!("RCPT TO:{rcpt}")).code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        c.send_raw(&message(id, from, "alice@example.org", "x"));
+        c.send_raw(b".\r\n");
+        assert_eq!(c.reply().unwrap().code, 250);
+        c.cmd("QUIT");
+    };
+    send("postmaster@localhost", "<alice@example.org>", "quiet-1");
+    send("", "<alice@example.org> NOTIFY=SUCCESS", "null-1");
+    assert_eq!(
+        relay
+            .wait_maildir("example.org", "alice", 2, Duration::from_secs(20))
+            .len(),
+        2
+    );
+    let empty = common::wait_until(Duration::from_secs(20), || {
+        common::sample(
+            &common::scrape(metrics),
+            "portcullis_queue_messages{state=\"active\"}",
+        ) == 0.0
+    });
+    assert!(empty, "queue not empty; log:\n{}", relay.log_text());
+    assert_eq!(relay.maildir("localhost", "postmaster").len(), 0);
+    assert!(
+        !relay.log_text().contains("DSN queued"),
+        "{}",
+        relay.log_text()
+    );
+}
