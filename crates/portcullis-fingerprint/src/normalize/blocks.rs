@@ -152,6 +152,32 @@ pub(crate) fn find(
         }
         None
     };
+    find_marked(hay, from, mask, marked, &accept)
+}
+
+/// [`find`] when `mask` marks exactly the bytes `accept` takes: the first
+/// mark is the answer.
+#[inline]
+pub(crate) fn find_exact(
+    hay: &[u8],
+    from: usize,
+    mask: impl Fn(&[u8; BLOCK]) -> u32,
+    accept: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let first = |start: usize, m: u32| (m != 0).then(|| start + m.trailing_zeros() as usize);
+    find_marked(hay, from, mask, first, &accept)
+}
+
+/// The scan of [`find`] and [`find_exact`]: `marked` picks the answer in a
+/// block's mask, `accept` in a hay shorter than a block.
+#[inline]
+fn find_marked(
+    hay: &[u8],
+    from: usize,
+    mask: impl Fn(&[u8; BLOCK]) -> u32,
+    marked: impl Fn(usize, u32) -> Option<usize>,
+    accept: &impl Fn(u8) -> bool,
+) -> Option<usize> {
     let mut i = from;
     while let Some(block) = hay
         .get(i..i + BLOCK)
@@ -194,6 +220,10 @@ mod tests {
             let bytewise = |f: &dyn Fn(u8) -> bool| hay[from..].iter().position(|&c| f(c)).map(|p| from + p);
             prop_assert_eq!(
                 find(&hay, from, |b| eq_any(b, [b'>', b'"']), |c| c == b'>' || c == b'"'),
+                bytewise(&|c| c == b'>' || c == b'"')
+            );
+            prop_assert_eq!(
+                find_exact(&hay, from, |b| eq_any(b, [b'>', b'"']), |c| c == b'>' || c == b'"'),
                 bytewise(&|c| c == b'>' || c == b'"')
             );
             prop_assert_eq!(

@@ -133,7 +133,7 @@ fn tag_end(hay: &[u8], from: usize) -> usize {
 /// (tags are short: no call or set-up cost, unlike `memchr`).
 #[inline]
 fn find_byte<const N: usize>(hay: &[u8], from: usize, of: [u8; N]) -> Option<usize> {
-    blocks::find(
+    blocks::find_exact(
         hay,
         from,
         |block| blocks::eq_any(block, of),
