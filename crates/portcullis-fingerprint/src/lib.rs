@@ -83,14 +83,18 @@
 //! # Cost
 //!
 //! On a 20 KiB multipart message (QP text + QP HTML + base64 attachment) the
-//! exact fingerprint costs about 1.35–1.45× `mail-parser`'s parse alone
-//! (which it includes: the parse's QP and base64 decoding is about 70% of the
-//! whole) and exact + fuzzy about 1.6–1.7×; raw blake3 is ~0.1×
+//! exact fingerprint costs about 1.22× `mail-parser`'s parse alone in
+//! instructions (1.2–1.3× in time; it includes the parse, whose QP and base64
+//! decoding is about 70% of it) and exact + fuzzy about 1.45×; raw blake3 is
+//! ~0.1×, and hashing the parts is about a third of what fingerprinting adds
 //! (`docs/benchmarks.md`). With the default options nothing is parsed or
-//! decoded twice: the parts `mail-parser` decoded are used as they are. Normalisation is one pass over each text part into a buffer reused
-//! across parts, skipping plain text eight bytes at a time and copying
-//! unchanged spans whole; the fuzzy signature adds one hash per word, folded
-//! in as the word is scanned.
+//! decoded twice: the parts `mail-parser` decoded are used as they are.
+//! Normalisation is one pass over each text part into a buffer reused across
+//! parts, skipping plain text sixteen bytes at a time (SSE2, through
+//! `safe_arch`; eight elsewhere) and copying unchanged spans whole; an HTML
+//! part is reduced to text within that same pass
+//! ([`Normalization::normalize_html_into`]). The fuzzy signature adds one hash
+//! per word, folded in as the word is scanned.
 
 #![forbid(unsafe_code)]
 

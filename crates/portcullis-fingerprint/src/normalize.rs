@@ -14,7 +14,9 @@
 //! 3. **HTML to text** ([`Normalization::html_to_text`]): tags, comments, `<head>`,
 //!    `<style>` and `<script>` are dropped, character references decoded, and
 //!    link targets (`href`/`src`) kept as words, so a text/plain and a text/html
-//!    rendering of one spam share most of their words.
+//!    rendering of one spam share most of their words. The fingerprinter does
+//!    this inside the normaliser's pass ([`Normalization::normalize_html_into`]),
+//!    with the same result as [`html_to_text`] followed by the steps below.
 //! 4. **Tracking query strings** ([`Normalization::strip_url_queries`]): in
 //!    `http://` and `https://` URLs everything from `?` or `#` on is dropped;
 //!    per-recipient tracking lives there.
