@@ -367,6 +367,10 @@ pub(crate) struct DeliverySection {
     pub(crate) concurrency: usize,
     pub(crate) command_timeout_secs: u64,
     pub(crate) tls: String,
+    /// PEM bundle of the CAs that next hops' certificates are checked
+    /// against where they are checked (`tls = "required"`), instead of the
+    /// platform's trust store.
+    pub(crate) tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for DeliverySection {
@@ -380,6 +384,7 @@ impl Default for DeliverySection {
             concurrency: 16,
             command_timeout_secs: 300,
             tls: "opportunistic".into(),
+            tls_ca_file: None,
         }
     }
 }
@@ -634,6 +639,8 @@ pub(crate) struct Settings {
     pub(crate) delivery_concurrency: usize,
     pub(crate) command_timeout: Duration,
     pub(crate) delivery_tls: portcullis_queue::TlsPolicy,
+    /// `[delivery] tls_ca_file`: the CAs verified next hops chain to.
+    pub(crate) delivery_tls_ca: Option<PathBuf>,
     pub(crate) backup_domains: Vec<Domain>,
     pub(crate) backup_hold: Duration,
     /// `[backup_mx] learn_recipients`: recipient learning from the
@@ -1229,6 +1236,7 @@ pub(crate) fn check(
         delivery_concurrency: file.delivery.concurrency,
         command_timeout: Duration::from_secs(file.delivery.command_timeout_secs.max(1)),
         delivery_tls,
+        delivery_tls_ca: file.delivery.tls_ca_file,
         backup_domains,
         backup_hold: Duration::from_secs(file.backup_mx.hold_secs),
         recipient_learning: file.backup_mx.learn_recipients.then(|| {

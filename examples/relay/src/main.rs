@@ -126,6 +126,12 @@ fn main() -> ExitCode {
             eprintln!("portcullis-relay: configuration error: tls: {e}");
             return ExitCode::from(2);
         }
+        if let Some(ca) = &settings.delivery_tls_ca
+            && let Err(e) = tls::client_config(ca)
+        {
+            eprintln!("portcullis-relay: configuration error: delivery.tls_ca_file: {e}");
+            return ExitCode::from(2);
+        }
         println!("configuration OK: {}", settings.source);
         println!(
             "  mx {:?}, submission {:?}, submissions (implicit TLS) {:?}",
@@ -461,12 +467,17 @@ async fn run(settings: Settings, overrides: config::Overrides) -> Result<(), Str
                 None
             }
         };
-    let transport = portcullis_queue::SmtpTransport::new(
+    let mut transport = portcullis_queue::SmtpTransport::new(
         portcullis_queue::SmtpTransportConfig::new(settings.hostname.clone())
             .with_tls(settings.delivery_tls)
             .with_timeout(settings.command_timeout),
     )
     .map_err(|e| format!("SMTP client TLS setup: {e}"))?;
+    if let Some(ca) = &settings.delivery_tls_ca {
+        // Verified TLS (`tls = "required"`) trusts these CAs only.
+        let config = tls::client_config(ca).map_err(|e| format!("delivery.tls_ca_file: {e}"))?;
+        transport = transport.with_verified_tls(config);
+    }
     let clock_for_base = clock.clone();
     // SIGHUP puts a re-read [policy] in force (same counter store).
     let policy = reload::LivePolicy::new(

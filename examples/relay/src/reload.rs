@@ -420,6 +420,10 @@ fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
     check("delivery.mx_port", old.mx_port != new.mx_port);
     check("delivery.tls", old.delivery_tls != new.delivery_tls);
     check(
+        "delivery.tls_ca_file",
+        old.delivery_tls_ca != new.delivery_tls_ca,
+    );
+    check(
         "delivery.command_timeout_secs",
         old.command_timeout != new.command_timeout,
     );

@@ -6,8 +6,8 @@ use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +103,28 @@ pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>
     Ok(Arc::new(config))
 }
 
+/// `[delivery] tls_ca_file`: a client configuration that trusts only the
+/// CA certificates in `ca` (PEM), for the SMTP client's verified TLS
+/// (`SmtpTransport::with_verified_tls`).
+pub(crate) fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    let f = fs::File::open(ca).map_err(io_err(ca))?;
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut BufReader::new(f)) {
+        roots.add(cert.map_err(io_err(ca))?)?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: ca.to_owned(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The configured pair, or the self-signed one under `data_dir/tls`.
 pub(crate) fn load(
     configured: Option<&(PathBuf, PathBuf)>,
@@ -143,6 +165,17 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "the key is private");
         }
+    }
+
+    #[test]
+    fn a_ca_bundle_loads_and_one_without_a_certificate_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = ensure_self_signed(dir.path(), "localhost").unwrap();
+        assert!(client_config(&cert).is_ok());
+        let err = client_config(&key).unwrap_err();
+        assert!(matches!(err, TlsError::NoCertificate { .. }), "{err}");
+        let err = client_config(&dir.path().join("missing.pem")).unwrap_err();
+        assert!(matches!(err, TlsError::Io { .. }), "{err}");
     }
 
     #[test]

@@ -699,3 +699,101 @@ fn srs_rewrites_forwarded_mail_and_returns_its_bounces() {
     let forged = srs.replacen("SRS0=", "SRS0=AAAA", 1);
     assert_eq!(send("", &forged, "srs-forged").code, 550);
 }
+
+/// A private CA (`ca.pem`) and a next-hop certificate it signed for
+/// `127.0.0.1` and `localhost` (`hop.pem`, `hop.key`), written into `dir`.
+fn private_ca(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let hop = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let out = dir.join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(out.join("hop.pem"), hop.pem()).unwrap();
+    std::fs::write(out.join("hop.key"), key.serialize_pem()).unwrap();
+    out
+}
+
+/// `[delivery] tls_ca_file`: with `tls = "required"` a next hop whose
+/// certificate a private CA signed is verified against that CA and gets
+/// the mail over TLS; a relay given another CA's bundle defers instead.
+/// A bundle without a certificate fails `--check-config`.
+#[test]
+fn required_tls_verifies_the_next_hop_against_the_configured_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let good = private_ca(certs.path(), "good");
+    let other = private_ca(certs.path(), "other");
+    // The next hop: another relay, its MX listener's STARTTLS certificate
+    // signed by the good CA, `sink.test` local there.
+    let (hop, _hop_tmp) = Relay::start(&format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [local]\ndomains = [\"localhost\", \"sink.test\"]\nmailboxes = [\"rcpt@sink.test\"]\n",
+        good.join("hop.pem").display(),
+        good.join("hop.key").display()
+    ));
+    let sender = |ca: &std::path::Path| {
+        Relay::start(&format!(
+            "[relay]\nnetworks = [\"127.0.0.1\"]\n\
+             [delivery]\nfirst_retry_secs = 1\ntls = \"required\"\ntls_ca_file = \"{}\"\n\
+             [delivery.routes]\n\"sink.test\" = \"{}\"\n",
+            ca.join("ca.pem").display(),
+            hop.mx
+        ))
+    };
+    let send = |relay: &Relay, id: &str| {
+        assert_eq!(
+            common::send_message(relay.mx, id, "sender@example.net", "rcpt@sink.test", "x"),
+            250
+        );
+    };
+
+    let (trusting, _t1) = sender(&good);
+    send(&trusting, "private-ca-1");
+    let got = hop.wait_maildir("sink.test", "rcpt", 1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "log:\n{}", trusting.log_text());
+    assert_eq!(
+        message_id(strip_added_headers(&got[0]).0).as_deref(),
+        Some("<private-ca-1@test.portcullis>")
+    );
+    assert!(
+        String::from_utf8_lossy(&got[0]).contains(" with ESMTPS"),
+        "not over TLS"
+    );
+
+    let (distrusting, _t2) = sender(&other);
+    send(&distrusting, "private-ca-2");
+    distrusting.wait_log("<rcpt@sink.test>=deferred (451 4.7.5 TLS failure", 1);
+    assert!(
+        distrusting.log_text().contains("UnknownIssuer"),
+        "{}",
+        distrusting.log_text()
+    );
+    assert_eq!(
+        hop.maildir("sink.test", "rcpt").len(),
+        1,
+        "delivered to a next hop the configured CA did not sign"
+    );
+
+    let bad = certs.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "[delivery]\ntls_ca_file = \"{}\"\n",
+            good.join("hop.key").display()
+        ),
+    )
+    .unwrap();
+    let (code, err) = common::check_config(&bad);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("delivery.tls_ca_file"), "{err}");
+    assert!(err.contains("no certificate"), "{err}");
+}
