@@ -187,6 +187,21 @@ impl std::fmt::Display for Path<'_> {
     }
 }
 
+/// The path's text, as the `&str` a MAIL or RCPT path used to be.
+impl std::ops::Deref for Path<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.text
+    }
+}
+
+impl AsRef<str> for Path<'_> {
+    fn as_ref(&self) -> &str {
+        self.text
+    }
+}
+
 /// The ESMTP parameters of MAIL or RCPT, still as text.
 ///
 /// Iterating yields `(keyword, value)` pairs; a malformed parameter yields
@@ -725,6 +740,8 @@ mod tests {
         };
         assert_eq!(path, "<\"a>b\"@x.example>");
         assert!(path.reverse_path(ParseOptions::default()).is_ok());
+        // Read as the string it was before it was a Path.
+        assert!(path.starts_with("<\"") && path.len() == 17);
         let got: Vec<_> = params.collect();
         assert_eq!(
             got,
