@@ -7,6 +7,14 @@
 //! send it with: from `<>` (RFC 5321 §4.5.5) to the original sender. No
 //! DSN is ever produced for a message whose reverse path is null, nor for
 //! recipients whose `NOTIFY` does not ask for this kind.
+//!
+//! A message sent with `REQUIRETLS` (RFC 8689 §5) is reported as if it had
+//! `RET=HDRS` (a `RET=FULL` is disregarded): only its header section is
+//! returned; and the DSN is itself sent with `REQUIRETLS`, so the way back
+//! to the sender keeps the same promise (where it cannot, the DSN is lost,
+//! as §5 warns, rather than sent in the clear). Both hold for every kind
+//! of notice, not only failures: a delay or success notice quotes the same
+//! header section.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -244,7 +252,10 @@ pub fn build_dsn(
         }
     }
     // The original: full or headers (RFC 3461 §4.3, RFC 3462 text/rfc822-headers).
+    // RFC 8689 §5: REQUIRETLS behaves as RET=HDRS, RET=FULL disregarded.
+    let requiretls = info.envelope.params.requiretls;
     let full = kind == DsnKind::Failure
+        && !requiretls
         && info.envelope.params.ret != Some(Ret::Headers)
         && original.len() <= config.max_full_return;
     let mut out = m.into_bytes();
@@ -289,6 +300,8 @@ pub fn build_dsn(
     if eight_bit {
         params.body = Body::EightBitMime;
     }
+    // RFC 8689 §5: the notice about a REQUIRETLS message goes with REQUIRETLS.
+    params.requiretls = requiretls;
     let mut envelope = Envelope::new(ReversePath::Null, params);
     let mut rcpt = Recipient::new(ForwardPath::Mailbox(sender));
     rcpt.notify = Some(Notify::NEVER);

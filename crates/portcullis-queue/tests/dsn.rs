@@ -272,3 +272,67 @@ fn never_for_a_null_reverse_path() {
         );
     }
 }
+
+/// RFC 8689 §5: a notice about a REQUIRETLS message returns only the
+/// header section (RET=FULL disregarded) and is itself sent with
+/// REQUIRETLS; the flag comes back from the spool after a reopen.
+#[test]
+fn requiretls_returns_headers_only_and_sends_the_dsn_with_requiretls() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let mut env = envelope(Some(Ret::Full), None);
+    env.params.requiretls = true;
+    let id = {
+        let spool = Spool::open(dir.path(), SpoolConfig::default(), clock.clone()).unwrap();
+        spool.store(&env, ORIGINAL).unwrap()
+    };
+    let spool = Spool::open(dir.path(), SpoolConfig::default(), clock).unwrap();
+    let info = spool.inspect(id).unwrap();
+    assert!(info.envelope.params.requiretls, "lost in the spool");
+    for kind in [DsnKind::Failure, DsnKind::Delay] {
+        let dsn = build_dsn(
+            &DsnConfig::new("relay.portcullis.test"),
+            kind,
+            &info,
+            &[DsnRecipient::new(0, None)],
+            ORIGINAL,
+            info.arrival,
+            None,
+        )
+        .unwrap();
+        assert!(
+            dsn.envelope.params.requiretls,
+            "{kind:?} DSN without REQUIRETLS"
+        );
+        assert!(dsn.envelope.reverse_path.is_null());
+        let msg = MessageParser::default().parse(&dsn.message).unwrap();
+        let PartType::Multipart(children) = &msg.parts[0].body else {
+            panic!("root is not multipart");
+        };
+        let third = &msg.parts[children[2] as usize];
+        let ct = third.content_type().unwrap();
+        assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("rfc822-headers")));
+        let text = String::from_utf8_lossy(third.contents());
+        assert!(text.contains("Subject: quarterly report"), "{text}");
+        assert!(
+            !text.contains("numbers are attached"),
+            "{kind:?}: body returned"
+        );
+    }
+
+    // Without REQUIRETLS the same RET=FULL failure returns the body and
+    // the DSN goes without the parameter.
+    let (_d, plain) = stored(envelope(Some(Ret::Full), None));
+    let dsn = build_dsn(
+        &DsnConfig::new("relay.portcullis.test"),
+        DsnKind::Failure,
+        &plain,
+        &[DsnRecipient::new(0, None)],
+        ORIGINAL,
+        plain.arrival,
+        None,
+    )
+    .unwrap();
+    assert!(!dsn.envelope.params.requiretls);
+    assert!(String::from_utf8_lossy(&dsn.message).contains("numbers are attached"));
+}
