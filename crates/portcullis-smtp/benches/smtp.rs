@@ -11,8 +11,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use portcullis_core::{Client, Verdict};
-use portcullis_smtp::{DataDecoder, DataStatus, Event, Session, SessionConfig};
+use portcullis_core::Client;
+use portcullis_smtp::{DataDecoder, DataStatus};
 
 #[path = "support/commands.rs"]
 mod commands;
@@ -98,35 +98,7 @@ fn commands(c: &mut Criterion) {
     g.bench_function("portcullis_session", |b| {
         let client = Client::new("192.0.2.1:25".parse().unwrap());
         let mut out = Vec::with_capacity(64 * 1024);
-        b.iter(|| {
-            let mut s = Session::new(SessionConfig::new("mx.example"), client.clone());
-            if let Some(Event::Connect { decision }) = s.poll_event() {
-                s.decide(decision, Verdict::Accept).unwrap();
-            }
-            // The mix repeats QUIT; feed it one message at a time.
-            for chunk in input.chunks(input.len() / 50) {
-                if s.is_closed() {
-                    s = Session::new(SessionConfig::new("mx.example"), client.clone());
-                    if let Some(Event::Connect { decision }) = s.poll_event() {
-                        s.decide(decision, Verdict::Accept).unwrap();
-                    }
-                }
-                s.receive(black_box(chunk));
-                while let Some(e) = s.poll_event() {
-                    match e {
-                        Event::Helo { decision, .. }
-                        | Event::MailFrom { decision, .. }
-                        | Event::RcptTo { decision, .. } => {
-                            s.decide(decision, Verdict::Accept).unwrap()
-                        }
-                        _ => {}
-                    }
-                }
-                out.clear();
-                s.take_output(&mut out);
-            }
-            out.len()
-        })
+        b.iter(|| commands::session(&input, &client, &mut out))
     });
     g.finish();
 }

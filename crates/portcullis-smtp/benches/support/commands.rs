@@ -4,8 +4,8 @@
 
 use std::hint::black_box;
 
-use portcullis_core::{ForwardPath, ParseOptions, ReversePath};
-use portcullis_smtp::{Command, Extensions};
+use portcullis_core::{Client, ForwardPath, ParseOptions, ReversePath, Verdict};
+use portcullis_smtp::{Command, Event, Extensions, Session, SessionConfig};
 
 /// What a submission client sends for one message, repeated.
 pub(crate) fn command_mix() -> Vec<u8> {
@@ -122,4 +122,35 @@ pub(crate) fn smtp_proto(input: &[u8]) -> usize {
         }
     }
     n
+}
+
+/// The whole session over the mix, one message at a time (the mix repeats
+/// QUIT): parsing, validation, path parsing, events, decisions and reply
+/// encoding. Returns the octets of the last replies.
+pub(crate) fn session(input: &[u8], client: &Client, out: &mut Vec<u8>) -> usize {
+    let open = || {
+        let mut s = Session::new(SessionConfig::new("mx.example"), client.clone());
+        if let Some(Event::Connect { decision }) = s.poll_event() {
+            s.decide(decision, Verdict::Accept).unwrap();
+        }
+        s
+    };
+    let mut s = open();
+    for chunk in input.chunks(input.len() / 50) {
+        if s.is_closed() {
+            s = open();
+        }
+        s.receive(black_box(chunk));
+        while let Some(e) = s.poll_event() {
+            match e {
+                Event::Helo { decision, .. }
+                | Event::MailFrom { decision, .. }
+                | Event::RcptTo { decision, .. } => s.decide(decision, Verdict::Accept).unwrap(),
+                _ => {}
+            }
+        }
+        out.clear();
+        s.take_output(out);
+    }
+    out.len()
 }
