@@ -318,11 +318,24 @@ pub(crate) struct ListenerSection {
     pub(crate) listen: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct TlsSection {
     pub(crate) cert: Option<PathBuf>,
     pub(crate) key: Option<PathBuf>,
+    /// Offer `REQUIRETLS` (RFC 8689) after STARTTLS: the delivery honours
+    /// it (verified TLS and REQUIRETLS at the next hop, or a 5.7.30 bounce).
+    pub(crate) requiretls: bool,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert: None,
+            key: None,
+            requiretls: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -624,6 +637,8 @@ pub(crate) struct Settings {
     pub(crate) submission_listen: Vec<SocketAddr>,
     pub(crate) submissions_listen: Vec<SocketAddr>,
     pub(crate) tls_cert: Option<(PathBuf, PathBuf)>,
+    /// `[tls] requiretls`: offer REQUIRETLS (RFC 8689) after STARTTLS.
+    pub(crate) requiretls: bool,
     pub(crate) local_domains: Vec<Domain>,
     /// Configured local mailboxes, by [`Address::key`].
     pub(crate) local_mailboxes: Vec<Address>,
@@ -858,6 +873,7 @@ pub(crate) fn check(
     )?;
     let submissions_listen = listeners("submissions.listen", file.submissions.listen, None, &[])?;
 
+    let requiretls = file.tls.requiretls;
     let tls_cert = match (file.tls.cert, file.tls.key) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
@@ -1222,6 +1238,7 @@ pub(crate) fn check(
         submission_listen,
         submissions_listen,
         tls_cert,
+        requiretls,
         local_domains,
         local_mailboxes,
         catch_all: file.local.catch_all,
@@ -1516,6 +1533,17 @@ mod tests {
         assert_eq!(s.redis_users(), ["[outbound_bulk]", "[backup_mx]"]);
         let s = check_text("[backup_mx]\nstore = \"memory\"\n").unwrap();
         assert_eq!(s.recipients_store, StoreKind::Memory);
+    }
+
+    #[test]
+    fn requiretls_is_offered_unless_turned_off() {
+        assert!(check_text("").unwrap().requiretls);
+        assert!(
+            !check_text("[tls]\nrequiretls = false\n")
+                .unwrap()
+                .requiretls
+        );
+        assert!(check_text("[tls]\nrequiretls = \"yes\"\n").is_err());
     }
 
     #[test]

@@ -354,7 +354,11 @@ impl Deliverer {
                         .collect::<Vec<_>>()
                         .join(",");
                     let req = DeliveryRequest::new(&hop, &info.envelope, &rcpts, message);
-                    let mut out = router.transport().deliver(req).await;
+                    // RFC 8689 §4.2.2: `TLS-Required: No` lets configured
+                    // TLS requirements go (opportunistic TLS instead); the
+                    // field is ignored when REQUIRETLS was asked (§4.1).
+                    let tls_optional = !info.envelope.params.requiretls && tls_required_no(message);
+                    let mut out = router.transport_for(tls_optional).deliver(req).await;
                     out.resize(rcpts.len(), Outcome::Deferred(Reply::temporary_failure()));
                     out
                 }
@@ -587,5 +591,52 @@ impl Deliverer {
             });
         }
         while batch.join_next().await.is_some() {}
+    }
+}
+
+/// Whether the header section holds `TLS-Required: No` (RFC 8689 §3:
+/// the field's only value; case and folding white space ignored).
+fn tls_required_no(message: &[u8]) -> bool {
+    let mut fields: Vec<Vec<u8>> = Vec::new();
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        match (line.first(), fields.last_mut()) {
+            // RFC 5322 §2.2.3: a continuation line unfolds into the field.
+            (Some(b' ' | b'\t'), Some(field)) => field.extend_from_slice(line),
+            _ => fields.push(line.to_vec()),
+        }
+    }
+    fields.iter().any(|f| {
+        let Some(colon) = f.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        let (name, value) = (&f[..colon], &f[colon + 1..]);
+        name.trim_ascii().eq_ignore_ascii_case(b"TLS-Required")
+            && value.trim_ascii().eq_ignore_ascii_case(b"No")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_required_no;
+
+    #[test]
+    fn tls_required_no_is_found_in_the_header_section_only() {
+        assert!(tls_required_no(
+            b"Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n"
+        ));
+        assert!(tls_required_no(b"tls-required:no\n\nbody\n"));
+        assert!(tls_required_no(b"TLS-Required:\r\n  No \r\n\r\n"), "folded");
+        assert!(!tls_required_no(b"TLS-Required: Yes\r\n\r\n"));
+        assert!(!tls_required_no(b"X-TLS-Required: No\r\n\r\n"));
+        assert!(
+            !tls_required_no(b"Subject: x\r\n\r\nTLS-Required: No\r\n"),
+            "in the body"
+        );
+        assert!(!tls_required_no(b"Subject: TLS-Required: No\r\n\r\n"));
+        assert!(!tls_required_no(b""));
     }
 }

@@ -478,6 +478,22 @@ async fn run(settings: Settings, overrides: config::Overrides) -> Result<(), Str
         let config = tls::client_config(ca).map_err(|e| format!("delivery.tls_ca_file: {e}"))?;
         transport = transport.with_verified_tls(config);
     }
+    // RFC 8689 §4.2.2: a message marked `TLS-Required: No` asks that TLS
+    // failures not stop it; with TLS required by configuration it goes
+    // through an opportunistic client (the same name and timeout).
+    let tls_optional_transport: Option<Arc<dyn portcullis_queue::Transport>> =
+        if settings.delivery_tls == portcullis_queue::TlsPolicy::Required {
+            Some(Arc::new(
+                portcullis_queue::SmtpTransport::new(
+                    portcullis_queue::SmtpTransportConfig::new(settings.hostname.clone())
+                        .with_tls(portcullis_queue::TlsPolicy::Opportunistic)
+                        .with_timeout(settings.command_timeout),
+                )
+                .map_err(|e| format!("SMTP client TLS setup: {e}"))?,
+            ))
+        } else {
+            None
+        };
     let clock_for_base = clock.clone();
     // SIGHUP puts a re-read [policy] in force (same counter store).
     let policy = reload::LivePolicy::new(
@@ -494,6 +510,7 @@ async fn run(settings: Settings, overrides: config::Overrides) -> Result<(), Str
         learning,
         mx_router,
         transport: Arc::new(transport),
+        tls_optional_transport,
     });
     let built = reload::build(settings.clone(), &base, None)?;
     let cert = built.cert;

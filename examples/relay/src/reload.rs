@@ -130,6 +130,9 @@ pub(crate) struct Base {
     pub(crate) learning: Option<Arc<dyn portcullis_greylist::GreylistStore>>,
     pub(crate) mx_router: Option<Arc<dyn portcullis_queue::Router>>,
     pub(crate) transport: Arc<dyn portcullis_queue::Transport>,
+    /// With `[delivery] tls = "required"`: an opportunistic transport for
+    /// messages marked `TLS-Required: No` (RFC 8689 §4.2.2).
+    pub(crate) tls_optional_transport: Option<Arc<dyn portcullis_queue::Transport>>,
 }
 
 /// A snapshot and the routing table built from one configuration.
@@ -176,13 +179,16 @@ pub(crate) fn build(
         });
     }
     let rules = Arc::new(rules);
-    let router = Arc::new(crate::routing::Router::new(
-        settings.routes.clone(),
-        settings.smarthost.clone(),
-        base.mx_router.clone(),
-        base.transport.clone(),
-        settings.hostname.clone(),
-    ));
+    let router = Arc::new(
+        crate::routing::Router::new(
+            settings.routes.clone(),
+            settings.smarthost.clone(),
+            base.mx_router.clone(),
+            base.transport.clone(),
+            settings.hostname.clone(),
+        )
+        .with_tls_optional(base.tls_optional_transport.clone()),
+    );
     // The callout keeps its cache (and callouts under way) across a reload
     // that leaves its settings alone; the router it asks is the new one.
     let callout = match &settings.backup_callout {

@@ -18,6 +18,9 @@ pub(crate) struct Router {
     /// MX routing for everything not configured (`None`: no resolver, defer).
     mx: Option<Arc<dyn QueueRouter>>,
     transport: Arc<dyn Transport>,
+    /// `[delivery] tls = "required"`: the opportunistic transport a message
+    /// marked `TLS-Required: No` (RFC 8689 §4.2.2) goes through instead.
+    tls_optional: Option<Arc<dyn Transport>>,
     /// Our own name: as a backup MX we must not forward to ourselves.
     hostname: String,
 }
@@ -35,12 +38,24 @@ impl Router {
             smarthost,
             mx,
             transport,
+            tls_optional: None,
             hostname,
         }
     }
 
-    pub(crate) fn transport(&self) -> &dyn Transport {
-        self.transport.as_ref()
+    /// Send messages marked `TLS-Required: No` through `transport`.
+    pub(crate) fn with_tls_optional(mut self, transport: Option<Arc<dyn Transport>>) -> Self {
+        self.tls_optional = transport;
+        self
+    }
+
+    /// The transport for a message: the opportunistic one when the sender
+    /// marked it `TLS-Required: No` and there is one, else the configured.
+    pub(crate) fn transport_for(&self, tls_optional: bool) -> &dyn Transport {
+        match (&self.tls_optional, tls_optional) {
+            (Some(t), true) => t.as_ref(),
+            _ => self.transport.as_ref(),
+        }
     }
 
     /// The configured host for `destination`, if any (route, then smarthost).

@@ -121,6 +121,10 @@ impl Snapshot {
         c.command_timeout = s.idle_timeout;
         c.data_timeout = s.idle_timeout;
         c.extensions.starttls = true;
+        // RFC 8689 §4.1: offered (and the MAIL parameter taken) only after
+        // STARTTLS, which the session enforces; delivery keeps the promise
+        // (verified TLS + REQUIRETLS at the next hop, or a 5.7.30 bounce).
+        c.extensions.requiretls = s.requiretls;
         // RFC 4954 §4 / RFC 8314: AUTH only over TLS (the session refuses
         // it before TLS with 538 5.7.11 and does not advertise it).
         c.auth_without_tls = false;
@@ -639,6 +643,7 @@ impl Conn {
                     sender = %envelope.reverse_path,
                     recipients = %rcpts.join(","),
                     size = self.message.len(),
+                    requiretls = envelope.params.requiretls,
                     quarantine = quarantine.as_deref().unwrap_or("-"),
                     "accepted"
                 );
