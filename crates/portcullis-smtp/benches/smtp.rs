@@ -12,33 +12,13 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use portcullis_core::Client;
-use portcullis_smtp::{DataDecoder, DataStatus};
 
 #[path = "support/commands.rs"]
 mod commands;
+#[path = "support/data.rs"]
+mod data;
 
 use commands::{command_mix, lines};
-
-/// About 100 KiB of text in 72-octet lines, some starting with a dot
-/// (stuffed on the wire), ended by `\r\n.\r\n`.
-fn stuffed_message() -> Vec<u8> {
-    let mut m = Vec::new();
-    m.extend_from_slice(b"From: a@example.org\r\nTo: b@example.net\r\nSubject: benchmark\r\n\r\n");
-    let mut i = 0usize;
-    while m.len() < 100 * 1024 {
-        if i.is_multiple_of(17) {
-            m.extend_from_slice(b"..");
-        }
-        let text = b"abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ.,0123456789";
-        for j in 0..70 {
-            m.push(text[(i * 7 + j) % text.len()]);
-        }
-        m.extend_from_slice(b"\r\n");
-        i += 1;
-    }
-    m.extend_from_slice(b".\r\n");
-    m
-}
 
 fn commands(c: &mut Criterion) {
     let input = command_mix();
@@ -104,61 +84,24 @@ fn commands(c: &mut Criterion) {
 }
 
 fn data(c: &mut Criterion) {
-    let input = stuffed_message();
+    let input = data::stuffed_message();
     let mut g = c.benchmark_group("data_100k");
     g.throughput(Throughput::Bytes(input.len() as u64));
     let mut out = Vec::with_capacity(input.len());
-
-    // The headline: the message handed out as spans of the input, no copy
-    // (a caller that writes or hashes the message reads each span once;
-    // here the spans' lengths are added up). Checked on the way: every CR
-    // paired with an LF and the reverse (bare ones refused), the end only
-    // at <CRLF>.<CRLF>, lines of at most 1000 octets, the size.
+    // The workloads and what each side checks: benches/support/data.rs.
     g.bench_function("portcullis_data_decoder_spans", |b| {
-        b.iter(|| {
-            let mut d = DataDecoder::new(Some(1000), None);
-            let mut n = 0;
-            let status = d.decode_spans(black_box(&input), |span| n += span.len());
-            assert!(matches!(status, DataStatus::Complete { .. }));
-            n
-        })
+        b.iter(|| data::spans(black_box(&input), Some(1000)))
     });
-
-    // The same checks, the message copied into a Vec as smtp-proto does.
     g.bench_function("portcullis_data_decoder", |b| {
-        b.iter(|| {
-            out.clear();
-            let mut d = DataDecoder::new(Some(1000), None);
-            let status = d.decode(black_box(&input), &mut out);
-            assert!(matches!(status, DataStatus::Complete { .. }));
-            out.len()
-        })
+        b.iter(|| data::copied(black_box(&input), &mut out))
     });
-
     // The headline without the line-length check (LongLines::Accept).
     g.bench_function("portcullis_data_decoder_spans_no_line_limit", |b| {
-        b.iter(|| {
-            let mut d = DataDecoder::new(None, None);
-            let mut n = 0;
-            let status = d.decode_spans(black_box(&input), |span| n += span.len());
-            assert!(matches!(status, DataStatus::Complete { .. }));
-            n
-        })
+        b.iter(|| data::spans(black_box(&input), None))
     });
-
-    // smtp-proto 0.2.5: memchr's memmem for "\n." (AVX2, picked at run
-    // time), the octet before the LF compared with CR, each span copied into
-    // the Vec. Bare CRs and LFs elsewhere and long lines are not looked for.
     g.bench_function("smtp_proto_data_receiver", |b| {
-        b.iter(|| {
-            out.clear();
-            let mut r = smtp_proto::request::receiver::DataReceiver::new();
-            let done = r.ingest(&mut black_box(&input[..]).iter(), &mut out);
-            assert!(done);
-            out.len()
-        })
+        b.iter(|| data::smtp_proto(black_box(&input), &mut out))
     });
-
     // The floor: find "\r\n.\r\n" and nothing else (no output, no checks).
     g.bench_function("memchr_memmem_scan", |b| {
         let finder = memchr::memmem::Finder::new(b"\r\n.\r\n");
