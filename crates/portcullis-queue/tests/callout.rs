@@ -1,11 +1,13 @@
-//! SMTP callouts against real loopback SMTP servers: a scripted tokio
-//! server (every command recorded) and Postfix's `smtp-sink`.
+//! SMTP callouts against real loopback SMTP servers: the scripted tokio
+//! server of `tests/support` (every command recorded) and Postfix's
+//! `smtp-sink`.
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::{
@@ -19,197 +21,30 @@ use portcullis_greylist::{
 use portcullis_queue::{
     CalloutConfig, CalloutResult, HopHost, SmtpCallout, TlsPolicy, UnknownReason,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use support::{LOOPBACK, Script, Scripted, Sink};
+use tokio::sync::Semaphore;
 
-const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-/// What the scripted primary saw.
-#[derive(Clone, Default)]
-struct Seen {
-    /// Commands, one list per connection, in arrival order.
-    sessions: Arc<Mutex<Vec<Vec<String>>>>,
-    open: Arc<AtomicUsize>,
-    max_open: Arc<AtomicUsize>,
-    closed: Arc<AtomicUsize>,
-    changed: Arc<Notify>,
+/// A callout target: greets, announces ENHANCEDSTATUSCODES, and replies
+/// to RCPT with `f` (given the whole line); `None`: never answer.
+fn rcpt(f: impl Fn(&str) -> Option<&'static str> + Send + Sync + 'static) -> Script {
+    Script::new(&["ENHANCEDSTATUSCODES"]).with_rcpt(move |line| f(line).map(str::to_owned))
 }
 
-impl Seen {
-    fn sessions(&self) -> Vec<Vec<String>> {
-        self.sessions.lock().unwrap().clone()
-    }
-
-    fn connections(&self) -> usize {
-        self.sessions.lock().unwrap().len()
-    }
-
-    /// Wait (bounded, so a bug fails instead of hanging) until `n`
-    /// connections have been closed by the client.
-    async fn wait_closed(&self, n: usize) {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let changed = self.changed.notified();
-                if self.closed.load(Ordering::SeqCst) >= n {
-                    return;
-                }
-                changed.await;
-            }
+/// Knows alice, and nobody else (550 5.1.1).
+fn knows_alice() -> Script {
+    rcpt(|line| {
+        Some(if line.contains("<alice@example.net>") {
+            "250 2.1.5 Ok"
+        } else {
+            "550 5.1.1 <nobody>: Recipient address rejected: User unknown"
         })
-        .await
-        .expect("connections closed");
-    }
-
-    /// Wait (bounded) until some connection has sent `RCPT`.
-    async fn wait_rcpt(&self) {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let changed = self.changed.notified();
-                let rcpt = self
-                    .sessions()
-                    .iter()
-                    .flatten()
-                    .any(|c| c.starts_with("RCPT"));
-                if rcpt {
-                    return;
-                }
-                changed.await;
-            }
-        })
-        .await
-        .expect("a RCPT");
-    }
-
-    /// Wait until at least `n` connections were once open together.
-    async fn wait_max_open(&self, n: usize) {
-        loop {
-            let changed = self.changed.notified();
-            if self.max_open.load(Ordering::SeqCst) >= n {
-                return;
-            }
-            changed.await;
-        }
-    }
-}
-
-/// The scripted reply to a RCPT line; `None`: never answer.
-type RcptScript = Box<dyn Fn(&str) -> Option<&'static str> + Send + Sync>;
-
-/// How the scripted primary behaves.
-struct Script {
-    /// Send the 220 greeting (else stay silent).
-    greet: bool,
-    /// Advertise ENHANCEDSTATUSCODES.
-    enhanced: bool,
-    /// Reply to RCPT (given the whole line); `None`: never answer.
-    rcpt: RcptScript,
-    /// Answer QUIT (else stay silent).
-    answer_quit: bool,
-    /// Hold every RCPT reply until this many connections were open at once.
-    rcpt_gate: Option<usize>,
-    /// Hold every RCPT reply until the test adds a permit.
-    rcpt_hold: Option<Arc<Semaphore>>,
-}
-
-impl Script {
-    fn rcpt(f: impl Fn(&str) -> Option<&'static str> + Send + Sync + 'static) -> Self {
-        Script {
-            greet: true,
-            enhanced: true,
-            rcpt: Box::new(f),
-            answer_quit: true,
-            rcpt_gate: None,
-            rcpt_hold: None,
-        }
-    }
-
-    /// Knows alice, and nobody else (550 5.1.1).
-    fn knows_alice() -> Self {
-        Script::rcpt(|line| {
-            Some(if line.contains("<alice@example.net>") {
-                "250 2.1.5 Ok"
-            } else {
-                "550 5.1.1 <nobody>: Recipient address rejected: User unknown"
-            })
-        })
-    }
+    })
 }
 
 /// Start a scripted primary on loopback.
-async fn primary(script: Script) -> (HopHost, Seen) {
-    let listener = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Seen::default();
-    let script = Arc::new(script);
-    let s = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = s.clone();
-            let script = script.clone();
-            tokio::spawn(async move {
-                let index = {
-                    let mut sessions = seen.sessions.lock().unwrap();
-                    sessions.push(Vec::new());
-                    sessions.len() - 1
-                };
-                let now_open = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
-                seen.max_open.fetch_max(now_open, Ordering::SeqCst);
-                seen.changed.notify_waiters();
-                session(stream, &script, &seen, index).await;
-                seen.open.fetch_sub(1, Ordering::SeqCst);
-                seen.closed.fetch_add(1, Ordering::SeqCst);
-                seen.changed.notify_waiters();
-            });
-        }
-    });
-    (HopHost::new("primary.test", vec![LOOPBACK], port), seen)
-}
-
-async fn session(stream: tokio::net::TcpStream, script: &Script, seen: &Seen, index: usize) {
-    let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    if script.greet {
-        let _ = w.write_all(b"220 primary.test ESMTP\r\n").await;
-    }
-    // Until the client closes: a silent server just keeps reading.
-    while let Ok(Some(line)) = lines.next_line().await {
-        seen.sessions.lock().unwrap()[index].push(line.clone());
-        seen.changed.notify_waiters();
-        if !script.greet {
-            continue;
-        }
-        let verb = line
-            .split([' ', ':'])
-            .next()
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        let reply: Option<&str> = match verb.as_str() {
-            "EHLO" if script.enhanced => Some("250-primary.test\r\n250 ENHANCEDSTATUSCODES"),
-            "EHLO" => Some("250 primary.test"),
-            "MAIL" | "RSET" | "NOOP" => Some("250 2.0.0 Ok"),
-            "RCPT" => {
-                if let Some(n) = script.rcpt_gate {
-                    seen.wait_max_open(n).await;
-                }
-                if let Some(hold) = &script.rcpt_hold {
-                    hold.acquire().await.unwrap().forget();
-                }
-                (script.rcpt)(&line)
-            }
-            // Never expected; answered so a client that sends it would go on.
-            "DATA" => Some("354 End data with <CR><LF>.<CR><LF>"),
-            "QUIT" if script.answer_quit => {
-                let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
-                return;
-            }
-            "QUIT" => None,
-            _ => Some("502 5.5.2 Error: command not recognized"),
-        };
-        if let Some(reply) = reply {
-            let _ = w.write_all(format!("{reply}\r\n").as_bytes()).await;
-        }
-    }
+async fn primary(script: Script) -> (HopHost, Scripted) {
+    let server = Scripted::start(script).await;
+    (server.host.clone(), server)
 }
 
 fn addr(s: &str) -> Address {
@@ -240,17 +75,17 @@ fn assert_dialogue(session: &[String], rcpt: &str) {
 
 #[tokio::test]
 async fn exists() {
-    let (host, seen) = primary(Script::knows_alice()).await;
+    let (host, seen) = primary(knows_alice()).await;
     let (callout, _) = callout(config());
     let r = callout.verify(&addr("alice@example.net"), &[host]).await;
     assert_eq!(r, CalloutResult::Exists);
     seen.wait_closed(1).await;
-    assert_dialogue(&seen.sessions()[0], "alice@example.net");
+    assert_dialogue(&seen.sessions()[0].commands, "alice@example.net");
 }
 
 #[tokio::test]
 async fn does_not_exist_on_550_5_1_1() {
-    let (host, seen) = primary(Script::knows_alice()).await;
+    let (host, seen) = primary(knows_alice()).await;
     let (callout, _) = callout(config());
     let r = callout.verify(&addr("nobody@example.net"), &[host]).await;
     let CalloutResult::DoesNotExist(reply) = r else {
@@ -260,12 +95,12 @@ async fn does_not_exist_on_550_5_1_1() {
     assert_eq!(reply.enhanced(), Some(EnhancedCode::new(5, 1, 1)));
     assert!(reply.text().contains("User unknown"), "{reply:?}");
     seen.wait_closed(1).await;
-    assert_dialogue(&seen.sessions()[0], "nobody@example.net");
+    assert_dialogue(&seen.sessions()[0].commands, "nobody@example.net");
 }
 
 #[tokio::test]
 async fn temporary_failure_is_unknown() {
-    let (host, seen) = primary(Script::rcpt(|_| Some("450 4.2.0 Mailbox busy, try later"))).await;
+    let (host, seen) = primary(rcpt(|_| Some("450 4.2.0 Mailbox busy, try later"))).await;
     let (callout, _) = callout(config());
     let r = callout.verify(&addr("alice@example.net"), &[host]).await;
     let CalloutResult::Unknown(UnknownReason::Inconclusive(reply)) = r else {
@@ -273,16 +108,15 @@ async fn temporary_failure_is_unknown() {
     };
     assert_eq!(reply.code(), 450);
     seen.wait_closed(1).await;
-    assert_dialogue(&seen.sessions()[0], "alice@example.net");
+    assert_dialogue(&seen.sessions()[0].commands, "alice@example.net");
 }
 
 #[tokio::test]
 async fn policy_and_bare_550_are_unknown_not_rejections() {
     // 550 5.7.1: policy, not "no such user".
-    let (policy, _) = primary(Script::rcpt(|_| Some("550 5.7.1 Relay access denied"))).await;
+    let (policy, _) = primary(rcpt(|_| Some("550 5.7.1 Relay access denied"))).await;
     // No enhanced codes at all: a bare 550 proves nothing.
-    let mut bare = Script::rcpt(|_| Some("550 Sorry"));
-    bare.enhanced = false;
+    let bare = Script::new(&[]).with_rcpt(|_| Some("550 Sorry".to_owned()));
     let (bare, _) = primary(bare).await;
     let (callout, _) = callout(config());
     for (host, who) in [(policy, "a@example.net"), (bare, "b@example.net")] {
@@ -316,7 +150,7 @@ async fn refused_first_host_falls_over_to_the_next() {
         let l = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
         l.local_addr().unwrap().port()
     };
-    let (good, seen) = primary(Script::knows_alice()).await;
+    let (good, seen) = primary(knows_alice()).await;
     let (callout, _) = callout(config());
     let down = HopHost::new("down.test", vec![LOOPBACK], port);
     let r = callout
@@ -331,7 +165,7 @@ async fn refused_first_host_falls_over_to_the_next() {
 /// deadline, whichever comes first.
 #[tokio::test]
 async fn silent_greeting_times_out_as_unknown() {
-    let (host, _) = primary(silent()).await;
+    let (host, _) = primary(Script::silent()).await;
     let (first, _) =
         callout(config().with_timeouts(Duration::from_millis(200), Duration::from_secs(30)));
     let r = first.verify(&addr("alice@example.net"), &[host]).await;
@@ -340,7 +174,7 @@ async fn silent_greeting_times_out_as_unknown() {
     };
     assert_eq!(reply.enhanced(), Some(EnhancedCode::new(4, 4, 7)));
 
-    let (host, seen) = primary(silent()).await;
+    let (host, seen) = primary(Script::silent()).await;
     let (second, _) =
         callout(config().with_timeouts(Duration::from_secs(30), Duration::from_millis(300)));
     let r = second.verify(&addr("alice@example.net"), &[host]).await;
@@ -351,12 +185,14 @@ async fn silent_greeting_times_out_as_unknown() {
     );
     // The client hung up without ever sending a command.
     seen.wait_closed(1).await;
-    assert_eq!(seen.sessions(), vec![Vec::<String>::new()]);
+    let sessions = seen.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].commands, Vec::<String>::new());
 }
 
 #[tokio::test]
 async fn stalled_rcpt_times_out_as_unknown() {
-    let (host, seen) = primary(Script::rcpt(|_| None)).await;
+    let (host, seen) = primary(rcpt(|_| None)).await;
     let (callout, _) =
         callout(config().with_timeouts(Duration::from_millis(200), Duration::from_secs(30)));
     let r = callout.verify(&addr("alice@example.net"), &[host]).await;
@@ -366,13 +202,13 @@ async fn stalled_rcpt_times_out_as_unknown() {
     // RFC 3463 X.4.7: delivery time expired (the command timeout).
     assert_eq!(reply.enhanced(), Some(EnhancedCode::new(4, 4, 7)));
     seen.wait_closed(1).await;
-    let s = &seen.sessions()[0];
+    let s = &seen.sessions()[0].commands;
     assert_eq!(s.last().unwrap(), "RCPT TO:<alice@example.net>");
 }
 
 #[tokio::test]
 async fn cached_answers_do_not_connect_again() {
-    let (host, seen) = primary(Script::knows_alice()).await;
+    let (host, seen) = primary(knows_alice()).await;
     let (callout, _) = callout(config());
     let hosts = [host];
     for _ in 0..3 {
@@ -401,7 +237,7 @@ async fn cached_answers_do_not_connect_again() {
 
 #[tokio::test]
 async fn negative_answers_expire_before_positive_ones() {
-    let (host, seen) = primary(Script::knows_alice()).await;
+    let (host, seen) = primary(knows_alice()).await;
     let (callout, clock) = callout(config().with_cache_ttls(
         Duration::from_secs(3600),
         Duration::from_secs(600),
@@ -441,7 +277,7 @@ async fn negative_answers_expire_before_positive_ones() {
 
 #[tokio::test]
 async fn unknown_answers_are_cached_briefly_or_not_at_all() {
-    let (host, seen) = primary(Script::rcpt(|_| Some("451 4.3.0 Try again"))).await;
+    let (host, seen) = primary(rcpt(|_| Some("451 4.3.0 Try again"))).await;
     let hosts = [host];
     let who = addr("alice@example.net");
     let (callout, clock) = callout(config());
@@ -496,7 +332,7 @@ async fn no_primary_is_unknown_and_not_cached() {
 
 #[tokio::test]
 async fn never_sends_data() {
-    let (host, seen) = primary(Script::rcpt(|line| {
+    let (host, seen) = primary(rcpt(|line| {
         Some(match line {
             l if l.contains("<alice@") => "250 2.1.5 Ok",
             l if l.contains("<busy@") => "452 4.2.2 Mailbox full",
@@ -516,7 +352,7 @@ async fn never_sends_data() {
     seen.wait_closed(who.len()).await;
     let sessions = seen.sessions();
     assert_eq!(sessions.len(), who.len());
-    for (s, w) in sessions.iter().zip(who) {
+    for (s, w) in sessions.iter().map(|s| &s.commands).zip(who) {
         assert!(
             !s.iter().any(|c| {
                 let c = c.to_ascii_uppercase();
@@ -530,11 +366,9 @@ async fn never_sends_data() {
 
 #[tokio::test]
 async fn concurrency_per_host_is_capped() {
-    let mut script = Script::knows_alice();
     // Hold RCPT replies until two connections were open at once: proves the
     // cap allows 2 (with a cap of 1 this would time out and fail).
-    script.rcpt_gate = Some(2);
-    let (host, seen) = primary(script).await;
+    let (host, seen) = primary(knows_alice().gate_rcpt(2)).await;
     let (callout, _) = callout(config().with_max_per_host(2));
     let callout = Arc::new(callout);
     let hosts = Arc::new([host]);
@@ -555,7 +389,7 @@ async fn concurrency_per_host_is_capped() {
     }
     seen.wait_closed(6).await;
     assert_eq!(seen.connections(), 6);
-    assert_eq!(seen.max_open.load(Ordering::SeqCst), 2);
+    assert_eq!(seen.max_open(), 2);
 }
 
 /// Spawn a verification of `who`, as a session task would.
@@ -570,11 +404,9 @@ fn spawn_verify(
 
 /// A primary that knows alice and holds every RCPT reply until `hold` gets
 /// permits, and one callout (shared by the tasks a test spawns) that asks it.
-async fn held_primary() -> (Arc<Semaphore>, Seen, Arc<SmtpCallout>, Arc<[HopHost]>) {
+async fn held_primary() -> (Arc<Semaphore>, Scripted, Arc<SmtpCallout>, Arc<[HopHost]>) {
     let hold = Arc::new(Semaphore::new(0));
-    let mut script = Script::knows_alice();
-    script.rcpt_hold = Some(hold.clone());
-    let (host, seen) = primary(script).await;
+    let (host, seen) = primary(knows_alice().hold_rcpt(hold.clone())).await;
     let callout = Arc::new(callout(config()).0);
     (hold, seen, callout, Arc::new([host]))
 }
@@ -633,9 +465,7 @@ async fn a_waiting_caller_takes_over_when_the_first_is_cancelled() {
 async fn busy_when_every_slot_stays_taken_past_the_deadline() {
     // The primary never answers QUIT, so the first callout's connection
     // (and its slot) lingers; the caller still gets its answer at once.
-    let mut script = Script::knows_alice();
-    script.answer_quit = false;
-    let (host, seen) = primary(script).await;
+    let (host, seen) = primary(knows_alice().mute_after_quit()).await;
     let (callout, _) = callout(
         config()
             .with_max_per_host(1)
@@ -676,7 +506,7 @@ impl RecipientVerifier for CalloutVerifier {
 
 #[tokio::test]
 async fn adapter_drives_the_greylist_recipient_filter() {
-    let (host, seen) = primary(Script::rcpt(|line| {
+    let (host, seen) = primary(rcpt(|line| {
         Some(match line {
             l if l.contains("<alice@") => "250 2.1.5 Ok",
             l if l.contains("<later@") => "451 4.3.0 Try again",
@@ -723,71 +553,15 @@ async fn adapter_drives_the_greylist_recipient_filter() {
     assert_eq!(seen.connections(), 3);
 }
 
-/// Postfix's `smtp-sink` as the primary, if installed.
-struct Sink {
-    child: std::process::Child,
-    host: HopHost,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
-
-async fn smtp_sink(args: &[&str]) -> Option<Sink> {
-    if !std::path::Path::new(SMTP_SINK).exists() {
-        eprintln!("{SMTP_SINK} not installed: skipping the smtp-sink check");
-        return None;
-    }
-    let port = {
-        let l = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut cmd = std::process::Command::new(SMTP_SINK);
-    // smtp-sink refuses to run as root without dropping privileges.
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if root {
-        cmd.args(["-u", "nobody"]);
-    }
-    // Owned by the guard at once, so it is killed and reaped on every path.
-    let sink = Sink {
-        child: cmd
-            .args(args)
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("10")
-            .spawn()
-            .unwrap(),
-        host: HopHost::new("smtp-sink.test", vec![LOOPBACK], port),
-    };
-    // Wait (bounded) until it listens.
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect((LOOPBACK, port))
-            .await
-            .is_ok()
-        {
-            return Some(sink);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("smtp-sink did not start");
-}
-
 #[tokio::test]
 async fn against_postfix_smtp_sink() {
-    let Some(accepting) = smtp_sink(&[]).await else {
+    let Some(accepting) = Sink::start(&[], false).await else {
         return;
     };
-    let Some(hard) = smtp_sink(&["-f", "RCPT"]).await else {
+    let Some(hard) = Sink::start(&["-f", "RCPT"], false).await else {
         return;
     };
-    let Some(soft) = smtp_sink(&["-r", "RCPT"]).await else {
+    let Some(soft) = Sink::start(&["-r", "RCPT"], false).await else {
         return;
     };
     let (callout, _) = callout(config());
@@ -814,16 +588,9 @@ async fn against_postfix_smtp_sink() {
     );
 }
 
-/// A primary that accepts connections and never greets.
-fn silent() -> Script {
-    let mut s = Script::knows_alice();
-    s.greet = false;
-    s
-}
-
 #[tokio::test]
 async fn a_failed_primary_is_skipped_for_down_ttl() {
-    let (host, seen) = primary(silent()).await;
+    let (host, seen) = primary(Script::silent()).await;
     let (callout, clock) = callout(
         config()
             .with_timeouts(Duration::from_millis(200), Duration::from_secs(30))
@@ -859,8 +626,8 @@ async fn a_failed_primary_is_skipped_for_down_ttl() {
 
 #[tokio::test]
 async fn a_failed_first_primary_is_skipped_for_the_next_one() {
-    let (dead, dead_seen) = primary(silent()).await;
-    let (good, good_seen) = primary(Script::knows_alice()).await;
+    let (dead, dead_seen) = primary(Script::silent()).await;
+    let (good, good_seen) = primary(knows_alice()).await;
     let (callout, _) =
         callout(config().with_timeouts(Duration::from_millis(200), Duration::from_secs(30)));
     let hosts = [dead, good];
@@ -877,7 +644,7 @@ async fn a_failed_first_primary_is_skipped_for_the_next_one() {
 
 #[tokio::test]
 async fn down_ttl_zero_tries_every_time() {
-    let (host, seen) = primary(silent()).await;
+    let (host, seen) = primary(Script::silent()).await;
     let (callout, _) = callout(
         config()
             .with_timeouts(Duration::from_millis(100), Duration::from_secs(30))

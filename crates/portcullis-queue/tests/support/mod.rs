@@ -12,12 +12,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_queue::{HopHost, NextHop};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::rustls;
 
 pub(crate) const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -35,6 +37,12 @@ pub(crate) struct Script {
     pub(crate) rcpt: RcptScript,
     /// Answer the end of the message (else swallow it and stay silent).
     pub(crate) answer_data: bool,
+    /// Answer QUIT and hang up (else stay silent and keep reading).
+    pub(crate) answer_quit: bool,
+    /// Hold every RCPT reply until this many connections were open at once.
+    pub(crate) rcpt_gate: Option<usize>,
+    /// Hold every RCPT reply until the test adds a permit.
+    pub(crate) rcpt_hold: Option<Arc<Semaphore>>,
     /// Offer STARTTLS with this certificate (REQUIRETLS, if among the
     /// keywords, is announced only after it).
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
@@ -48,6 +56,9 @@ impl Script {
             keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
             rcpt: Box::new(|_| Some("250 2.1.5 Ok".to_owned())),
             answer_data: true,
+            answer_quit: true,
+            rcpt_gate: None,
+            rcpt_hold: None,
             tls: None,
         }
     }
@@ -78,6 +89,25 @@ impl Script {
     /// Never answer the end of a message.
     pub(crate) fn mute_after_data(mut self) -> Self {
         self.answer_data = false;
+        self
+    }
+
+    /// Never answer QUIT: the connection stays open until the client
+    /// closes it.
+    pub(crate) fn mute_after_quit(mut self) -> Self {
+        self.answer_quit = false;
+        self
+    }
+
+    /// Hold every RCPT reply until `n` connections were open at once.
+    pub(crate) fn gate_rcpt(mut self, n: usize) -> Self {
+        self.rcpt_gate = Some(n);
+        self
+    }
+
+    /// Hold every RCPT reply until `hold` gets a permit (one per reply).
+    pub(crate) fn hold_rcpt(mut self, hold: Arc<Semaphore>) -> Self {
+        self.rcpt_hold = Some(hold);
         self
     }
 
@@ -146,12 +176,46 @@ pub(crate) struct Session {
     pub(crate) tls: bool,
 }
 
+/// What a scripted server saw, shared by its connections.
+#[derive(Default)]
+struct State {
+    sessions: Mutex<Vec<Session>>,
+    /// Connections open now, the most ever open at once, and closed.
+    open: AtomicUsize,
+    max_open: AtomicUsize,
+    closed: AtomicUsize,
+    /// Woken on every connection, command line and close.
+    changed: Notify,
+}
+
+impl State {
+    fn record(&self, index: usize, f: impl FnOnce(&mut Session)) {
+        f(&mut self.sessions.lock().unwrap()[index]);
+        self.changed.notify_waiters();
+    }
+
+    /// Wait (bounded, so a bug fails instead of hanging) until `done`.
+    async fn wait_until(&self, what: &str, done: impl Fn(&State) -> bool) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let changed = self.changed.notified();
+                if done(self) {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+}
+
 /// A running scripted server.
 #[derive(Clone)]
 pub(crate) struct Scripted {
     /// Where it listens.
     pub(crate) host: HopHost,
-    sessions: Arc<Mutex<Vec<Session>>>,
+    state: Arc<State>,
 }
 
 impl Scripted {
@@ -159,37 +223,71 @@ impl Scripted {
     pub(crate) async fn start(script: Script) -> Self {
         let listener = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let sessions = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(State::default());
         let script = Arc::new(script);
-        let s = sessions.clone();
+        let s = state.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let sessions = s.clone();
+                let state = s.clone();
                 let script = script.clone();
                 tokio::spawn(async move {
                     let index = {
-                        let mut all = sessions.lock().unwrap();
+                        let mut all = state.sessions.lock().unwrap();
                         all.push(Session::default());
                         all.len() - 1
                     };
-                    serve(stream, &script, &sessions, index).await;
+                    let now_open = state.open.fetch_add(1, Ordering::SeqCst) + 1;
+                    state.max_open.fetch_max(now_open, Ordering::SeqCst);
+                    state.changed.notify_waiters();
+                    serve(stream, &script, &state, index).await;
+                    state.open.fetch_sub(1, Ordering::SeqCst);
+                    state.closed.fetch_add(1, Ordering::SeqCst);
+                    state.changed.notify_waiters();
                 });
             }
         });
         Scripted {
             host: HopHost::new("scripted.test", vec![LOOPBACK], port),
-            sessions,
+            state,
         }
     }
 
     /// Every connection so far.
     pub(crate) fn sessions(&self) -> Vec<Session> {
-        self.sessions.lock().unwrap().clone()
+        self.state.sessions.lock().unwrap().clone()
     }
 
     /// Connections accepted so far.
     pub(crate) fn connections(&self) -> usize {
-        self.sessions.lock().unwrap().len()
+        self.state.sessions.lock().unwrap().len()
+    }
+
+    /// The most connections ever open at once.
+    pub(crate) fn max_open(&self) -> usize {
+        self.state.max_open.load(Ordering::SeqCst)
+    }
+
+    /// Wait (bounded) until `n` connections have ended.
+    pub(crate) async fn wait_closed(&self, n: usize) {
+        self.state
+            .wait_until("connections to close", |s| {
+                s.closed.load(Ordering::SeqCst) >= n
+            })
+            .await;
+    }
+
+    /// Wait (bounded) until some connection has sent `RCPT`.
+    pub(crate) async fn wait_rcpt(&self) {
+        self.state
+            .wait_until("a RCPT", |s| {
+                s.sessions
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|s| &s.commands)
+                    .any(|c| c.starts_with("RCPT"))
+            })
+            .await;
     }
 
     /// All command lines, every connection in turn.
@@ -222,13 +320,8 @@ impl Scripted {
     }
 }
 
-async fn serve(
-    stream: tokio::net::TcpStream,
-    script: &Script,
-    sessions: &Mutex<Vec<Session>>,
-    index: usize,
-) {
-    let Some(plain) = session(stream, script, sessions, index, false).await else {
+async fn serve(stream: tokio::net::TcpStream, script: &Script, state: &State, index: usize) {
+    let Some(plain) = session(stream, script, state, index, false).await else {
         return;
     };
     // STARTTLS was answered 220: the handshake, then the session afresh.
@@ -239,8 +332,8 @@ async fn serve(
     else {
         return;
     };
-    sessions.lock().unwrap()[index].tls = true;
-    session(secured, script, sessions, index, true).await;
+    state.record(index, |s| s.tls = true);
+    session(secured, script, state, index, true).await;
 }
 
 /// Serve commands on `stream` until QUIT or the end; `Some(stream)` when
@@ -248,13 +341,13 @@ async fn serve(
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     script: &Script,
-    sessions: &Mutex<Vec<Session>>,
+    state: &State,
     index: usize,
     secured: bool,
 ) -> Option<S> {
     let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r);
-    let record = |f: &dyn Fn(&mut Session)| f(&mut sessions.lock().unwrap()[index]);
+    let record = |f: &dyn Fn(&mut Session)| state.record(index, f);
     if script.greet && !secured {
         let _ = w.write_all(b"220 scripted.test ESMTP\r\n").await;
     }
@@ -319,10 +412,22 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 None if !utf8 && !line.is_ascii() => {
                     "553 5.6.7 Non-ASCII address requires SMTPUTF8".to_owned()
                 }
-                None => match (script.rcpt)(&line) {
-                    Some(reply) => reply,
-                    None => continue,
-                },
+                None => {
+                    if let Some(n) = script.rcpt_gate {
+                        state
+                            .wait_until("connections open at once", |s| {
+                                s.max_open.load(Ordering::SeqCst) >= n
+                            })
+                            .await;
+                    }
+                    if let Some(hold) = &script.rcpt_hold {
+                        hold.acquire().await.unwrap().forget();
+                    }
+                    match (script.rcpt)(&line) {
+                        Some(reply) => reply,
+                        None => continue,
+                    }
+                }
             },
             "DATA" if binary => "503 5.5.1 BINARYMIME needs BDAT".to_owned(),
             "DATA" => {
@@ -369,6 +474,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 return Some(r.into_inner().unsplit(w));
             }
             "RSET" | "NOOP" => "250 2.0.0 Ok".to_owned(),
+            "QUIT" if !script.answer_quit => continue,
             "QUIT" => {
                 let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
                 return None;
