@@ -9,62 +9,12 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Client, Relay, endpoint, have_tool, is_root, message, message_id, sample, scrape};
-use common::{tool_path, wait_until};
-
-/// `smtp-sink` on a free loopback port, one dump file per transaction in
-/// `dump` (its `X-Mail-Args:`/`X-Rcpt-Args:` records show the ESMTP
-/// parameters it got); killed and reaped when dropped.
-struct SmtpSink {
-    child: Child,
-    port: u16,
-}
-
-impl SmtpSink {
-    /// `args` before the address (`-N`: do not announce DSN).
-    fn start(dump: &Path, args: &[&str]) -> SmtpSink {
-        // smtp-sink drops privileges to -u when run as root; let it write.
-        Command::new("chmod").arg("777").arg(dump).status().unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let mut sink = Command::new(tool_path("smtp-sink"));
-        if is_root() {
-            sink.args(["-u", "nobody"]);
-        }
-        let child = sink
-            .args(args)
-            .arg("-d")
-            .arg(format!("{}/%M.", dump.display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        SmtpSink { child, port }
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dump_files(dump: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dump)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect()
-}
+use common::{Client, Relay, endpoint, have_tool, message, message_id, sample, scrape};
+use common::{SmtpSink, dump_files, tool_path, wait_until};
 
 #[test]
 fn smtp_source_to_relay_to_smtp_sink() {

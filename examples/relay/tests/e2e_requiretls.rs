@@ -12,13 +12,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    Client, PASSWORD, Relay, USER, have_tool, is_root, message_id, strip_added_headers, tool_path,
-    wait_until,
+    Client, PASSWORD, Relay, SmtpSink, USER, dump_files, expect_one_over_tls, have_tool,
+    message_id, private_ca, wait_until,
 };
 
 /// Submission over STARTTLS + AUTH as the test user, one message
@@ -59,73 +58,6 @@ fn submit(relay: &Relay, to: &str, id: &str, opts: &str, extra: &str) -> String 
     )
 }
 
-/// `smtp-sink` on a free loopback port (plaintext only: it has no
-/// STARTTLS), one dump file per transaction in `dump`.
-struct SmtpSink {
-    child: Child,
-    port: u16,
-}
-
-impl SmtpSink {
-    fn start(dump: &Path) -> SmtpSink {
-        Command::new("chmod").arg("777").arg(dump).status().unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let mut sink = Command::new(tool_path("smtp-sink"));
-        if is_root() {
-            sink.args(["-u", "nobody"]);
-        }
-        let child = sink
-            .arg("-d")
-            .arg(format!("{}/%M.", dump.display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        SmtpSink { child, port }
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dump_files(dump: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dump)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect()
-}
-
-/// A private CA (`ca.pem`) and a next-hop certificate it signed for
-/// `127.0.0.1` and `localhost` (`hop.pem`, `hop.key`), written into `dir`.
-fn private_ca(dir: &Path) -> PathBuf {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "requiretls test CA");
-    let ca =
-        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let hop = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("hop.pem"), hop.pem()).unwrap();
-    std::fs::write(dir.join("hop.key"), key.serialize_pem()).unwrap();
-    dir.to_owned()
-}
-
 /// The one DSN in alice's Maildir (waits for it), as text.
 fn the_dsn(relay: &Relay) -> String {
     let got = relay.wait_maildir("localhost", "alice", 1, Duration::from_secs(30));
@@ -157,7 +89,7 @@ fn requiretls_to_a_plaintext_next_hop_bounces_5_7_30_and_delivers_nothing() {
         return;
     }
     let dump = tempfile::tempdir().unwrap();
-    let sink = SmtpSink::start(dump.path());
+    let sink = SmtpSink::start(dump.path(), &[]);
     let (relay, _tmp) = Relay::start(&format!(
         "[delivery]\nfirst_retry_secs = 1\n\
          [delivery.routes]\n\"sink.test\" = \"127.0.0.1:{}\"\n",
@@ -200,7 +132,7 @@ fn requiretls_goes_over_verified_tls_to_a_next_hop_that_offers_it() {
         return;
     }
     let certs = tempfile::tempdir().unwrap();
-    let ca = private_ca(certs.path());
+    let ca = private_ca(certs.path(), "requiretls");
     let hop_config = |extra: &str| {
         format!(
             "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{extra}\
@@ -223,16 +155,7 @@ fn requiretls_goes_over_verified_tls_to_a_next_hop_that_offers_it() {
     let (relay, _t1) = sender(&hop);
     let out = submit(&relay, "rcpt@sink.test", "rtls-verified", "REQUIRETLS", "");
     assert!(out.ends_with("accepted\n"), "{out}");
-    let got = hop.wait_maildir("sink.test", "rcpt", 1, Duration::from_secs(30));
-    assert_eq!(got.len(), 1, "log:\n{}", relay.log_text());
-    assert_eq!(
-        message_id(strip_added_headers(&got[0]).0).as_deref(),
-        Some("<rtls-verified@test.portcullis>")
-    );
-    assert!(
-        String::from_utf8_lossy(&got[0]).contains(" with ESMTPS"),
-        "not over TLS"
-    );
+    expect_one_over_tls(&hop, &relay, "rtls-verified");
     // The next hop accepted it with the REQUIRETLS parameter.
     hop.wait_log("requiretls=true", 1);
 
@@ -304,7 +227,7 @@ fn tls_required_no_lets_required_tls_fall_back() {
         return;
     }
     let dump = tempfile::tempdir().unwrap();
-    let sink = SmtpSink::start(dump.path());
+    let sink = SmtpSink::start(dump.path(), &[]);
     let (relay, _tmp) = Relay::start(&format!(
         "[delivery]\nfirst_retry_secs = 1\ntls = \"required\"\n\
          [delivery.routes]\n\"sink.test\" = \"127.0.0.1:{}\"\n",

@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    Client, PASSWORD, Relay, Sink, USER, have_tool, message, message_id, strip_added_headers,
+    Client, PASSWORD, Relay, Sink, USER, expect_one_over_tls, have_tool, message, message_id,
+    private_ca, strip_added_headers,
 };
 
 /// Route `sink.test` to the sink; fast retries.
@@ -700,29 +701,6 @@ fn srs_rewrites_forwarded_mail_and_returns_its_bounces() {
     assert_eq!(send("", &forged, "srs-forged").code, 550);
 }
 
-/// A private CA (`ca.pem`) and a next-hop certificate it signed for
-/// `127.0.0.1` and `localhost` (`hop.pem`, `hop.key`), written into `dir`.
-fn private_ca(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
-    let ca =
-        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let hop = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let out = dir.join(name);
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(out.join("hop.pem"), hop.pem()).unwrap();
-    std::fs::write(out.join("hop.key"), key.serialize_pem()).unwrap();
-    out
-}
-
 /// `[delivery] tls_ca_file`: with `tls = "required"` a next hop whose
 /// certificate a private CA signed is verified against that CA and gets
 /// the mail over TLS; a relay given another CA's bundle defers instead.
@@ -758,16 +736,7 @@ fn required_tls_verifies_the_next_hop_against_the_configured_ca() {
 
     let (trusting, _t1) = sender(&good);
     send(&trusting, "private-ca-1");
-    let got = hop.wait_maildir("sink.test", "rcpt", 1, Duration::from_secs(30));
-    assert_eq!(got.len(), 1, "log:\n{}", trusting.log_text());
-    assert_eq!(
-        message_id(strip_added_headers(&got[0]).0).as_deref(),
-        Some("<private-ca-1@test.portcullis>")
-    );
-    assert!(
-        String::from_utf8_lossy(&got[0]).contains(" with ESMTPS"),
-        "not over TLS"
-    );
+    expect_one_over_tls(&hop, &trusting, "private-ca-1");
 
     let (distrusting, _t2) = sender(&other);
     send(&distrusting, "private-ca-2");

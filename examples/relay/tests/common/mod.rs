@@ -869,3 +869,95 @@ pub fn endpoint(line: &str, name: &str) -> SocketAddr {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
 }
+
+/// Postfix's `smtp-sink` on a free loopback port, one dump file per
+/// transaction in `dump` (its `X-Mail-Args:`/`X-Rcpt-Args:` records show
+/// the ESMTP parameters it got); plaintext only (it has no STARTTLS);
+/// killed and reaped when dropped.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+}
+
+impl SmtpSink {
+    /// `args` before the address (`-N`: do not announce DSN).
+    pub fn start(dump: &Path, args: &[&str]) -> SmtpSink {
+        // smtp-sink drops privileges to -u when run as root; let it write.
+        Command::new("chmod").arg("777").arg(dump).status().unwrap();
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut sink = Command::new(tool_path("smtp-sink"));
+        if is_root() {
+            sink.args(["-u", "nobody"]);
+        }
+        let child = sink
+            .args(args)
+            .arg("-d")
+            .arg(format!("{}/%M.", dump.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        SmtpSink { child, port }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The files in an `smtp-sink` dump directory (one per transaction).
+pub fn dump_files(dump: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dump)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect()
+}
+
+/// A private CA (`ca.pem`) and a next-hop certificate it signed for
+/// `127.0.0.1` and `localhost` (`hop.pem`, `hop.key`), written into
+/// `dir/name`, which is returned.
+pub fn private_ca(dir: &Path, name: &str) -> PathBuf {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let hop = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let out = dir.join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(out.join("hop.pem"), hop.pem()).unwrap();
+    std::fs::write(out.join("hop.key"), key.serialize_pem()).unwrap();
+    out
+}
+
+/// Wait for the one message `sender` relayed to `rcpt@sink.test` on the
+/// next-hop relay `hop`; check its Message-ID (`<id@test.portcullis>`)
+/// and that it came over TLS (`with ESMTPS` in the added Received).
+pub fn expect_one_over_tls(hop: &Relay, sender: &Relay, id: &str) {
+    let got = hop.wait_maildir("sink.test", "rcpt", 1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "log:\n{}", sender.log_text());
+    assert_eq!(
+        message_id(strip_added_headers(&got[0]).0),
+        Some(format!("<{id}@test.portcullis>"))
+    );
+    assert!(
+        String::from_utf8_lossy(&got[0]).contains(" with ESMTPS"),
+        "not over TLS"
+    );
+}
