@@ -1,8 +1,9 @@
 //! The `ChecksumStore` contract suite against Redis (needs `REDIS_URL`).
 #![cfg(feature = "checksum")]
-#![allow(clippy::disallowed_methods)] // a unique key prefix from the wall clock
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
+
+use std::time::{Duration, UNIX_EPOCH};
 
 use portcullis_fingerprint::testing::checksum_store_contract;
 use portcullis_redis::checksum::RedisChecksumStore;
@@ -10,14 +11,9 @@ use portcullis_redis::connection::RedisPool;
 
 #[test]
 fn redis_checksum_store_meets_the_contract() {
-    let Ok(url) = std::env::var("REDIS_URL") else {
-        println!("skipping: REDIS_URL not set");
+    let Some((url, prefix)) = common::redis("contract") else {
         return;
     };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let prefix = format!("portcullis-test:{}:{}:", std::process::id(), nanos);
     let pool = RedisPool::new(&url, prefix).unwrap();
     let store = RedisChecksumStore::new(pool).with_retention(Duration::from_secs(48 * 3600));
     checksum_store_contract(&store);
@@ -25,8 +21,7 @@ fn redis_checksum_store_meets_the_contract() {
 
 #[test]
 fn redis_checksum_store_reports_connection_failure() {
-    if std::env::var("REDIS_URL").is_err() {
-        println!("skipping: REDIS_URL not set");
+    if common::redis("down").is_none() {
         return;
     }
     // Nothing listens on port 1: errors are returned, not panics.
@@ -44,16 +39,11 @@ fn redis_checksum_store_reports_connection_failure() {
 
 #[test]
 fn a_namespace_keeps_counts_apart_on_one_pool() {
-    let Ok(url) = std::env::var("REDIS_URL") else {
-        println!("skipping: REDIS_URL not set");
+    let Some((url, prefix)) = common::redis("ns") else {
         return;
     };
     use portcullis_fingerprint::{Checksum, ChecksumStore};
     use std::sync::Arc;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let prefix = format!("portcullis-test:{}:{}:ns:", std::process::id(), nanos);
     let pool = Arc::new(RedisPool::new(&url, prefix.as_str()).unwrap());
     // Inbound bulk counts and the outbound abuse signal, as the relay
     // keeps them: one pool, two namespaces, two retentions.

@@ -4,8 +4,10 @@
 #![cfg(feature = "greylist")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use portcullis_core::{Clock, ManualClock};
 use portcullis_greylist::{
@@ -15,16 +17,7 @@ use portcullis_redis::greylist::RedisGreylistStore;
 
 /// A store with a prefix of its own, or `None` (and a visible line) without Redis.
 fn store(test: &str) -> Option<RedisGreylistStore> {
-    let Ok(url) = std::env::var("REDIS_URL") else {
-        println!("skipping: REDIS_URL not set");
-        return None;
-    };
-    #[allow(clippy::disallowed_methods)] // a unique prefix per run, not a rule's time
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let prefix = format!("portcullis-test:{}:{nanos}:{test}:", std::process::id());
+    let (url, prefix) = common::redis(test)?;
     Some(RedisGreylistStore::open(&url, prefix).unwrap())
 }
 

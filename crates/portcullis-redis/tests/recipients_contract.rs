@@ -9,8 +9,10 @@
 #![cfg(feature = "greylist")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use portcullis_core::{Address, Reply, Verdict};
 use portcullis_greylist::{
@@ -20,23 +22,10 @@ use portcullis_greylist::{
 use portcullis_redis::connection::RedisPool;
 use portcullis_redis::greylist::RedisGreylistStore;
 
-/// A pool with a prefix no other run or test uses, or `None` (and a
+/// `REDIS_URL` and a prefix no other run or test uses, or `None` (and a
 /// visible line) without Redis.
 fn pool(test: &str) -> Option<(String, String)> {
-    let Ok(url) = std::env::var("REDIS_URL") else {
-        println!("skipping: REDIS_URL not set");
-        return None;
-    };
-    #[allow(clippy::disallowed_methods)] // a unique prefix per run, not a rule's time
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let prefix = format!(
-        "portcullis-test:{}:{nanos}:recipients:{test}:",
-        std::process::id()
-    );
-    Some((url, prefix))
+    common::redis(&format!("recipients:{test}"))
 }
 
 /// The learned-recipient store a relay opens: its own pool, namespace
