@@ -36,18 +36,9 @@ pub fn html_to_text_into(html: &str, out: &mut String) {
                 i = find(b, i + 4, b"-->").map_or(b.len(), |e| e + 3);
                 continue;
             }
-            let end = tag_end(b, i + 1);
-            let tag = html.get(i + 1..end.min(b.len())).unwrap_or("");
-            i = (end + 1).min(b.len());
-            let (closing, name) = match tag.strip_prefix('/') {
-                Some(rest) => (true, rest),
-                None => (false, tag),
-            };
-            let name_len = name
-                .bytes()
-                .position(|c| c.is_ascii_whitespace() || c == b'/' || c == b'>')
-                .unwrap_or(name.len());
-            let tag_name = &name[..name_len];
+            let (next, closing, name) = read_tag(html, i);
+            i = next;
+            let tag_name = tag_name(name);
             if let Some(until) = skip_until {
                 // An unclosed <head> ends where <body> starts, so a missing
                 // </head> cannot hide the whole message.
@@ -63,15 +54,9 @@ pub fn html_to_text_into(html: &str, out: &mut String) {
                 }
             }
             if !closing {
-                if (4..=8).contains(&tag_name.len()) {
-                    for skipped in ["head", "style", "script", "template"] {
-                        if tag_name.eq_ignore_ascii_case(skipped) {
-                            skip_until = Some(skipped);
-                        }
-                    }
-                    if skip_until.is_some() {
-                        continue;
-                    }
+                skip_until = skipped(tag_name);
+                if skip_until.is_some() {
+                    continue;
                 }
                 let (href, src) = link_attributes(name);
                 for v in [href, src].into_iter().flatten() {
@@ -336,13 +321,8 @@ impl Normalization {
                         j = find(b, j + 4, b"-->").map_or(b.len(), |e| e + 3);
                         continue;
                     }
-                    let end = tag_end(b, j + 1);
-                    let tag = input.get(j + 1..end.min(b.len())).unwrap_or("");
-                    j = (end + 1).min(b.len());
-                    let (closing, name) = match tag.strip_prefix('/') {
-                        Some(rest) => (true, rest),
-                        None => (false, tag),
-                    };
+                    let (next, closing, name) = read_tag(input, j);
+                    j = next;
                     if !closing {
                         let tag_name = tag_name(name);
                         if let Some(until) = skipped(tag_name) {
@@ -420,6 +400,21 @@ impl Normalization {
     }
 }
 
+/// The tag whose `<` is at `lt` (not a comment): where reading resumes
+/// (after its `>`, or at the end), whether it is a closing tag, and its
+/// text after `<` or `</` up to the `>`.
+#[inline]
+fn read_tag(input: &str, lt: usize) -> (usize, bool, &str) {
+    let b = input.as_bytes();
+    let end = tag_end(b, lt + 1);
+    let tag = input.get(lt + 1..end.min(b.len())).unwrap_or("");
+    let next = (end + 1).min(b.len());
+    match tag.strip_prefix('/') {
+        Some(rest) => (next, true, rest),
+        None => (next, false, tag),
+    }
+}
+
 /// A tag's name: its text up to white space or `/`.
 fn tag_name(name: &str) -> &str {
     let len = name
@@ -456,17 +451,12 @@ fn skip_element(input: &str, from: usize, until: &str) -> usize {
             i = find(b, i + 4, b"-->").map_or(b.len(), |e| e + 3);
             continue;
         }
-        let end = tag_end(b, i + 1);
-        let tag = input.get(i + 1..end.min(b.len())).unwrap_or("");
-        let (closing, name) = match tag.strip_prefix('/') {
-            Some(rest) => (true, rest),
-            None => (false, tag),
-        };
+        let (next, closing, name) = read_tag(input, i);
         let name = tag_name(name);
         if until == "head" && !closing && name.eq_ignore_ascii_case("body") {
             return i;
         }
-        i = (end + 1).min(b.len());
+        i = next;
         if closing && name.eq_ignore_ascii_case(until) {
             return i;
         }
